@@ -1,0 +1,2 @@
+SELECT affected_rows
+FROM fetchq.doc_reschedule($1, $2, coalesce($3, now() + coalesce($4, interval '0')), $5, $6)

@@ -1,0 +1,1 @@
+SELECT version::text, schema_version FROM fetchq.info()

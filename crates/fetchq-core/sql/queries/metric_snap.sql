@@ -1,0 +1,1 @@
+SELECT inserts FROM fetchq.metric_snap($1)

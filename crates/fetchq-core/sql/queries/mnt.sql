@@ -1,0 +1,1 @@
+SELECT processed, packed FROM fetchq.mnt($1)

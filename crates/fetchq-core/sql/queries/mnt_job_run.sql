@@ -1,0 +1,1 @@
+SELECT success, processed FROM fetchq.mnt_job_run($1, $2)

@@ -1,0 +1,1 @@
+SELECT was_dropped FROM fetchq.queue_drop($1)

@@ -1,0 +1,1 @@
+SELECT affected_rows FROM fetchq.queue_pause($1)

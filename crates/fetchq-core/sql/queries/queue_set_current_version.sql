@@ -1,0 +1,1 @@
+SELECT affected_rows FROM fetchq.queue_set_current_version($1, $2)

@@ -1,0 +1,1 @@
+SELECT affected_rows FROM fetchq.queue_set_max_payload_size($1, $2)

@@ -1,0 +1,1 @@
+SELECT success FROM fetchq.queue_truncate($1, $2)

@@ -1,0 +1,101 @@
+//! The client handle.
+
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{PgPool, Row};
+
+use crate::error::Result;
+use crate::migrate::{migrate, MigrationReport};
+use crate::sql;
+
+/// A handle on fetchq in one PostgreSQL database: a thin, cloneable wrapper
+/// over an [`sqlx::PgPool`] with a typed method for every SQL function.
+///
+/// Methods ending in `_with` take any executor instead of the pool, so a
+/// document can be pushed (or resolved) inside the caller's own transaction:
+///
+/// ```no_run
+/// # use fetchq_core::{Client, NewDoc};
+/// # async fn run(client: Client) -> fetchq_core::Result<()> {
+/// let mut tx = client.pool().begin().await?;
+/// sqlx::query("INSERT INTO users (email) VALUES ($1)").bind("ada@example.com").execute(&mut *tx).await?;
+/// client.push_with(&mut *tx, "mailer", &NewDoc::new("welcome:ada@example.com")).await?;
+/// tx.commit().await?; // the user and the mail exist together, or neither does
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Client {
+    pool: PgPool,
+}
+
+/// Versions reported by `fetchq.info()`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Info {
+    /// Engine version string, `5.<schema>.0`.
+    pub version: String,
+    /// Highest applied migration.
+    pub schema_version: i32,
+}
+
+impl Client {
+    /// Wraps an existing pool.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), sqlx::Error> {
+    /// let pool = sqlx::PgPool::connect("postgres://localhost/app").await?;
+    /// let client = fetchq_core::Client::new(pool);
+    /// # Ok(()) }
+    /// ```
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// Connects a new pool (10 connections at most) to `url`.
+    ///
+    /// # Errors
+    ///
+    /// When the database cannot be reached.
+    ///
+    /// ```no_run
+    /// # async fn run() -> fetchq_core::Result<()> {
+    /// let client = fetchq_core::Client::connect("postgres://localhost/app").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect(url: &str) -> Result<Self> {
+        let pool = PgPoolOptions::new().max_connections(10).connect(url).await?;
+        Ok(Self::new(pool))
+    }
+
+    /// The underlying pool, for your own queries and transactions.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Installs or upgrades the schema; see [`migrate`](crate::migrate()).
+    ///
+    /// # Errors
+    ///
+    /// As [`migrate`](crate::migrate()).
+    pub async fn migrate(&self) -> Result<MigrationReport> {
+        migrate(&self.pool).await
+    }
+
+    /// The engine and schema versions (`fetchq.info()`).
+    ///
+    /// # Errors
+    ///
+    /// Database errors, for example when the schema is not installed.
+    ///
+    /// ```no_run
+    /// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+    /// let info = client.info().await?;
+    /// assert_eq!(info.schema_version, fetchq_core::latest_schema_version());
+    /// # Ok(()) }
+    /// ```
+    pub async fn info(&self) -> Result<Info> {
+        let row = sqlx::query(sql!("info")).fetch_one(&self.pool).await?;
+        Ok(Info {
+            version: row.try_get(0)?,
+            schema_version: row.try_get(1)?,
+        })
+    }
+}

@@ -1,0 +1,489 @@
+//! Documents: adding them (push, push_many, append, upsert) and reading one.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::{PgExecutor, Row};
+
+use crate::error::{Error, Result};
+use crate::queue::validate_queue_name;
+use crate::{sql, Client};
+
+/// When a document should run next.
+///
+/// ```
+/// use std::time::Duration;
+/// use fetchq_core::Schedule;
+///
+/// let every_second_day = Schedule::after(Duration::from_secs(2 * 86_400));
+/// let asap = Schedule::now();
+/// let at: Schedule = chrono::Utc::now().into();
+/// # let _ = (every_second_day, asap, at);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Schedule {
+    /// Due now (the database's clock).
+    #[default]
+    Now,
+    /// Due at this time; a time in the past jumps the line.
+    At(DateTime<Utc>),
+    /// Due this long after now (the database's clock).
+    After(Duration),
+}
+
+impl Schedule {
+    /// Due now.
+    pub fn now() -> Self {
+        Schedule::Now
+    }
+
+    /// Due at `time`.
+    pub fn at(time: DateTime<Utc>) -> Self {
+        Schedule::At(time)
+    }
+
+    /// Due `delay` from now.
+    pub fn after(delay: Duration) -> Self {
+        Schedule::After(delay)
+    }
+
+    /// The (absolute time, delay) pair bound to the SQL: `coalesce($at, now() + $delay)`.
+    pub(crate) fn binds(self) -> (Option<DateTime<Utc>>, Option<Duration>) {
+        match self {
+            Schedule::Now => (None, None),
+            Schedule::At(t) => (Some(t), None),
+            Schedule::After(d) => (None, Some(d)),
+        }
+    }
+
+    /// An absolute time by the local clock (for batches).
+    fn resolve(self) -> DateTime<Utc> {
+        match self {
+            Schedule::Now => Utc::now(),
+            Schedule::At(t) => t,
+            Schedule::After(d) => {
+                Utc::now() + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+            }
+        }
+    }
+}
+
+impl From<DateTime<Utc>> for Schedule {
+    fn from(t: DateTime<Utc>) -> Self {
+        Schedule::At(t)
+    }
+}
+
+impl From<Duration> for Schedule {
+    fn from(d: Duration) -> Self {
+        Schedule::After(d)
+    }
+}
+
+/// A document to add to a queue.
+///
+/// ```
+/// use std::time::Duration;
+/// use fetchq_core::NewDoc;
+///
+/// let doc = NewDoc::new("ironman")
+///     .version(1)
+///     .priority(10)
+///     .at(Duration::from_secs(60))
+///     .payload(serde_json::json!({"last_score": 20}));
+/// assert_eq!(doc.subject(), "ironman");
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewDoc {
+    subject: String,
+    version: i32,
+    priority: i32,
+    schedule: Schedule,
+    payload: Value,
+}
+
+impl NewDoc {
+    /// A document with this subject: version 0, priority 0, due now, payload `{}`.
+    pub fn new(subject: impl Into<String>) -> Self {
+        Self {
+            subject: subject.into(),
+            version: 0,
+            priority: 0,
+            schedule: Schedule::Now,
+            payload: Value::Object(Default::default()),
+        }
+    }
+
+    /// The document version (0 or more); picks target one version.
+    pub fn version(mut self, version: i32) -> Self {
+        self.version = version;
+        self
+    }
+
+    /// The priority: higher is picked first among due documents.
+    pub fn priority(mut self, priority: i32) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    /// When it is due (default: now).
+    pub fn at(mut self, when: impl Into<Schedule>) -> Self {
+        self.schedule = when.into();
+        self
+    }
+
+    /// The JSON payload.
+    pub fn payload(mut self, payload: Value) -> Self {
+        self.payload = payload;
+        self
+    }
+
+    /// The payload, serialized from any `Serialize` value.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Payload`] when serialization fails.
+    ///
+    /// ```
+    /// #[derive(serde::Serialize)]
+    /// struct Profile { handle: String }
+    ///
+    /// let doc = fetchq_core::NewDoc::new("ironman").payload_from(&Profile { handle: "tony".into() })?;
+    /// # Ok::<(), fetchq_core::Error>(())
+    /// ```
+    pub fn payload_from<T: Serialize + ?Sized>(self, payload: &T) -> Result<Self> {
+        Ok(self.payload(serde_json::to_value(payload)?))
+    }
+
+    /// The subject.
+    pub fn subject(&self) -> &str {
+        &self.subject
+    }
+
+    fn to_json(&self) -> Value {
+        serde_json::json!({
+            "subject": self.subject,
+            "version": self.version,
+            "priority": self.priority,
+            "next_iteration": self.schedule.resolve(),
+            "payload": self.payload,
+        })
+    }
+}
+
+/// Document status codes, as stored (FetchQ v4 compatible).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Status {
+    /// `-1`: killed or out of attempts; kept so its subject is never re-admitted.
+    Dead,
+    /// `0`: waiting for its `next_iteration`.
+    Planned,
+    /// `1`: due, waiting for a worker.
+    Pending,
+    /// `2`: leased by a worker.
+    Active,
+    /// `3`: completed.
+    Completed,
+}
+
+impl Status {
+    /// The numeric code.
+    ///
+    /// ```
+    /// assert_eq!(fetchq_core::Status::Dead.code(), -1);
+    /// ```
+    pub fn code(self) -> i32 {
+        match self {
+            Status::Dead => -1,
+            Status::Planned => 0,
+            Status::Pending => 1,
+            Status::Active => 2,
+            Status::Completed => 3,
+        }
+    }
+
+    /// The status of a numeric code.
+    ///
+    /// ```
+    /// assert_eq!(fetchq_core::Status::from_code(2), Some(fetchq_core::Status::Active));
+    /// assert_eq!(fetchq_core::Status::from_code(9), None);
+    /// ```
+    pub fn from_code(code: i32) -> Option<Self> {
+        Some(match code {
+            -1 => Status::Dead,
+            0 => Status::Planned,
+            1 => Status::Pending,
+            2 => Status::Active,
+            3 => Status::Completed,
+            _ => return None,
+        })
+    }
+}
+
+/// A document as stored, from [`Client::get`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct DocState {
+    /// Unique subject.
+    pub subject: String,
+    /// Version.
+    pub version: i32,
+    /// Priority.
+    pub priority: i32,
+    /// Status.
+    pub status: Status,
+    /// Consecutive picks without a successful resolution.
+    pub attempts: i32,
+    /// Resolutions so far.
+    pub iterations: i64,
+    /// Planned time, or the lease expiry while active.
+    pub next_iteration: DateTime<Utc>,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Time of the last resolution.
+    pub last_iteration: Option<DateTime<Utc>>,
+    /// Payload.
+    pub payload: Value,
+}
+
+/// What [`Client::upsert`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upserted {
+    /// The subject was new: the document was pushed.
+    Inserted,
+    /// The document existed and was updated.
+    Updated,
+    /// The document is active (held by a worker) and was left alone.
+    Unchanged,
+}
+
+fn check_queue(queue: &str) -> Result<()> {
+    validate_queue_name(queue)
+}
+
+impl Client {
+    /// Pushes a document. Returns false, changing nothing, when the subject
+    /// already exists in the queue (whatever its status: completed and dead
+    /// documents keep their subject until dropped).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::QueueNotFound`], [`Error::InvalidSubject`], [`Error::InvalidArgument`],
+    /// [`Error::PayloadTooLarge`], database errors.
+    ///
+    /// ```no_run
+    /// # use fetchq_core::NewDoc;
+    /// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+    /// assert!(client.push("avengers", &NewDoc::new("hulk")).await?);
+    /// assert!(!client.push("avengers", &NewDoc::new("hulk")).await?); // duplicate ignored
+    /// # Ok(()) }
+    /// ```
+    pub async fn push(&self, queue: &str, doc: &NewDoc) -> Result<bool> {
+        self.push_with(self.pool(), queue, doc).await
+    }
+
+    /// [`push`](Self::push) through any executor, e.g. `&mut *tx` to push
+    /// inside your own transaction.
+    ///
+    /// # Errors
+    ///
+    /// As [`push`](Self::push).
+    pub async fn push_with<'e, E: PgExecutor<'e>>(
+        &self,
+        executor: E,
+        queue: &str,
+        doc: &NewDoc,
+    ) -> Result<bool> {
+        check_queue(queue)?;
+        let (at, delay) = doc.schedule.binds();
+        let row = sqlx::query(sql!("doc_push"))
+            .bind(queue)
+            .bind(&doc.subject)
+            .bind(doc.version)
+            .bind(doc.priority)
+            .bind(at)
+            .bind(delay)
+            .bind(&doc.payload)
+            .fetch_one(executor)
+            .await?;
+        Ok(row.try_get::<i32, _>(0)? > 0)
+    }
+
+    /// Like [`push`](Self::push), but a subject that already exists is an
+    /// error ([`Error::Duplicate`]) instead of `false`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Duplicate`] and those of [`push`](Self::push).
+    pub async fn insert(&self, queue: &str, doc: &NewDoc) -> Result<()> {
+        if self.push(queue, doc).await? {
+            Ok(())
+        } else {
+            Err(Error::Duplicate {
+                queue: queue.to_owned(),
+                subject: doc.subject.clone(),
+            })
+        }
+    }
+
+    /// Pushes many documents in one statement (`fetchq.doc_push_many`); the
+    /// batch is validated whole before anything is written. Subjects already in
+    /// the queue, or repeated in the batch, are skipped. Returns how many were
+    /// added. Relative schedules are resolved with the local clock.
+    ///
+    /// # Errors
+    ///
+    /// As [`push`](Self::push); an invalid document fails the whole batch.
+    ///
+    /// ```no_run
+    /// # use fetchq_core::NewDoc;
+    /// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+    /// let docs: Vec<NewDoc> = (0..1000).map(|i| NewDoc::new(format!("hero-{i}"))).collect();
+    /// assert_eq!(client.push_many("avengers", &docs).await?, 1000);
+    /// # Ok(()) }
+    /// ```
+    pub async fn push_many(&self, queue: &str, docs: &[NewDoc]) -> Result<u64> {
+        self.push_many_with(self.pool(), queue, docs).await
+    }
+
+    /// [`push_many`](Self::push_many) through any executor.
+    ///
+    /// # Errors
+    ///
+    /// As [`push_many`](Self::push_many).
+    pub async fn push_many_with<'e, E: PgExecutor<'e>>(
+        &self,
+        executor: E,
+        queue: &str,
+        docs: &[NewDoc],
+    ) -> Result<u64> {
+        check_queue(queue)?;
+        let batch = Value::Array(docs.iter().map(NewDoc::to_json).collect());
+        let row = sqlx::query(sql!("doc_push_many"))
+            .bind(queue)
+            .bind(batch)
+            .fetch_one(executor)
+            .await?;
+        Ok(u64::try_from(row.try_get::<i32, _>(0)?).unwrap_or(0))
+    }
+
+    /// Appends a document under a generated unique subject (a UUID), due now;
+    /// returns the subject.
+    ///
+    /// # Errors
+    ///
+    /// As [`push`](Self::push).
+    ///
+    /// ```no_run
+    /// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+    /// let subject = client.append("sendmail", &serde_json::json!({"to": "ada@example.com"}), 0, 0).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn append(&self, queue: &str, payload: &Value, version: i32, priority: i32) -> Result<String> {
+        self.append_with(self.pool(), queue, payload, version, priority).await
+    }
+
+    /// [`append`](Self::append) through any executor.
+    ///
+    /// # Errors
+    ///
+    /// As [`push`](Self::push).
+    pub async fn append_with<'e, E: PgExecutor<'e>>(
+        &self,
+        executor: E,
+        queue: &str,
+        payload: &Value,
+        version: i32,
+        priority: i32,
+    ) -> Result<String> {
+        check_queue(queue)?;
+        let row = sqlx::query(sql!("doc_append"))
+            .bind(queue)
+            .bind(payload)
+            .bind(version)
+            .bind(priority)
+            .fetch_one(executor)
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    /// Pushes the document, or if the subject exists and is not active,
+    /// updates its priority, payload and schedule (a planned or pending document
+    /// follows the new time; completed and dead ones keep their status; the
+    /// version never changes).
+    ///
+    /// # Errors
+    ///
+    /// As [`push`](Self::push).
+    pub async fn upsert(&self, queue: &str, doc: &NewDoc) -> Result<Upserted> {
+        self.upsert_with(self.pool(), queue, doc).await
+    }
+
+    /// [`upsert`](Self::upsert) through any executor.
+    ///
+    /// # Errors
+    ///
+    /// As [`push`](Self::push).
+    pub async fn upsert_with<'e, E: PgExecutor<'e>>(
+        &self,
+        executor: E,
+        queue: &str,
+        doc: &NewDoc,
+    ) -> Result<Upserted> {
+        check_queue(queue)?;
+        let (at, delay) = doc.schedule.binds();
+        let row = sqlx::query(sql!("doc_upsert"))
+            .bind(queue)
+            .bind(&doc.subject)
+            .bind(doc.version)
+            .bind(doc.priority)
+            .bind(at)
+            .bind(delay)
+            .bind(&doc.payload)
+            .fetch_one(executor)
+            .await?;
+        let (queued, updated): (i32, i32) = (row.try_get(0)?, row.try_get(1)?);
+        Ok(if queued > 0 {
+            Upserted::Inserted
+        } else if updated > 0 {
+            Upserted::Updated
+        } else {
+            Upserted::Unchanged
+        })
+    }
+
+    /// Reads one document, whatever its status, without changing it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] when the subject is not in the queue,
+    /// [`Error::QueueNotFound`], database errors.
+    pub async fn get(&self, queue: &str, subject: &str) -> Result<DocState> {
+        check_queue(queue)?;
+        let row = sqlx::query(sql!("doc_get"))
+            .bind(queue)
+            .bind(subject)
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or_else(|| Error::NotFound {
+                queue: queue.to_owned(),
+                subject: subject.to_owned(),
+            })?;
+        let code: i32 = row.try_get(3)?;
+        Ok(DocState {
+            subject: row.try_get(0)?,
+            version: row.try_get(1)?,
+            priority: row.try_get(2)?,
+            status: Status::from_code(code).ok_or_else(|| Error::InvalidArgument {
+                message: format!("unknown status code {code}"),
+            })?,
+            attempts: row.try_get(4)?,
+            iterations: row.try_get(5)?,
+            next_iteration: row.try_get(6)?,
+            created_at: row.try_get(7)?,
+            last_iteration: row.try_get(8)?,
+            payload: row.try_get(9)?,
+        })
+    }
+}

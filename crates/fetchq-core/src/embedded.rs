@@ -1,0 +1,361 @@
+//! A private PostgreSQL started from the binaries installed on the machine, for
+//! demos, local development and tests: no database URL needed.
+//!
+//! The server keeps its data in one directory, listens on 127.0.0.1 only, trusts
+//! local connections, and is reused by the next [`EmbeddedPostgres::start`] on the
+//! same directory. PostgreSQL refuses to run as root, so when the current user is
+//! root the data directory is handed to the `postgres` user and every server
+//! command runs through `runuser -u postgres --`.
+
+use std::fs::{self, OpenOptions};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Why the private server could not be started or stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EmbeddedError {
+    /// No `initdb`/`pg_ctl` found.
+    #[error(
+        "no PostgreSQL server binaries found (looked for pg_ctl in $FETCHQ_PG_BIN, on PATH and in \
+         /usr/lib/postgresql/*/bin): install PostgreSQL 15 or newer (Debian/Ubuntu: \
+         `apt-get install postgresql`), or set DATABASE_URL to use an existing server"
+    )]
+    BinariesNotFound,
+    /// Running as root but there is no `postgres` user to run the server as.
+    #[error("running as root, but PostgreSQL refuses to run as root and there is no `postgres` user to run it as: create one or set DATABASE_URL")]
+    NoPostgresUser,
+    /// The data directory cannot be used by the server's user.
+    #[error("the data directory {dir} is not usable by the `postgres` user (is a parent directory private?): set FETCHQ_PGDATA to another place")]
+    DataDirNotAccessible {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// A server command failed.
+    #[error("`{command}` failed: {output}")]
+    Command {
+        /// The command line.
+        command: String,
+        /// What it printed.
+        output: String,
+    },
+    /// An I/O error around the data directory.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+type Result<T> = std::result::Result<T, EmbeddedError>;
+
+fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> EmbeddedError {
+    let context = context.into();
+    move |source| EmbeddedError::Io { context, source }
+}
+
+/// A private PostgreSQL server living in one data directory.
+///
+/// # Examples
+///
+/// ```no_run
+/// use fetchq_core::embedded::EmbeddedPostgres;
+///
+/// let pg = EmbeddedPostgres::new(".fetchq/pg")?;
+/// let running = pg.start()?;
+/// println!("PostgreSQL at {} (stop it with: {})", running.url("postgres"), pg.stop_command());
+/// # Ok::<(), fetchq_core::embedded::EmbeddedError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct EmbeddedPostgres {
+    data_dir: PathBuf,
+    bin_dir: PathBuf,
+    run_as_postgres: bool,
+    settings: Vec<(String, String)>,
+}
+
+/// A started server: where to reach it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Running {
+    /// The TCP port on 127.0.0.1.
+    pub port: u16,
+    /// Whether this call started it (false: it was already running and is reused).
+    pub started: bool,
+}
+
+impl Running {
+    /// Connection URL of database `database` as the `postgres` superuser.
+    ///
+    /// ```
+    /// let r = fetchq_core::embedded::Running { port: 5433, started: true };
+    /// assert_eq!(r.url("app"), "postgres://postgres@127.0.0.1:5433/app");
+    /// ```
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+}
+
+impl EmbeddedPostgres {
+    /// A server whose data lives in `data_dir` (created on first start).
+    ///
+    /// # Errors
+    ///
+    /// [`EmbeddedError::BinariesNotFound`] when no PostgreSQL binaries are installed.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Result<Self> {
+        let data_dir = absolute(data_dir.into())?;
+        Ok(Self {
+            data_dir,
+            bin_dir: find_bin_dir()?,
+            run_as_postgres: running_as_root(),
+            settings: Vec::new(),
+        })
+    }
+
+    /// Adds a server setting (`-c name=value`) applied at every start.
+    pub fn setting(mut self, name: &str, value: &str) -> Self {
+        self.settings.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// The directory holding `pg_ctl`, `initdb` and `pg_config`.
+    pub fn bin_dir(&self) -> &Path {
+        &self.bin_dir
+    }
+
+    /// A shell command that stops this server.
+    pub fn stop_command(&self) -> String {
+        let pg_ctl = self.bin_dir.join("pg_ctl");
+        let prefix = if self.run_as_postgres { "runuser -u postgres -- " } else { "" };
+        format!("{prefix}{} -D {} stop -m fast", pg_ctl.display(), self.data_dir.display())
+    }
+
+    /// Creates the cluster if needed and starts it unless it already runs.
+    /// Concurrent callers on the same directory (threads or processes) are
+    /// serialized with a lock file, so exactly one of them starts the server.
+    ///
+    /// # Errors
+    ///
+    /// When the directory cannot be prepared or a server command fails; the
+    /// error carries the command's output.
+    pub fn start(&self) -> Result<Running> {
+        let parent = self.data_dir.parent().unwrap_or(Path::new("/"));
+        fs::create_dir_all(parent).map_err(io_err(format!("creating {}", parent.display())))?;
+        let lock_path = self.data_dir.with_extension("lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_err(format!("opening {}", lock_path.display())))?;
+        lock.lock().map_err(io_err("locking the data directory"))?;
+        let result = self.start_locked();
+        drop(lock);
+        result
+    }
+
+    fn start_locked(&self) -> Result<Running> {
+        if !self.data_dir.join("PG_VERSION").exists() {
+            self.init_cluster()?;
+        }
+        if let Some(port) = self.running_port() {
+            return Ok(Running { port, started: false });
+        }
+        let port = free_port()?;
+        let log = self.data_dir.join("server.log");
+        let mut options = format!(
+            "-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''"
+        );
+        for (name, value) in &self.settings {
+            options.push_str(&format!(" -c {name}={value}"));
+        }
+        let data = self.data_dir.display().to_string();
+        let log = log.display().to_string();
+        self.pg(
+            "pg_ctl",
+            &["-D", &data, "-l", &log, "-w", "-t", "120", "-o", &options, "start"],
+        )?;
+        Ok(Running { port, started: true })
+    }
+
+    /// Stops the server if it runs (fast shutdown).
+    ///
+    /// # Errors
+    ///
+    /// When `pg_ctl stop` fails.
+    pub fn stop(&self) -> Result<()> {
+        if self.running_port().is_some() {
+            let data = self.data_dir.display().to_string();
+            self.pg("pg_ctl", &["-D", &data, "-w", "-m", "fast", "stop"])?;
+        }
+        Ok(())
+    }
+
+    /// The server's `share/extension` directory (from `pg_config --sharedir`).
+    ///
+    /// # Errors
+    ///
+    /// When `pg_config` fails.
+    pub fn extension_dir(&self) -> Result<PathBuf> {
+        let out = run(Command::new(self.bin_dir.join("pg_config")).arg("--sharedir"))?;
+        Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("extension"))
+    }
+
+    /// The port of the server running on this directory, if any.
+    fn running_port(&self) -> Option<u16> {
+        let pid_file = fs::read_to_string(self.data_dir.join("postmaster.pid")).ok()?;
+        let data = self.data_dir.display().to_string();
+        self.pg("pg_ctl", &["-D", &data, "status"]).ok()?;
+        pid_file.lines().nth(3)?.trim().parse().ok()
+    }
+
+    fn init_cluster(&self) -> Result<()> {
+        fs::create_dir_all(&self.data_dir)
+            .map_err(io_err(format!("creating {}", self.data_dir.display())))?;
+        set_private(&self.data_dir)?;
+        if self.run_as_postgres {
+            let ids = run(Command::new("id").args(["-u", "postgres"]))
+                .and_then(|u| Ok((u, run(Command::new("id").args(["-g", "postgres"]))?)))
+                .map_err(|_| EmbeddedError::NoPostgresUser)?;
+            let uid = parse_id(&ids.0)?;
+            let gid = parse_id(&ids.1)?;
+            std::os::unix::fs::chown(&self.data_dir, Some(uid), Some(gid))
+                .map_err(io_err("handing the data directory to the postgres user"))?;
+            let check = Command::new("runuser")
+                .args(["-u", "postgres", "--", "test", "-w"])
+                .arg(&self.data_dir)
+                .status();
+            if !matches!(check, Ok(s) if s.success()) {
+                return Err(EmbeddedError::DataDirNotAccessible {
+                    dir: self.data_dir.clone(),
+                });
+            }
+        }
+        let data = self.data_dir.display().to_string();
+        self.pg(
+            "initdb",
+            &["-D", &data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-instructions"],
+        )?;
+        Ok(())
+    }
+
+    /// Runs a server binary, as the `postgres` user when we are root.
+    fn pg(&self, tool: &str, args: &[&str]) -> Result<Output> {
+        let program = self.bin_dir.join(tool);
+        let mut cmd = if self.run_as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&program);
+            c
+        } else {
+            Command::new(&program)
+        };
+        cmd.args(args).current_dir(self.data_dir.parent().unwrap_or(Path::new("/")));
+        run(&mut cmd)
+    }
+}
+
+fn run(cmd: &mut Command) -> Result<Output> {
+    let printable = format!("{cmd:?}").replace('"', "");
+    let out = cmd.output().map_err(|e| EmbeddedError::Command {
+        command: printable.clone(),
+        output: e.to_string(),
+    })?;
+    if out.status.success() {
+        Ok(out)
+    } else {
+        Err(EmbeddedError::Command {
+            command: printable,
+            output: format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+            .trim()
+            .to_owned(),
+        })
+    }
+}
+
+fn parse_id(out: &Output) -> Result<u32> {
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .map_err(|_| EmbeddedError::NoPostgresUser)
+}
+
+fn absolute(path: PathBuf) -> Result<PathBuf> {
+    if path.is_absolute() {
+        return Ok(path);
+    }
+    let cwd = std::env::current_dir().map_err(io_err("reading the current directory"))?;
+    Ok(cwd.join(path))
+}
+
+fn set_private(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+        .map_err(io_err(format!("setting permissions of {}", dir.display())))
+}
+
+/// Whether the current process runs as root (then the server runs as `postgres`).
+pub fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// Finds the directory of `pg_ctl`/`initdb`: `$FETCHQ_PG_BIN`, then `PATH`, then
+/// the newest `/usr/lib/postgresql/<version>/bin`.
+///
+/// # Errors
+///
+/// [`EmbeddedError::BinariesNotFound`] when none has both tools.
+pub fn find_bin_dir() -> Result<PathBuf> {
+    let has_tools = |dir: &Path| dir.join("pg_ctl").is_file() && dir.join("initdb").is_file();
+    if let Some(dir) = std::env::var_os("FETCHQ_PG_BIN").map(PathBuf::from) {
+        return if has_tools(&dir) { Ok(dir) } else { Err(EmbeddedError::BinariesNotFound) };
+    }
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            // a PATH entry may hold symlinks into the real bin directory
+            let real = fs::canonicalize(dir.join("pg_ctl"))
+                .ok()
+                .and_then(|p| p.parent().map(Path::to_path_buf));
+            candidates.extend(real);
+        }
+    }
+    if let Ok(entries) = fs::read_dir("/usr/lib/postgresql") {
+        let mut versions: Vec<(u32, PathBuf)> = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let v = e.file_name().to_string_lossy().parse::<u32>().ok()?;
+                Some((v, e.path().join("bin")))
+            })
+            .collect();
+        versions.sort_by(|a, b| b.0.cmp(&a.0));
+        candidates.extend(versions.into_iter().map(|(_, p)| p));
+    }
+    candidates
+        .into_iter()
+        .find(|d| has_tools(d))
+        .ok_or(EmbeddedError::BinariesNotFound)
+}
+
+fn free_port() -> Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(io_err("finding a free port"))?;
+    let port = listener
+        .local_addr()
+        .map_err(io_err("finding a free port"))?
+        .port();
+    Ok(port)
+}

@@ -1,0 +1,178 @@
+//! The error type of every fetchq operation.
+
+use std::borrow::Cow;
+
+/// A specialized `Result` whose error is [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What can go wrong talking to fetchq.
+///
+/// The SQL engine raises errors with stable SQLSTATE codes of class `FQ`
+/// (see [`Error::sqlstate`]); they arrive here as typed variants instead of a
+/// generic database error, so callers can match on them.
+///
+/// # Examples
+///
+/// ```
+/// use fetchq_core::{validate_queue_name, Error};
+///
+/// let err = validate_queue_name("Robert'); DROP TABLE students;--").unwrap_err();
+/// assert!(matches!(err, Error::InvalidQueueName { .. }));
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A queue name that is not 1 to 40 characters of `a-z`, `0-9` and `_`
+    /// starting with a letter (SQLSTATE `FQ001`).
+    #[error("invalid queue name {name:?}: {reason}")]
+    InvalidQueueName {
+        /// The rejected name (possibly shortened).
+        name: String,
+        /// Why it was rejected.
+        reason: Cow<'static, str>,
+    },
+    /// The queue does not exist (SQLSTATE `FQ002`).
+    #[error("queue {queue:?} does not exist: create it first")]
+    QueueNotFound {
+        /// The queue that was named.
+        queue: String,
+    },
+    /// A subject that is empty or longer than 255 characters (SQLSTATE `FQ003`).
+    #[error("invalid subject: {message}")]
+    InvalidSubject {
+        /// What the engine said.
+        message: String,
+    },
+    /// An argument out of range: a negative version, a zero lease, a limit
+    /// below 1, a malformed batch... (SQLSTATE `FQ004`).
+    #[error("invalid argument: {message}")]
+    InvalidArgument {
+        /// What the engine said.
+        message: String,
+    },
+    /// A payload larger than the queue's `max_payload_size` (SQLSTATE `FQ005`).
+    #[error("payload too large: {message}")]
+    PayloadTooLarge {
+        /// What the engine said, with both sizes.
+        message: String,
+    },
+    /// The subject already exists in the queue (only from operations that
+    /// insist on a new document, such as [`Client::insert`](crate::Client::insert)).
+    #[error("document {subject:?} already exists in queue {queue:?}")]
+    Duplicate {
+        /// The queue.
+        queue: String,
+        /// The subject that is taken.
+        subject: String,
+    },
+    /// The document does not exist.
+    #[error("document {subject:?} not found in queue {queue:?}")]
+    NotFound {
+        /// The queue.
+        queue: String,
+        /// The missing subject.
+        subject: String,
+    },
+    /// The lease on a picked document is no longer held: it expired and the
+    /// document was rescued or picked by another worker, or it was already
+    /// resolved. Nothing was changed.
+    #[error("lease lost on document {subject:?} of queue {queue:?}: the result was discarded")]
+    LeaseLost {
+        /// The queue.
+        queue: String,
+        /// The document whose lease was lost.
+        subject: String,
+    },
+    /// A payload could not be serialized or deserialized.
+    #[error("payload (de)serialization failed: {0}")]
+    Payload(#[from] serde_json::Error),
+    /// The database holds a newer fetchq schema than this build knows.
+    #[error(
+        "the database has fetchq schema version {found}, newer than the {supported} this build \
+         supports: upgrade fetchq instead of downgrading the schema"
+    )]
+    SchemaTooNew {
+        /// Highest schema version found in the database.
+        found: i32,
+        /// Highest schema version this build ships.
+        supported: i32,
+    },
+    /// An applied migration's text differs from the one shipped in this build.
+    #[error("migration {version} ({name}) differs from the one applied to the database (checksum mismatch)")]
+    MigrationChanged {
+        /// The migration version.
+        version: i32,
+        /// Its name.
+        name: String,
+    },
+    /// Any other database error (connection, SQL...).
+    #[error(transparent)]
+    Database(sqlx::Error),
+}
+
+impl Error {
+    /// The fetchq SQLSTATE code this error corresponds to, if it is one raised
+    /// by the SQL engine.
+    ///
+    /// ```
+    /// use fetchq_core::Error;
+    ///
+    /// let err = Error::QueueNotFound { queue: "nope".into() };
+    /// assert_eq!(err.sqlstate(), Some("FQ002"));
+    /// ```
+    pub fn sqlstate(&self) -> Option<&'static str> {
+        match self {
+            Error::InvalidQueueName { .. } => Some(codes::INVALID_QUEUE_NAME),
+            Error::QueueNotFound { .. } => Some(codes::QUEUE_NOT_FOUND),
+            Error::InvalidSubject { .. } => Some(codes::INVALID_SUBJECT),
+            Error::InvalidArgument { .. } => Some(codes::INVALID_ARGUMENT),
+            Error::PayloadTooLarge { .. } => Some(codes::PAYLOAD_TOO_LARGE),
+            _ => None,
+        }
+    }
+}
+
+/// The SQLSTATE codes raised by the SQL engine.
+pub mod codes {
+    /// Invalid queue name.
+    pub const INVALID_QUEUE_NAME: &str = "FQ001";
+    /// Queue does not exist.
+    pub const QUEUE_NOT_FOUND: &str = "FQ002";
+    /// Subject empty or too long.
+    pub const INVALID_SUBJECT: &str = "FQ003";
+    /// Argument out of range.
+    pub const INVALID_ARGUMENT: &str = "FQ004";
+    /// Payload larger than the queue allows.
+    pub const PAYLOAD_TOO_LARGE: &str = "FQ005";
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(err: sqlx::Error) -> Self {
+        let Some(db) = err.as_database_error() else {
+            return Error::Database(err);
+        };
+        let message = db.message().to_owned();
+        match db.code().as_deref() {
+            Some(codes::INVALID_QUEUE_NAME) => Error::InvalidQueueName {
+                name: quoted_part(&message),
+                reason: "use 1 to 40 characters of a-z, 0-9 and _, starting with a letter".into(),
+            },
+            Some(codes::QUEUE_NOT_FOUND) => Error::QueueNotFound {
+                queue: quoted_part(&message),
+            },
+            Some(codes::INVALID_SUBJECT) => Error::InvalidSubject { message },
+            Some(codes::INVALID_ARGUMENT) => Error::InvalidArgument { message },
+            Some(codes::PAYLOAD_TOO_LARGE) => Error::PayloadTooLarge { message },
+            _ => Error::Database(err),
+        }
+    }
+}
+
+/// The part of an engine message between the first pair of quotes.
+fn quoted_part(message: &str) -> String {
+    let quote = if message.contains('"') { '"' } else { '\'' };
+    message
+        .split(quote)
+        .nth(1)
+        .map_or_else(|| message.to_owned(), str::to_owned)
+}

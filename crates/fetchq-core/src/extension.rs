@@ -1,0 +1,114 @@
+//! The SQL engine packaged as a PostgreSQL extension (`CREATE EXTENSION fetchq`),
+//! generated from the same migration files that [`migrate`](crate::migrate) applies.
+
+use std::path::{Path, PathBuf};
+
+use crate::migrate::{latest_schema_version, Migration, BOOTSTRAP, MIGRATIONS};
+
+/// The extension version for a schema version: `5.<schema>.0`, the same string
+/// `fetchq.info()` reports.
+///
+/// ```
+/// assert_eq!(fetchq_core::extension::version_for(6), "5.6.0");
+/// ```
+pub fn version_for(schema_version: i32) -> String {
+    format!("5.{schema_version}.0")
+}
+
+/// The content of `fetchq.control`.
+///
+/// ```
+/// assert!(fetchq_core::extension::control_file().contains("default_version"));
+/// ```
+pub fn control_file() -> String {
+    format!(
+        "# fetchq: Postgres-backed stateful job queue (generated, do not edit)\n\
+         comment = 'fetchq: unique, repetitive, exclusive documents queue'\n\
+         default_version = '{}'\n\
+         relocatable = false\n\
+         superuser = true\n",
+        version_for(latest_schema_version())
+    )
+}
+
+fn record(m: &Migration) -> String {
+    format!(
+        "INSERT INTO fetchq.migrations (version, name, checksum) VALUES ({}, '{}', '{}');\n",
+        m.version,
+        m.name,
+        m.checksum()
+    )
+}
+
+/// The install script `fetchq--<version>.sql`: every migration, the record of
+/// them in `fetchq.migrations` (so [`migrate`](crate::migrate) sees the schema as
+/// current), and the tables whose rows `pg_dump` must keep.
+///
+/// ```
+/// let script = fetchq_core::extension::install_script();
+/// assert!(script.contains("CREATE FUNCTION fetchq.doc_pick"));
+/// ```
+pub fn install_script() -> String {
+    let mut out = String::from("\\echo Use \"CREATE EXTENSION fetchq\" to load this file. \\quit\n");
+    out.push_str(BOOTSTRAP);
+    for m in MIGRATIONS {
+        out.push_str(&format!("\n-- migration {} {}\n", m.version, m.name));
+        out.push_str(m.sql);
+        out.push_str(&record(m));
+    }
+    out.push_str("\n-- keep the rows of configuration tables in pg_dump\n");
+    for table in ["queues", "metrics", "metrics_writes", "jobs", "migrations"] {
+        out.push_str(&format!(
+            "SELECT pg_catalog.pg_extension_config_dump('fetchq.{table}', '');\n"
+        ));
+    }
+    out
+}
+
+/// The upgrade script from schema `from` to `from + 1`
+/// (`fetchq--<from>--<from+1>.sql`), or `None` past the latest version.
+pub fn upgrade_script(from: i32) -> Option<String> {
+    let m = MIGRATIONS.iter().find(|m| m.version == from + 1)?;
+    Some(format!(
+        "\\echo Use \"ALTER EXTENSION fetchq UPDATE\" to load this file. \\quit\n{}\n{}",
+        m.sql,
+        record(m)
+    ))
+}
+
+/// Writes `fetchq.control`, the install script and every upgrade script into
+/// `dir` (for example the server's `$(pg_config --sharedir)/extension`), and
+/// returns the paths written.
+///
+/// # Errors
+///
+/// Any I/O error creating the directory or writing the files.
+///
+/// ```no_run
+/// let written = fetchq_core::extension::write_files("/usr/share/postgresql/15/extension")?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn write_files(dir: impl AsRef<Path>) -> std::io::Result<Vec<PathBuf>> {
+    let dir = dir.as_ref();
+    std::fs::create_dir_all(dir)?;
+    let latest = latest_schema_version();
+    let mut files = vec![
+        (dir.join("fetchq.control"), control_file()),
+        (
+            dir.join(format!("fetchq--{}.sql", version_for(latest))),
+            install_script(),
+        ),
+    ];
+    for from in 1..latest {
+        if let Some(script) = upgrade_script(from) {
+            let name = format!("fetchq--{}--{}.sql", version_for(from), version_for(from + 1));
+            files.push((dir.join(name), script));
+        }
+    }
+    let mut written = Vec::with_capacity(files.len());
+    for (path, text) in files {
+        std::fs::write(&path, text)?;
+        written.push(path);
+    }
+    Ok(written)
+}

@@ -1,0 +1,68 @@
+//! The fetchq SQL engine and its typed async client.
+//!
+//! fetchq is a queue of *documents*, not messages: each queue holds documents
+//! keyed by a unique **subject**, with a version, a priority, a planned time
+//! (`next_iteration`) and a JSON payload. Workers [`pick`](Client::pick) due
+//! documents under an exclusive lease and finish each one by rescheduling it
+//! (repetitive tasks), completing, rejecting (retried with backoff until
+//! `max_attempts`), killing or dropping it.
+//!
+//! The engine is plain SQL and PL/pgSQL installed in schema `fetchq` (functions,
+//! system tables) and `fetchq_data` (one set of tables per queue); every
+//! operation is a SQL function callable from `psql` or any language. This crate
+//! embeds it ([`migrate`]), packages it as a PostgreSQL extension
+//! ([`extension`]) and wraps it with types ([`Client`]).
+//!
+//! # Quick start
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use fetchq_core::{Client, NewDoc, PickOptions, Schedule};
+//!
+//! # async fn run() -> fetchq_core::Result<()> {
+//! let client = Client::connect("postgres://localhost/app").await?;
+//! client.migrate().await?;
+//! client.queue_create("avengers").await?;
+//!
+//! // unique subjects: pushing "ironman" twice queues it once
+//! client.push("avengers", &NewDoc::new("ironman").payload(serde_json::json!({"score": 20}))).await?;
+//! assert!(!client.push("avengers", &NewDoc::new("ironman")).await?);
+//!
+//! for doc in client.pick("avengers", &PickOptions::new().limit(10)).await? {
+//!     // ... scrape the profile, then do it again every second day
+//!     client.reschedule(&doc.lease, Schedule::after(Duration::from_secs(2 * 86_400)), None).await?;
+//! }
+//! # Ok(()) }
+//! ```
+#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
+
+mod client;
+mod doc;
+#[cfg(feature = "embedded")]
+pub mod embedded;
+mod error;
+pub mod extension;
+mod logs;
+mod maintenance;
+mod metrics;
+mod migrate;
+mod pick;
+mod queue;
+
+pub use client::{Client, Info};
+pub use doc::{DocState, NewDoc, Schedule, Status, Upserted};
+pub use error::{codes, Error, Result};
+pub use logs::TraceStep;
+pub use maintenance::{JobRun, MntRun};
+pub use metrics::{Counters, MetricValue, StatusCounts};
+pub use migrate::{latest_schema_version, migrate, Migration, MigrationReport, MIGRATIONS};
+pub use pick::{Document, Lease, PickOptions};
+pub use queue::{validate_queue_name, QueueInfo};
+
+/// Embeds `sql/queries/<name>.sql`: every statement the client sends lives in a file.
+macro_rules! sql {
+    ($name:literal) => {
+        include_str!(concat!("../sql/queries/", $name, ".sql"))
+    };
+}
+pub(crate) use sql;

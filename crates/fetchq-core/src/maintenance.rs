@@ -1,0 +1,90 @@
+//! Maintenance: orphan rescue, dead documents, promotions, retention, packing.
+
+use std::time::Duration;
+
+use sqlx::Row;
+
+use crate::error::Result;
+use crate::queue::validate_queue_name;
+use crate::{sql, Client};
+
+/// What one [`Client::mnt_run`] pass did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MntRun {
+    /// Planned documents made pending.
+    pub activated: i32,
+    /// Orphans (expired leases) made pending again.
+    pub rescheduled: i32,
+    /// Orphans out of attempts, now dead.
+    pub killed: i32,
+}
+
+/// What [`Client::mnt_job_run`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct JobRun {
+    /// False when at least one job failed (its error is in `fetchq.jobs.last_error`).
+    pub success: bool,
+    /// Jobs run.
+    pub processed: i32,
+}
+
+impl Client {
+    /// One maintenance pass over a queue, handling up to `limit` documents of
+    /// each kind. Safe to run from many processes at once.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::QueueNotFound`](crate::Error::QueueNotFound), database errors.
+    ///
+    /// ```no_run
+    /// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+    /// let pass = client.mnt_run("avengers", 500).await?;
+    /// println!("{} orphans retried, {} dead", pass.rescheduled, pass.killed);
+    /// # Ok(()) }
+    /// ```
+    pub async fn mnt_run(&self, queue: &str, limit: i32) -> Result<MntRun> {
+        validate_queue_name(queue)?;
+        let row = sqlx::query(sql!("mnt_run"))
+            .bind(queue)
+            .bind(limit)
+            .fetch_one(self.pool())
+            .await?;
+        Ok(MntRun {
+            activated: row.try_get(0)?,
+            rescheduled: row.try_get(1)?,
+            killed: row.try_get(2)?,
+        })
+    }
+
+    /// Runs up to `limit` due maintenance jobs (per-queue `mnt`, `sts`, `drp`
+    /// and the global counter pack), each claimed for `lock`.
+    ///
+    /// # Errors
+    ///
+    /// Database errors (a failing job does not fail the call: see [`JobRun::success`]).
+    pub async fn mnt_job_run(&self, lock: Duration, limit: i32) -> Result<JobRun> {
+        let row = sqlx::query(sql!("mnt_job_run"))
+            .bind(lock)
+            .bind(limit)
+            .fetch_one(self.pool())
+            .await?;
+        Ok(JobRun {
+            success: row.try_get(0)?,
+            processed: row.try_get(1)?,
+        })
+    }
+
+    /// Runs every queue's maintenance now, then packs the counters; returns
+    /// (jobs processed, metric writes packed).
+    ///
+    /// # Errors
+    ///
+    /// Database errors.
+    pub async fn mnt(&self) -> Result<(i32, i32)> {
+        let row = sqlx::query(sql!("mnt"))
+            .bind(Duration::from_secs(300))
+            .fetch_one(self.pool())
+            .await?;
+        Ok((row.try_get(0)?, row.try_get(1)?))
+    }
+}

@@ -1,0 +1,349 @@
+//! Picking documents under a lease, and resolving them.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use sqlx::postgres::{PgArguments, PgRow};
+use sqlx::query::Query;
+use sqlx::{PgExecutor, Postgres, Row};
+use uuid::Uuid;
+
+use crate::doc::Schedule;
+use crate::error::{Error, Result};
+use crate::queue::validate_queue_name;
+use crate::{sql, Client};
+
+/// What to pick: version, how many, for how long.
+///
+/// ```
+/// use std::time::Duration;
+/// let opts = fetchq_core::PickOptions::new().version(1).limit(50).lease(Duration::from_secs(30));
+/// assert_eq!(opts.get_limit(), 50);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PickOptions {
+    version: i32,
+    limit: i32,
+    lease: Duration,
+}
+
+impl Default for PickOptions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PickOptions {
+    /// Version 0, one document, a 5 minute lease (FetchQ's defaults).
+    pub fn new() -> Self {
+        Self {
+            version: 0,
+            limit: 1,
+            lease: Duration::from_secs(300),
+        }
+    }
+
+    /// The document version to pick.
+    pub fn version(mut self, version: i32) -> Self {
+        self.version = version;
+        self
+    }
+
+    /// How many documents at most.
+    pub fn limit(mut self, limit: i32) -> Self {
+        self.limit = limit;
+        self
+    }
+
+    /// How long the lease lasts before the document becomes an orphan.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// The configured limit.
+    pub fn get_limit(&self) -> i32 {
+        self.limit
+    }
+}
+
+/// The exclusive hold a worker has on a picked document. Every resolution
+/// takes it; once the lease is lost (expired and re-picked, or already
+/// resolved) they fail with [`Error::LeaseLost`] and change nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The queue.
+    pub queue: String,
+    /// The document's subject.
+    pub subject: String,
+    /// The fencing token of this pick.
+    pub token: Uuid,
+    /// When the lease runs out unless extended.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A picked (active) document.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Document {
+    /// Unique subject.
+    pub subject: String,
+    /// Payload.
+    pub payload: Value,
+    /// Version.
+    pub version: i32,
+    /// Priority.
+    pub priority: i32,
+    /// Consecutive picks without success, this one included (1 on a first try).
+    pub attempts: i32,
+    /// Successful resolutions so far.
+    pub iterations: i64,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Time of the last resolution.
+    pub last_iteration: Option<DateTime<Utc>>,
+    /// The lease to resolve it with.
+    pub lease: Lease,
+}
+
+impl Document {
+    /// The payload as a typed value.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Payload`] when it does not deserialize into `T`.
+    pub fn payload_as<T: DeserializeOwned>(&self) -> Result<T> {
+        Ok(serde_json::from_value(self.payload.clone())?)
+    }
+
+    fn from_row(queue: &str, row: &PgRow) -> Result<Self> {
+        let subject: String = row.try_get(0)?;
+        Ok(Self {
+            lease: Lease {
+                queue: queue.to_owned(),
+                subject: subject.clone(),
+                token: row.try_get(9)?,
+                expires_at: row.try_get(8)?,
+            },
+            subject,
+            payload: row.try_get(1)?,
+            version: row.try_get(2)?,
+            priority: row.try_get(3)?,
+            attempts: row.try_get(4)?,
+            iterations: row.try_get(5)?,
+            created_at: row.try_get(6)?,
+            last_iteration: row.try_get(7)?,
+        })
+    }
+}
+
+/// Runs a resolution statement (first column: affected rows) and turns 0 into
+/// [`Error::LeaseLost`].
+async fn resolve<'e, E: PgExecutor<'e>>(
+    executor: E,
+    query: Query<'_, Postgres, PgArguments>,
+    lease: &Lease,
+) -> Result<()> {
+    let affected: i32 = query.fetch_one(executor).await?.try_get(0)?;
+    if affected > 0 {
+        Ok(())
+    } else {
+        Err(Error::LeaseLost {
+            queue: lease.queue.clone(),
+            subject: lease.subject.clone(),
+        })
+    }
+}
+
+impl Client {
+    /// Leases up to `limit` due documents of one version, by priority (high
+    /// first), then planned time, then attempts. No two callers ever get the
+    /// same document. A paused queue returns nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::QueueNotFound`], [`Error::InvalidArgument`] (negative version,
+    /// limit below 1, zero lease), database errors.
+    ///
+    /// ```no_run
+    /// # use fetchq_core::PickOptions;
+    /// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+    /// for doc in client.pick("avengers", &PickOptions::new().limit(10)).await? {
+    ///     client.complete(&doc.lease, None).await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn pick(&self, queue: &str, options: &PickOptions) -> Result<Vec<Document>> {
+        validate_queue_name(queue)?;
+        let rows = sqlx::query(sql!("doc_pick"))
+            .bind(queue)
+            .bind(options.version)
+            .bind(options.limit)
+            .bind(options.lease)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(|row| Document::from_row(queue, row)).collect()
+    }
+
+    /// Plans the document's next run (the repetitive-task ending): pending if
+    /// due, planned otherwise, optionally with a new payload.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::LeaseLost`], [`Error::PayloadTooLarge`], database errors.
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use fetchq_core::Schedule;
+    /// # async fn run(client: fetchq_core::Client, doc: fetchq_core::Document) -> fetchq_core::Result<()> {
+    /// client.reschedule(&doc.lease, Schedule::after(Duration::from_secs(2 * 86_400)), None).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn reschedule(&self, lease: &Lease, when: Schedule, payload: Option<&Value>) -> Result<()> {
+        self.reschedule_with(self.pool(), lease, when, payload).await
+    }
+
+    /// [`reschedule`](Self::reschedule) through any executor.
+    ///
+    /// # Errors
+    ///
+    /// As [`reschedule`](Self::reschedule).
+    pub async fn reschedule_with<'e, E: PgExecutor<'e>>(
+        &self,
+        executor: E,
+        lease: &Lease,
+        when: Schedule,
+        payload: Option<&Value>,
+    ) -> Result<()> {
+        let (at, delay) = when.binds();
+        let query = sqlx::query(sql!("doc_reschedule"))
+            .bind(&lease.queue)
+            .bind(&lease.subject)
+            .bind(at)
+            .bind(delay)
+            .bind(payload)
+            .bind(lease.token);
+        resolve(executor, query, lease).await
+    }
+
+    /// Moves the document to another version (what a migration handler
+    /// returns), optionally with an upgraded payload, due `when`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::LeaseLost`], [`Error::InvalidArgument`], database errors.
+    pub async fn migrate_version(
+        &self,
+        lease: &Lease,
+        to_version: i32,
+        payload: Option<&Value>,
+        when: Schedule,
+    ) -> Result<()> {
+        let (at, delay) = when.binds();
+        let query = sqlx::query(sql!("doc_migrate"))
+            .bind(&lease.queue)
+            .bind(&lease.subject)
+            .bind(to_version)
+            .bind(payload)
+            .bind(at)
+            .bind(delay)
+            .bind(lease.token);
+        resolve(self.pool(), query, lease).await
+    }
+
+    /// Records a failed attempt: logs `message` (with optional details and a
+    /// reference such as a process id) and retries after the queue's backoff,
+    /// or marks the document dead once it reached `max_attempts`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::LeaseLost`], database errors.
+    pub async fn reject(
+        &self,
+        lease: &Lease,
+        message: &str,
+        details: Option<&Value>,
+        ref_id: Option<&str>,
+    ) -> Result<()> {
+        let query = sqlx::query(sql!("doc_reject"))
+            .bind(&lease.queue)
+            .bind(&lease.subject)
+            .bind(message)
+            .bind(details)
+            .bind(ref_id)
+            .bind(lease.token);
+        resolve(self.pool(), query, lease).await
+    }
+
+    /// Marks the document completed, optionally storing a final payload.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::LeaseLost`], [`Error::PayloadTooLarge`], database errors.
+    pub async fn complete(&self, lease: &Lease, payload: Option<&Value>) -> Result<()> {
+        self.complete_with(self.pool(), lease, payload).await
+    }
+
+    /// [`complete`](Self::complete) through any executor, e.g. in the same
+    /// transaction as the work's own writes.
+    ///
+    /// # Errors
+    ///
+    /// As [`complete`](Self::complete).
+    pub async fn complete_with<'e, E: PgExecutor<'e>>(
+        &self,
+        executor: E,
+        lease: &Lease,
+        payload: Option<&Value>,
+    ) -> Result<()> {
+        let query = sqlx::query(sql!("doc_complete"))
+            .bind(&lease.queue)
+            .bind(&lease.subject)
+            .bind(payload)
+            .bind(lease.token);
+        resolve(executor, query, lease).await
+    }
+
+    /// Marks the document dead: never processed again, its subject never
+    /// re-admitted until dropped.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::LeaseLost`], database errors.
+    pub async fn kill(&self, lease: &Lease, payload: Option<&Value>) -> Result<()> {
+        let query = sqlx::query(sql!("doc_kill"))
+            .bind(&lease.queue)
+            .bind(&lease.subject)
+            .bind(payload)
+            .bind(lease.token);
+        resolve(self.pool(), query, lease).await
+    }
+
+    /// Deletes the document; its subject may then be pushed again.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::LeaseLost`], database errors.
+    pub async fn drop_doc(&self, lease: &Lease) -> Result<()> {
+        let query = sqlx::query(sql!("doc_drop"))
+            .bind(&lease.queue)
+            .bind(&lease.subject)
+            .bind(lease.token);
+        resolve(self.pool(), query, lease).await
+    }
+
+    /// Heartbeat: moves the lease expiry to `duration` from now.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::LeaseLost`] once the lease is no longer held, database errors.
+    pub async fn extend_lease(&self, lease: &Lease, duration: Duration) -> Result<()> {
+        let query = sqlx::query(sql!("doc_extend_lease"))
+            .bind(&lease.queue)
+            .bind(&lease.subject)
+            .bind(duration)
+            .bind(lease.token);
+        resolve(self.pool(), query, lease).await
+    }
+}

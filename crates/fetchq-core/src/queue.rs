@@ -1,0 +1,308 @@
+//! Queues: names, lifecycle and settings.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::postgres::PgRow;
+use sqlx::Row;
+
+use crate::error::{Error, Result};
+use crate::{sql, Client};
+
+/// Checks a queue name the way the SQL engine does: 1 to 40 characters of
+/// `a-z`, `0-9` and `_`, starting with a letter. Names become parts of table
+/// names, so nothing else is accepted.
+///
+/// # Errors
+///
+/// [`Error::InvalidQueueName`] with the reason.
+///
+/// ```
+/// use fetchq_core::validate_queue_name;
+///
+/// assert!(validate_queue_name("avengers_v2").is_ok());
+/// assert!(validate_queue_name("Avengers").is_err());
+/// assert!(validate_queue_name("a\"; DROP TABLE x; --").is_err());
+/// ```
+pub fn validate_queue_name(name: &str) -> Result<()> {
+    let reason = if name.is_empty() {
+        Some("the name is empty")
+    } else if name.len() > 40 {
+        Some("the name is longer than 40 characters")
+    } else if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+        Some("the name must start with a letter a-z")
+    } else if !name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
+        Some("only a-z, 0-9 and _ are allowed")
+    } else {
+        None
+    };
+    match reason {
+        None => Ok(()),
+        Some(reason) => Err(Error::InvalidQueueName {
+            name: name.chars().take(80).collect(),
+            reason: reason.into(),
+        }),
+    }
+}
+
+/// A queue's main settings, from `fetchq.queue_status`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueInfo {
+    /// Numeric id.
+    pub id: i32,
+    /// Name.
+    pub name: String,
+    /// False while the queue is paused.
+    pub is_active: bool,
+    /// The version workers target by default.
+    pub current_version: i32,
+    /// Failed attempts before a document is dead.
+    pub max_attempts: i32,
+    /// How long error logs are kept.
+    pub logs_retention: Duration,
+    /// When the queue was created.
+    pub created_at: DateTime<Utc>,
+}
+
+impl QueueInfo {
+    fn from_row(row: &PgRow) -> Result<Self> {
+        let retention: f64 = row.try_get(5)?;
+        Ok(Self {
+            id: row.try_get(0)?,
+            name: row.try_get(1)?,
+            is_active: row.try_get(2)?,
+            current_version: row.try_get(3)?,
+            max_attempts: row.try_get(4)?,
+            logs_retention: Duration::try_from_secs_f64(retention).unwrap_or_default(),
+            created_at: row.try_get(6)?,
+        })
+    }
+}
+
+fn positive(affected: i32) -> bool {
+    affected > 0
+}
+
+impl Client {
+    /// Creates a queue (its tables, indexes and maintenance jobs). Returns
+    /// false, changing nothing, when it already exists.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidQueueName`], database errors.
+    ///
+    /// ```no_run
+    /// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+    /// assert!(client.queue_create("avengers").await?);
+    /// assert!(!client.queue_create("avengers").await?);
+    /// # Ok(()) }
+    /// ```
+    pub async fn queue_create(&self, queue: &str) -> Result<bool> {
+        validate_queue_name(queue)?;
+        let row = sqlx::query(sql!("queue_create"))
+            .bind(queue)
+            .fetch_one(self.pool())
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    /// Drops a queue and everything in it. Returns false when it did not exist.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidQueueName`], database errors.
+    pub async fn queue_drop(&self, queue: &str) -> Result<bool> {
+        validate_queue_name(queue)?;
+        let row = sqlx::query(sql!("queue_drop"))
+            .bind(queue)
+            .fetch_one(self.pool())
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    /// One queue's settings.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::QueueNotFound`], [`Error::InvalidQueueName`], database errors.
+    pub async fn queue_status(&self, queue: &str) -> Result<QueueInfo> {
+        validate_queue_name(queue)?;
+        let row = sqlx::query(sql!("queue_status"))
+            .bind(queue)
+            .fetch_one(self.pool())
+            .await?;
+        QueueInfo::from_row(&row)
+    }
+
+    /// Every queue, by name.
+    ///
+    /// # Errors
+    ///
+    /// Database errors.
+    pub async fn queue_list(&self) -> Result<Vec<QueueInfo>> {
+        let rows = sqlx::query(sql!("queue_list")).fetch_all(self.pool()).await?;
+        rows.iter().map(QueueInfo::from_row).collect()
+    }
+
+    /// Sets how many consecutive failed attempts (rejects, expired leases) a
+    /// document gets before it is dead (default 5).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] below 1, [`Error::QueueNotFound`], database errors.
+    pub async fn queue_set_max_attempts(&self, queue: &str, max_attempts: i32) -> Result<()> {
+        self.set(sql!("queue_set_max_attempts"), queue, max_attempts).await
+    }
+
+    /// Records the version this queue's workers target by default.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] when negative, [`Error::QueueNotFound`], database errors.
+    pub async fn queue_set_current_version(&self, queue: &str, version: i32) -> Result<()> {
+        self.set(sql!("queue_set_current_version"), queue, version).await
+    }
+
+    /// Sets how long error logs are kept (default 24 hours).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::QueueNotFound`], database errors.
+    pub async fn queue_set_logs_retention(&self, queue: &str, retention: Duration) -> Result<()> {
+        self.set(sql!("queue_set_logs_retention"), queue, retention).await
+    }
+
+    /// Sets the largest payload the queue accepts, in bytes as stored (default 1 MiB).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] below 16, [`Error::QueueNotFound`], database errors.
+    pub async fn queue_set_max_payload_size(&self, queue: &str, max_bytes: i32) -> Result<()> {
+        self.set(sql!("queue_set_max_payload_size"), queue, max_bytes).await
+    }
+
+    async fn set<T>(&self, statement: &'static str, queue: &str, value: T) -> Result<()>
+    where
+        T: for<'q> sqlx::Encode<'q, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send,
+    {
+        validate_queue_name(queue)?;
+        sqlx::query(statement)
+            .bind(queue)
+            .bind(value)
+            .fetch_one(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Sets the backoff of rejected documents: they are retried after
+    /// `delay * 2^(attempts-1)`, capped at `max_delay`, spread by `± jitter`
+    /// (a fraction from 0 to 1). Defaults: 1 s, 1 h, 0.2.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`], [`Error::QueueNotFound`], database errors.
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+    /// client.queue_set_retry_backoff("avengers", Duration::from_secs(10), Duration::from_secs(3600), 0.1).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn queue_set_retry_backoff(
+        &self,
+        queue: &str,
+        delay: Duration,
+        max_delay: Duration,
+        jitter: f64,
+    ) -> Result<()> {
+        validate_queue_name(queue)?;
+        sqlx::query(sql!("queue_set_retry_backoff"))
+            .bind(queue)
+            .bind(delay)
+            .bind(max_delay)
+            .bind(jitter)
+            .fetch_one(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Pauses a queue: picks return nothing until [`queue_resume`](Self::queue_resume);
+    /// pushing still works. Returns false when it was already paused.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::QueueNotFound`], database errors.
+    pub async fn queue_pause(&self, queue: &str) -> Result<bool> {
+        validate_queue_name(queue)?;
+        let row = sqlx::query(sql!("queue_pause"))
+            .bind(queue)
+            .fetch_one(self.pool())
+            .await?;
+        Ok(positive(row.try_get(0)?))
+    }
+
+    /// Resumes a paused queue. Returns false when it was not paused.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::QueueNotFound`], database errors.
+    pub async fn queue_resume(&self, queue: &str) -> Result<bool> {
+        validate_queue_name(queue)?;
+        let row = sqlx::query(sql!("queue_resume"))
+            .bind(queue)
+            .fetch_one(self.pool())
+            .await?;
+        Ok(positive(row.try_get(0)?))
+    }
+
+    /// Deletes every document of a queue (with `empty`, also its logs and
+    /// metric snapshots) and resets its counters.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::QueueNotFound`], database errors.
+    pub async fn queue_truncate(&self, queue: &str, empty: bool) -> Result<()> {
+        validate_queue_name(queue)?;
+        sqlx::query(sql!("queue_truncate"))
+            .bind(queue)
+            .bind(empty)
+            .fetch_one(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes error logs older than `older_than` (`None`: the queue's
+    /// retention). Returns how many were deleted.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::QueueNotFound`], database errors.
+    pub async fn queue_drop_logs(&self, queue: &str, older_than: Option<Duration>) -> Result<i32> {
+        validate_queue_name(queue)?;
+        let row = sqlx::query(sql!("queue_drop_logs"))
+            .bind(queue)
+            .bind(older_than)
+            .fetch_one(self.pool())
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::validate_queue_name;
+
+    #[test]
+    fn queue_names_follow_the_engine_rule() {
+        for ok in ["a", "avengers", "a_1", "q0123456789012345678901234567890123456789"[..40].as_ref()] {
+            assert!(validate_queue_name(ok).is_ok(), "{ok} should be valid");
+        }
+        for bad in ["", "1a", "_a", "A", "a-b", "a b", "a;drop", "é", "a\"b", "a'b", "a$$b",
+                    "q01234567890123456789012345678901234567890"] {
+            assert!(validate_queue_name(bad).is_err(), "{bad} should be invalid");
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! Test harness for fetchq: every test gets its own fresh, migrated database on
+//! a real PostgreSQL.
+//!
+//! The server is `DATABASE_URL` when set (the role needs `CREATEDB`); otherwise a
+//! private cluster is started from the installed binaries in the system temp
+//! directory and shared by every test process of the run (it is reused by later
+//! runs; `fetchq dev-db stop --test-cluster` or the printed command stops it). A
+//! template database with the current migrations is built once, and each
+//! [`TestDb`] is a copy of it, dropped when the `TestDb` is dropped.
+#![warn(missing_docs, missing_debug_implementations)]
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use fetchq_core::embedded::EmbeddedPostgres;
+use fetchq_core::{Client, MIGRATIONS};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
+
+/// Where the shared test cluster lives when `DATABASE_URL` is not set.
+pub fn test_cluster_dir() -> PathBuf {
+    std::env::temp_dir().join("fetchq-test-cluster").join("pg")
+}
+
+/// The private test cluster (not started by this call).
+///
+/// # Panics
+///
+/// When no PostgreSQL binaries are installed, with instructions.
+pub fn test_cluster() -> EmbeddedPostgres {
+    match EmbeddedPostgres::new(test_cluster_dir()) {
+        Ok(pg) => pg
+            .setting("fsync", "off")
+            .setting("synchronous_commit", "off")
+            .setting("full_page_writes", "off")
+            .setting("max_connections", "400")
+            .setting("shared_buffers", "128MB"),
+        Err(e) => panic!("fetchq tests need PostgreSQL: {e}"),
+    }
+}
+
+/// URL of the server's maintenance database (`postgres`), starting the private
+/// cluster if needed. The same for every call in the process.
+///
+/// # Panics
+///
+/// When the server cannot be started.
+pub fn server_url() -> &'static str {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| {
+        if let Ok(url) = std::env::var("DATABASE_URL") {
+            return url;
+        }
+        let pg = test_cluster();
+        match pg.start() {
+            Ok(running) => {
+                if running.started {
+                    eprintln!(
+                        "fetchq-testing: started PostgreSQL in {} on port {} (stop: {})",
+                        pg.data_dir().display(),
+                        running.port,
+                        pg.stop_command()
+                    );
+                }
+                running.url("postgres")
+            }
+            Err(e) => panic!("fetchq tests could not start PostgreSQL: {e}"),
+        }
+    })
+}
+
+fn options(url: &str, database: &str) -> PgConnectOptions {
+    let opts: PgConnectOptions = url
+        .parse()
+        .unwrap_or_else(|e| panic!("invalid database URL {url:?}: {e}"));
+    opts.database(database).disable_statement_logging()
+}
+
+/// A short fingerprint of the shipped migrations, naming the template database.
+fn migrations_fingerprint() -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for m in MIGRATIONS {
+        hasher.update(m.checksum().as_bytes());
+    }
+    hasher.finalize()[..6].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Creates (once per server and migration set) the migrated template database.
+async fn template(admin: &mut PgConnection, url: &str) -> String {
+    let name = format!("fetchq_tpl_{}", migrations_fingerprint());
+    // serialize template creation across test processes
+    sqlx::query("SELECT pg_advisory_lock(7420001)")
+        .execute(&mut *admin)
+        .await
+        .expect("advisory lock");
+    let ready: Option<bool> = sqlx::query_scalar("SELECT datistemplate FROM pg_database WHERE datname = $1")
+        .bind(&name)
+        .fetch_optional(&mut *admin)
+        .await
+        .expect("query pg_database");
+    if ready != Some(true) {
+        if ready.is_some() {
+            // a previous run died half-way
+            sqlx::raw_sql(&format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
+                .execute(&mut *admin)
+                .await
+                .expect("drop stale template");
+        }
+        sqlx::raw_sql(&format!("CREATE DATABASE \"{name}\""))
+            .execute(&mut *admin)
+            .await
+            .expect("create template database");
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with(options(url, &name))
+            .await
+            .expect("connect to template");
+        fetchq_core::migrate(&pool).await.expect("migrate template");
+        pool.close().await;
+        sqlx::raw_sql(&format!("ALTER DATABASE \"{name}\" IS_TEMPLATE true"))
+            .execute(&mut *admin)
+            .await
+            .expect("mark template");
+    }
+    sqlx::query("SELECT pg_advisory_unlock(7420001)")
+        .execute(&mut *admin)
+        .await
+        .expect("advisory unlock");
+    name
+}
+
+/// A fresh database with the fetchq schema installed, dropped on drop.
+#[derive(Debug)]
+pub struct TestDb {
+    /// Its name.
+    pub name: String,
+    /// A pool on it.
+    pub pool: PgPool,
+    /// A client over that pool.
+    pub client: Client,
+    server: String,
+}
+
+impl TestDb {
+    /// A new database with a pool of 10 connections.
+    ///
+    /// # Panics
+    ///
+    /// On any setup failure (this is test code).
+    pub async fn new() -> Self {
+        Self::with_pool_size(10).await
+    }
+
+    /// A new database with a pool of `max_connections`.
+    ///
+    /// # Panics
+    ///
+    /// On any setup failure.
+    pub async fn with_pool_size(max_connections: u32) -> Self {
+        let server = server_url().to_owned();
+        let mut admin = PgConnection::connect_with(&options(&server, "postgres"))
+            .await
+            .expect("connect to the test server");
+        let template = template(&mut admin, &server).await;
+        let name = format!("fetchq_test_{}", uuid::Uuid::new_v4().simple());
+        sqlx::raw_sql(&format!("CREATE DATABASE \"{name}\" TEMPLATE \"{template}\""))
+            .execute(&mut admin)
+            .await
+            .expect("create test database");
+        let _ = admin.close().await;
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .connect_with(options(&server, &name))
+            .await
+            .expect("connect to test database");
+        Self {
+            name,
+            client: Client::new(pool.clone()),
+            pool,
+            server,
+        }
+    }
+
+    /// The URL of this database (for child processes).
+    pub fn url(&self) -> String {
+        options(&self.server, &self.name).to_url_lossy().to_string()
+    }
+
+    /// A fresh, empty database on the same server without the fetchq schema
+    /// (for install tests); dropped with this `TestDb`'s server cleanup only if
+    /// the caller drops it. Returns its name.
+    pub async fn create_empty_database(&self) -> String {
+        let mut admin = PgConnection::connect_with(&options(&self.server, "postgres"))
+            .await
+            .expect("connect to the test server");
+        let name = format!("fetchq_empty_{}", uuid::Uuid::new_v4().simple());
+        sqlx::raw_sql(&format!("CREATE DATABASE \"{name}\" TEMPLATE template0"))
+            .execute(&mut admin)
+            .await
+            .expect("create empty database");
+        name
+    }
+
+    /// A pool on another database of the same server.
+    pub async fn pool_on(&self, database: &str, max_connections: u32) -> PgPool {
+        PgPoolOptions::new()
+            .max_connections(max_connections)
+            .connect_with(options(&self.server, database))
+            .await
+            .expect("connect")
+    }
+
+    /// Drops a database of the same server (forcing connections out).
+    pub async fn drop_database(&self, database: &str) {
+        drop_database(&self.server, database).await;
+    }
+}
+
+async fn drop_database(server: &str, name: &str) {
+    if let Ok(mut admin) = PgConnection::connect_with(&options(server, "postgres")).await {
+        let _ = sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+            .execute(&mut admin)
+            .await;
+        let _ = admin.close().await;
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("fetchq-testing: keeping database {} of the failed test", self.name);
+            return;
+        }
+        let server = self.server.clone();
+        let name = self.name.clone();
+        // the test's runtime may be shutting down: use a private one
+        let _ = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                rt.block_on(drop_database(&server, &name));
+            }
+        })
+        .join();
+    }
+}

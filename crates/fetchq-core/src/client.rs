@@ -61,7 +61,10 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn connect(url: &str) -> Result<Self> {
-        let pool = PgPoolOptions::new().max_connections(10).connect(url).await?;
+        let pool = PgPoolOptions::new()
+            .max_connections(10)
+            .connect(url)
+            .await?;
         Ok(Self::new(pool))
     }
 

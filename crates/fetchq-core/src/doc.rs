@@ -380,8 +380,15 @@ impl Client {
     /// let subject = client.append("sendmail", &serde_json::json!({"to": "ada@example.com"}), 0, 0).await?;
     /// # Ok(()) }
     /// ```
-    pub async fn append(&self, queue: &str, payload: &Value, version: i32, priority: i32) -> Result<String> {
-        self.append_with(self.pool(), queue, payload, version, priority).await
+    pub async fn append(
+        &self,
+        queue: &str,
+        payload: &Value,
+        version: i32,
+        priority: i32,
+    ) -> Result<String> {
+        self.append_with(self.pool(), queue, payload, version, priority)
+            .await
     }
 
     /// [`append`](Self::append) through any executor.

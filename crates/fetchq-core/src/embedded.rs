@@ -133,8 +133,16 @@ impl EmbeddedPostgres {
     /// A shell command that stops this server.
     pub fn stop_command(&self) -> String {
         let pg_ctl = self.bin_dir.join("pg_ctl");
-        let prefix = if self.run_as_postgres { "runuser -u postgres -- " } else { "" };
-        format!("{prefix}{} -D {} stop -m fast", pg_ctl.display(), self.data_dir.display())
+        let prefix = if self.run_as_postgres {
+            "runuser -u postgres -- "
+        } else {
+            ""
+        };
+        format!(
+            "{prefix}{} -D {} stop -m fast",
+            pg_ctl.display(),
+            self.data_dir.display()
+        )
     }
 
     /// Creates the cluster if needed and starts it unless it already runs.
@@ -166,13 +174,15 @@ impl EmbeddedPostgres {
             self.init_cluster()?;
         }
         if let Some(port) = self.running_port() {
-            return Ok(Running { port, started: false });
+            return Ok(Running {
+                port,
+                started: false,
+            });
         }
         let port = free_port()?;
         let log = self.data_dir.join("server.log");
-        let mut options = format!(
-            "-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''"
-        );
+        let mut options =
+            format!("-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''");
         for (name, value) in &self.settings {
             options.push_str(&format!(" -c {name}={value}"));
         }
@@ -180,9 +190,14 @@ impl EmbeddedPostgres {
         let log = log.display().to_string();
         self.pg(
             "pg_ctl",
-            &["-D", &data, "-l", &log, "-w", "-t", "120", "-o", &options, "start"],
+            &[
+                "-D", &data, "-l", &log, "-w", "-t", "120", "-o", &options, "start",
+            ],
         )?;
-        Ok(Running { port, started: true })
+        Ok(Running {
+            port,
+            started: true,
+        })
     }
 
     /// Stops the server if it runs (fast shutdown).
@@ -241,7 +256,16 @@ impl EmbeddedPostgres {
         let data = self.data_dir.display().to_string();
         self.pg(
             "initdb",
-            &["-D", &data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-instructions"],
+            &[
+                "-D",
+                &data,
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-instructions",
+            ],
         )?;
         Ok(())
     }
@@ -256,7 +280,8 @@ impl EmbeddedPostgres {
         } else {
             Command::new(&program)
         };
-        cmd.args(args).current_dir(self.data_dir.parent().unwrap_or(Path::new("/")));
+        cmd.args(args)
+            .current_dir(self.data_dir.parent().unwrap_or(Path::new("/")));
         run(&mut cmd)
     }
 }
@@ -322,7 +347,11 @@ pub fn running_as_root() -> bool {
 pub fn find_bin_dir() -> Result<PathBuf> {
     let has_tools = |dir: &Path| dir.join("pg_ctl").is_file() && dir.join("initdb").is_file();
     if let Some(dir) = std::env::var_os("FETCHQ_PG_BIN").map(PathBuf::from) {
-        return if has_tools(&dir) { Ok(dir) } else { Err(EmbeddedError::BinariesNotFound) };
+        return if has_tools(&dir) {
+            Ok(dir)
+        } else {
+            Err(EmbeddedError::BinariesNotFound)
+        };
     }
     let mut candidates: Vec<PathBuf> = Vec::new();
     if let Some(path) = std::env::var_os("PATH") {
@@ -342,7 +371,7 @@ pub fn find_bin_dir() -> Result<PathBuf> {
                 Some((v, e.path().join("bin")))
             })
             .collect();
-        versions.sort_by(|a, b| b.0.cmp(&a.0));
+        versions.sort_by_key(|v| std::cmp::Reverse(v.0));
         candidates.extend(versions.into_iter().map(|(_, p)| p));
     }
     candidates
@@ -358,4 +387,101 @@ fn free_port() -> Result<u16> {
         .map_err(io_err("finding a free port"))?
         .port();
     Ok(port)
+}
+
+/// The data directory of the default private server: `$FETCHQ_PGDATA`, else
+/// `.fetchq/pg` under the current directory. When running as root and the
+/// `postgres` user cannot reach the current directory (say, under `/root`), a
+/// per-directory place under `/var/tmp/fetchq` is used instead.
+pub fn default_data_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("FETCHQ_PGDATA") {
+        return PathBuf::from(dir);
+    }
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    if running_as_root() {
+        let reachable = Command::new("runuser")
+            .args(["-u", "postgres", "--", "test", "-x"])
+            .arg(&cwd)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !reachable {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            cwd.hash(&mut h);
+            return PathBuf::from(format!("/var/tmp/fetchq/{:016x}/pg", h.finish()));
+        }
+    }
+    cwd.join(".fetchq").join("pg")
+}
+
+/// Where the default database is.
+#[derive(Debug, Clone)]
+pub enum DefaultDatabase {
+    /// `DATABASE_URL` was set.
+    Url(String),
+    /// The private server in [`default_data_dir`], started or reused.
+    Embedded {
+        /// Connection URL of its `postgres` database.
+        url: String,
+        /// The server, e.g. for [`EmbeddedPostgres::stop_command`].
+        server: EmbeddedPostgres,
+        /// Whether this call started it.
+        started: bool,
+    },
+}
+
+impl DefaultDatabase {
+    /// `DATABASE_URL` when set, else the default private server (started if
+    /// needed, reused otherwise).
+    ///
+    /// # Errors
+    ///
+    /// When no binaries are installed or the server cannot start; the message
+    /// says how to install PostgreSQL or set `DATABASE_URL`.
+    ///
+    /// ```no_run
+    /// use fetchq_core::embedded::DefaultDatabase;
+    ///
+    /// let db = DefaultDatabase::resolve()?;
+    /// println!("{}", db.describe());
+    /// # Ok::<(), fetchq_core::embedded::EmbeddedError>(())
+    /// ```
+    pub fn resolve() -> Result<Self> {
+        if let Ok(url) = std::env::var("DATABASE_URL") {
+            if !url.is_empty() {
+                return Ok(DefaultDatabase::Url(url));
+            }
+        }
+        let server = EmbeddedPostgres::new(default_data_dir())?;
+        let running = server.start()?;
+        Ok(DefaultDatabase::Embedded {
+            url: running.url("postgres"),
+            server,
+            started: running.started,
+        })
+    }
+
+    /// The connection URL.
+    pub fn url(&self) -> &str {
+        match self {
+            DefaultDatabase::Url(url) | DefaultDatabase::Embedded { url, .. } => url,
+        }
+    }
+
+    /// A human sentence: where the database is, and how to stop it.
+    pub fn describe(&self) -> String {
+        match self {
+            DefaultDatabase::Url(_) => "using DATABASE_URL".to_owned(),
+            DefaultDatabase::Embedded {
+                url,
+                server,
+                started,
+            } => format!(
+                "{} private PostgreSQL at {url}\n  data: {}\n  stop it with: {}",
+                if *started { "started" } else { "reusing" },
+                server.data_dir().display(),
+                server.stop_command()
+            ),
+        }
+    }
 }

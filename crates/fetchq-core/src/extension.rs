@@ -49,7 +49,8 @@ fn record(m: &Migration) -> String {
 /// assert!(script.contains("CREATE FUNCTION fetchq.doc_pick"));
 /// ```
 pub fn install_script() -> String {
-    let mut out = String::from("\\echo Use \"CREATE EXTENSION fetchq\" to load this file. \\quit\n");
+    let mut out =
+        String::from("\\echo Use \"CREATE EXTENSION fetchq\" to load this file. \\quit\n");
     out.push_str(BOOTSTRAP);
     for m in MIGRATIONS {
         out.push_str(&format!("\n-- migration {} {}\n", m.version, m.name));
@@ -101,7 +102,11 @@ pub fn write_files(dir: impl AsRef<Path>) -> std::io::Result<Vec<PathBuf>> {
     ];
     for from in 1..latest {
         if let Some(script) = upgrade_script(from) {
-            let name = format!("fetchq--{}--{}.sql", version_for(from), version_for(from + 1));
+            let name = format!(
+                "fetchq--{}--{}.sql",
+                version_for(from),
+                version_for(from + 1)
+            );
             files.push((dir.join(name), script));
         }
     }

@@ -122,7 +122,12 @@ impl Client {
     /// assert_eq!(client.metric_get("avengers", "scrape_ms").await?.map(|m| m.value), Some(420));
     /// # Ok(()) }
     /// ```
-    pub async fn metric_log_increment(&self, queue: &str, metric: &str, increment: i64) -> Result<()> {
+    pub async fn metric_log_increment(
+        &self,
+        queue: &str,
+        metric: &str,
+        increment: i64,
+    ) -> Result<()> {
         validate_queue_name(queue)?;
         sqlx::query(sql!("metric_log_increment"))
             .bind(queue)
@@ -156,7 +161,9 @@ impl Client {
     ///
     /// Database errors.
     pub async fn metric_log_pack(&self) -> Result<i32> {
-        let row = sqlx::query(sql!("metric_log_pack")).fetch_one(self.pool()).await?;
+        let row = sqlx::query(sql!("metric_log_pack"))
+            .fetch_one(self.pool())
+            .await?;
         Ok(row.try_get(0)?)
     }
 

@@ -136,7 +136,11 @@ pub async fn migrate(pool: &PgPool) -> Result<MigrationReport> {
     }
     let mut applied = Vec::new();
     for m in MIGRATIONS.iter().filter(|m| m.version > from_version) {
-        tracing::info!(version = m.version, name = m.name, "applying fetchq migration");
+        tracing::info!(
+            version = m.version,
+            name = m.name,
+            "applying fetchq migration"
+        );
         run_script(&mut tx, m.sql).await?;
         sqlx::query("INSERT INTO fetchq.migrations (version, name, checksum) VALUES ($1, $2, $3)")
             .bind(m.version)
@@ -169,16 +173,31 @@ mod tests {
         for (i, m) in MIGRATIONS.iter().enumerate() {
             assert_eq!(m.version, i as i32 + 1, "migration {} out of order", m.name);
             assert!(m.sql.contains("CREATE"), "migration {} looks empty", m.name);
-            assert!(!m.sql.contains("BEGIN;") && !m.sql.contains("COMMIT;"),
-                "migration {} must not control transactions: the runner and CREATE EXTENSION do", m.name);
+            assert!(
+                !m.sql.contains("BEGIN;") && !m.sql.contains("COMMIT;"),
+                "migration {} must not control transactions: the runner and CREATE EXTENSION do",
+                m.name
+            );
         }
     }
 
     #[test]
     fn checksums_ignore_line_endings_only() {
-        let a = Migration { version: 1, name: "a", sql: "SELECT 1;\nSELECT 2;\n" };
-        let b = Migration { version: 1, name: "a", sql: "SELECT 1;\r\nSELECT 2;\r\n" };
-        let c = Migration { version: 1, name: "a", sql: "SELECT 1;\nSELECT 3;\n" };
+        let a = Migration {
+            version: 1,
+            name: "a",
+            sql: "SELECT 1;\nSELECT 2;\n",
+        };
+        let b = Migration {
+            version: 1,
+            name: "a",
+            sql: "SELECT 1;\r\nSELECT 2;\r\n",
+        };
+        let c = Migration {
+            version: 1,
+            name: "a",
+            sql: "SELECT 1;\nSELECT 3;\n",
+        };
         assert_eq!(a.checksum(), b.checksum());
         assert_ne!(a.checksum(), c.checksum());
         assert_eq!(a.checksum().len(), 64);

@@ -183,7 +183,9 @@ impl Client {
             .bind(options.lease)
             .fetch_all(self.pool())
             .await?;
-        rows.iter().map(|row| Document::from_row(queue, row)).collect()
+        rows.iter()
+            .map(|row| Document::from_row(queue, row))
+            .collect()
     }
 
     /// Plans the document's next run (the repetitive-task ending): pending if
@@ -200,8 +202,14 @@ impl Client {
     /// client.reschedule(&doc.lease, Schedule::after(Duration::from_secs(2 * 86_400)), None).await?;
     /// # Ok(()) }
     /// ```
-    pub async fn reschedule(&self, lease: &Lease, when: Schedule, payload: Option<&Value>) -> Result<()> {
-        self.reschedule_with(self.pool(), lease, when, payload).await
+    pub async fn reschedule(
+        &self,
+        lease: &Lease,
+        when: Schedule,
+        payload: Option<&Value>,
+    ) -> Result<()> {
+        self.reschedule_with(self.pool(), lease, when, payload)
+            .await
     }
 
     /// [`reschedule`](Self::reschedule) through any executor.

@@ -143,7 +143,9 @@ impl Client {
     ///
     /// Database errors.
     pub async fn queue_list(&self) -> Result<Vec<QueueInfo>> {
-        let rows = sqlx::query(sql!("queue_list")).fetch_all(self.pool()).await?;
+        let rows = sqlx::query(sql!("queue_list"))
+            .fetch_all(self.pool())
+            .await?;
         rows.iter().map(QueueInfo::from_row).collect()
     }
 
@@ -154,7 +156,8 @@ impl Client {
     ///
     /// [`Error::InvalidArgument`] below 1, [`Error::QueueNotFound`], database errors.
     pub async fn queue_set_max_attempts(&self, queue: &str, max_attempts: i32) -> Result<()> {
-        self.set(sql!("queue_set_max_attempts"), queue, max_attempts).await
+        self.set(sql!("queue_set_max_attempts"), queue, max_attempts)
+            .await
     }
 
     /// Records the version this queue's workers target by default.
@@ -163,7 +166,8 @@ impl Client {
     ///
     /// [`Error::InvalidArgument`] when negative, [`Error::QueueNotFound`], database errors.
     pub async fn queue_set_current_version(&self, queue: &str, version: i32) -> Result<()> {
-        self.set(sql!("queue_set_current_version"), queue, version).await
+        self.set(sql!("queue_set_current_version"), queue, version)
+            .await
     }
 
     /// Sets how long error logs are kept (default 24 hours).
@@ -172,7 +176,8 @@ impl Client {
     ///
     /// [`Error::QueueNotFound`], database errors.
     pub async fn queue_set_logs_retention(&self, queue: &str, retention: Duration) -> Result<()> {
-        self.set(sql!("queue_set_logs_retention"), queue, retention).await
+        self.set(sql!("queue_set_logs_retention"), queue, retention)
+            .await
     }
 
     /// Sets the largest payload the queue accepts, in bytes as stored (default 1 MiB).
@@ -181,7 +186,8 @@ impl Client {
     ///
     /// [`Error::InvalidArgument`] below 16, [`Error::QueueNotFound`], database errors.
     pub async fn queue_set_max_payload_size(&self, queue: &str, max_bytes: i32) -> Result<()> {
-        self.set(sql!("queue_set_max_payload_size"), queue, max_bytes).await
+        self.set(sql!("queue_set_max_payload_size"), queue, max_bytes)
+            .await
     }
 
     async fn set<T>(&self, statement: &'static str, queue: &str, value: T) -> Result<()>
@@ -297,11 +303,28 @@ mod tests {
 
     #[test]
     fn queue_names_follow_the_engine_rule() {
-        for ok in ["a", "avengers", "a_1", "q0123456789012345678901234567890123456789"[..40].as_ref()] {
+        for ok in [
+            "a",
+            "avengers",
+            "a_1",
+            "q0123456789012345678901234567890123456789"[..40].as_ref(),
+        ] {
             assert!(validate_queue_name(ok).is_ok(), "{ok} should be valid");
         }
-        for bad in ["", "1a", "_a", "A", "a-b", "a b", "a;drop", "é", "a\"b", "a'b", "a$$b",
-                    "q01234567890123456789012345678901234567890"] {
+        for bad in [
+            "",
+            "1a",
+            "_a",
+            "A",
+            "a-b",
+            "a b",
+            "a;drop",
+            "é",
+            "a\"b",
+            "a'b",
+            "a$$b",
+            "q01234567890123456789012345678901234567890",
+        ] {
             assert!(validate_queue_name(bad).is_err(), "{bad} should be invalid");
         }
     }

@@ -1,5 +1,7 @@
 //! Installing the schema: idempotent, concurrent, refuses downgrades and edits.
 
+#![allow(clippy::unwrap_used)] // tests fail by panicking
+
 use fetchq_core::{latest_schema_version, migrate, Error, MIGRATIONS};
 use fetchq_testing::TestDb;
 
@@ -30,7 +32,11 @@ async fn concurrent_migrations_on_an_empty_database_apply_each_step_once() {
     for run in runs {
         applied_total += run.await.unwrap().unwrap().applied.len();
     }
-    assert_eq!(applied_total, MIGRATIONS.len(), "each migration applied by exactly one process");
+    assert_eq!(
+        applied_total,
+        MIGRATIONS.len(),
+        "each migration applied by exactly one process"
+    );
     let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM fetchq.migrations")
         .fetch_one(&pool)
         .await
@@ -44,11 +50,13 @@ async fn concurrent_migrations_on_an_empty_database_apply_each_step_once() {
 async fn a_newer_schema_is_never_downgraded() {
     let db = TestDb::new().await;
     let future = latest_schema_version() + 1;
-    sqlx::query("INSERT INTO fetchq.migrations (version, name, checksum) VALUES ($1, 'future', 'x')")
-        .bind(future)
-        .execute(&db.pool)
-        .await
-        .unwrap();
+    sqlx::query(
+        "INSERT INTO fetchq.migrations (version, name, checksum) VALUES ($1, 'future', 'x')",
+    )
+    .bind(future)
+    .execute(&db.pool)
+    .await
+    .unwrap();
     match migrate(&db.pool).await {
         Err(Error::SchemaTooNew { found, supported }) => {
             assert_eq!(found, future);

@@ -83,7 +83,10 @@ fn migrations_fingerprint() -> String {
     for m in MIGRATIONS {
         hasher.update(m.checksum().as_bytes());
     }
-    hasher.finalize()[..6].iter().map(|b| format!("{b:02x}")).collect()
+    hasher.finalize()[..6]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Creates (once per server and migration set) the migrated template database.
@@ -94,11 +97,12 @@ async fn template(admin: &mut PgConnection, url: &str) -> String {
         .execute(&mut *admin)
         .await
         .expect("advisory lock");
-    let ready: Option<bool> = sqlx::query_scalar("SELECT datistemplate FROM pg_database WHERE datname = $1")
-        .bind(&name)
-        .fetch_optional(&mut *admin)
-        .await
-        .expect("query pg_database");
+    let ready: Option<bool> =
+        sqlx::query_scalar("SELECT datistemplate FROM pg_database WHERE datname = $1")
+            .bind(&name)
+            .fetch_optional(&mut *admin)
+            .await
+            .expect("query pg_database");
     if ready != Some(true) {
         if ready.is_some() {
             // a previous run died half-way
@@ -164,10 +168,12 @@ impl TestDb {
             .expect("connect to the test server");
         let template = template(&mut admin, &server).await;
         let name = format!("fetchq_test_{}", uuid::Uuid::new_v4().simple());
-        sqlx::raw_sql(&format!("CREATE DATABASE \"{name}\" TEMPLATE \"{template}\""))
-            .execute(&mut admin)
-            .await
-            .expect("create test database");
+        sqlx::raw_sql(&format!(
+            "CREATE DATABASE \"{name}\" TEMPLATE \"{template}\""
+        ))
+        .execute(&mut admin)
+        .await
+        .expect("create test database");
         let _ = admin.close().await;
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
@@ -229,14 +235,20 @@ async fn drop_database(server: &str, name: &str) {
 impl Drop for TestDb {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("fetchq-testing: keeping database {} of the failed test", self.name);
+            eprintln!(
+                "fetchq-testing: keeping database {} of the failed test",
+                self.name
+            );
             return;
         }
         let server = self.server.clone();
         let name = self.name.clone();
         // the test's runtime may be shutting down: use a private one
         let _ = std::thread::spawn(move || {
-            if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
                 rt.block_on(drop_database(&server, &name));
             }
         })

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use fetchq_core::embedded::{default_data_dir, EmbeddedPostgres};
-use fetchq_core::{extension, Client, NewDoc};
+use fetchq_core::embedded::{EmbeddedPostgres, default_data_dir};
+use fetchq_core::{Client, NewDoc, extension};
 
 #[derive(Parser)]
 #[command(
@@ -217,8 +217,19 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
             println!(
                 "documents {}  planned {}  pending {}  active {}  completed {}  dead {}\n\
                  entered {}  picked {}  processed {}  rescheduled {}  rejected {}  orphans {}  dropped {}",
-                c.total, c.planned, c.pending, c.active, c.completed, c.dead, c.entered, c.picked,
-                c.processed, c.rescheduled, c.rejected, c.orphans, c.dropped
+                c.total,
+                c.planned,
+                c.pending,
+                c.active,
+                c.completed,
+                c.dead,
+                c.entered,
+                c.picked,
+                c.processed,
+                c.rescheduled,
+                c.rejected,
+                c.orphans,
+                c.dropped
             );
         }
         Command::Mnt => {
@@ -241,7 +252,11 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
                 let running = pg.start()?;
                 println!(
                     "{} PostgreSQL in {}\nDATABASE_URL={}\nstop it with: fetchq dev-db stop (or {})",
-                    if running.started { "started" } else { "already running:" },
+                    if running.started {
+                        "started"
+                    } else {
+                        "already running:"
+                    },
                     pg.data_dir().display(),
                     running.url("postgres"),
                     pg.stop_command()

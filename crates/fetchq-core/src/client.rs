@@ -4,7 +4,7 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Row};
 
 use crate::error::Result;
-use crate::migrate::{migrate, MigrationReport};
+use crate::migrate::{MigrationReport, migrate};
 use crate::sql;
 
 /// A handle on fetchq in one PostgreSQL database: a thin, cloneable wrapper
@@ -28,6 +28,13 @@ pub struct Client {
 }
 
 /// Versions reported by `fetchq.info()`.
+///
+/// ```no_run
+/// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+/// let info: fetchq_core::Info = client.info().await?;
+/// println!("fetchq {} (schema {})", info.version, info.schema_version);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Info {
     /// Engine version string, `5.<schema>.0`.
@@ -69,6 +76,12 @@ impl Client {
     }
 
     /// The underlying pool, for your own queries and transactions.
+    ///
+    /// ```no_run
+    /// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+    /// let n: i64 = sqlx::query_scalar("SELECT 1::bigint").fetch_one(client.pool()).await?;
+    /// # Ok(()) }
+    /// ```
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
@@ -78,6 +91,13 @@ impl Client {
     /// # Errors
     ///
     /// As [`migrate`](crate::migrate()).
+    ///
+    /// ```no_run
+    /// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+    /// let report = client.migrate().await?;
+    /// assert_eq!(report.to_version, fetchq_core::latest_schema_version());
+    /// # Ok(()) }
+    /// ```
     pub async fn migrate(&self) -> Result<MigrationReport> {
         migrate(&self.pool).await
     }

@@ -9,7 +9,7 @@ use sqlx::{PgExecutor, Row};
 
 use crate::error::{Error, Result};
 use crate::queue::validate_queue_name;
-use crate::{sql, Client};
+use crate::{Client, sql};
 
 /// When a document should run next.
 ///
@@ -35,16 +35,31 @@ pub enum Schedule {
 
 impl Schedule {
     /// Due now.
+    ///
+    /// ```
+    /// assert_eq!(fetchq_core::Schedule::now(), fetchq_core::Schedule::Now);
+    /// ```
     pub fn now() -> Self {
         Schedule::Now
     }
 
     /// Due at `time`.
+    ///
+    /// ```
+    /// let t = chrono::Utc::now() + chrono::Duration::hours(1);
+    /// assert_eq!(fetchq_core::Schedule::at(t), fetchq_core::Schedule::At(t));
+    /// ```
     pub fn at(time: DateTime<Utc>) -> Self {
         Schedule::At(time)
     }
 
     /// Due `delay` from now.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let every_hour = fetchq_core::Schedule::after(Duration::from_secs(3600));
+    /// # let _ = every_hour;
+    /// ```
     pub fn after(delay: Duration) -> Self {
         Schedule::After(delay)
     }
@@ -106,6 +121,11 @@ pub struct NewDoc {
 
 impl NewDoc {
     /// A document with this subject: version 0, priority 0, due now, payload `{}`.
+    ///
+    /// ```
+    /// let doc = fetchq_core::NewDoc::new("ironman");
+    /// assert_eq!(doc.subject(), "ironman");
+    /// ```
     pub fn new(subject: impl Into<String>) -> Self {
         Self {
             subject: subject.into(),
@@ -117,24 +137,46 @@ impl NewDoc {
     }
 
     /// The document version (0 or more); picks target one version.
+    ///
+    /// ```
+    /// let doc = fetchq_core::NewDoc::new("ironman").version(2);
+    /// # let _ = doc;
+    /// ```
     pub fn version(mut self, version: i32) -> Self {
         self.version = version;
         self
     }
 
     /// The priority: higher is picked first among due documents.
+    ///
+    /// ```
+    /// let urgent = fetchq_core::NewDoc::new("hulk").priority(10);
+    /// # let _ = urgent;
+    /// ```
     pub fn priority(mut self, priority: i32) -> Self {
         self.priority = priority;
         self
     }
 
     /// When it is due (default: now).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let later = fetchq_core::NewDoc::new("ironman").at(Duration::from_secs(3600));
+    /// let jump_the_line = fetchq_core::NewDoc::new("hulk").at(chrono::Utc::now() - chrono::Duration::days(1));
+    /// # let _ = (later, jump_the_line);
+    /// ```
     pub fn at(mut self, when: impl Into<Schedule>) -> Self {
         self.schedule = when.into();
         self
     }
 
     /// The JSON payload.
+    ///
+    /// ```
+    /// let doc = fetchq_core::NewDoc::new("hulk").payload(serde_json::json!({"last_score": 18}));
+    /// # let _ = doc;
+    /// ```
     pub fn payload(mut self, payload: Value) -> Self {
         self.payload = payload;
         self
@@ -158,6 +200,10 @@ impl NewDoc {
     }
 
     /// The subject.
+    ///
+    /// ```
+    /// assert_eq!(fetchq_core::NewDoc::new("thor").subject(), "thor");
+    /// ```
     pub fn subject(&self) -> &str {
         &self.subject
     }
@@ -174,6 +220,11 @@ impl NewDoc {
 }
 
 /// Document status codes, as stored (FetchQ v4 compatible).
+///
+/// ```
+/// use fetchq_core::Status;
+/// assert_eq!(Status::from_code(Status::Completed.code()), Some(Status::Completed));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Status {
     /// `-1`: killed or out of attempts; kept so its subject is never re-admitted.
@@ -223,6 +274,13 @@ impl Status {
 }
 
 /// A document as stored, from [`Client::get`].
+///
+/// ```no_run
+/// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+/// let state: fetchq_core::DocState = client.get("avengers", "ironman").await?;
+/// println!("{:?}, {} iterations", state.status, state.iterations);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct DocState {
     /// Unique subject.
@@ -248,6 +306,17 @@ pub struct DocState {
 }
 
 /// What [`Client::upsert`] did.
+///
+/// ```no_run
+/// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+/// use fetchq_core::{NewDoc, Upserted};
+/// match client.upsert("avengers", &NewDoc::new("ironman")).await? {
+///     Upserted::Inserted => println!("new"),
+///     Upserted::Updated => println!("updated"),
+///     Upserted::Unchanged => println!("held by a worker, left alone"),
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Upserted {
     /// The subject was new: the document was pushed.
@@ -289,6 +358,14 @@ impl Client {
     /// # Errors
     ///
     /// As [`push`](Self::push).
+    ///
+    /// ```no_run
+    /// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+    /// let mut tx = client.pool().begin().await?;
+    /// client.push_with(&mut *tx, "mailer", &fetchq_core::NewDoc::new("welcome:ada")).await?;
+    /// tx.commit().await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn push_with<'e, E: PgExecutor<'e>>(
         &self,
         executor: E,
@@ -316,6 +393,15 @@ impl Client {
     /// # Errors
     ///
     /// [`Error::Duplicate`] and those of [`push`](Self::push).
+    ///
+    /// ```no_run
+    /// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+    /// match client.insert("avengers", &fetchq_core::NewDoc::new("ironman")).await {
+    ///     Err(fetchq_core::Error::Duplicate { .. }) => println!("already queued"),
+    ///     other => other?,
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn insert(&self, queue: &str, doc: &NewDoc) -> Result<()> {
         if self.push(queue, doc).await? {
             Ok(())
@@ -352,6 +438,15 @@ impl Client {
     /// # Errors
     ///
     /// As [`push_many`](Self::push_many).
+    ///
+    /// ```no_run
+    /// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+    /// let mut tx = client.pool().begin().await?;
+    /// let docs = [fetchq_core::NewDoc::new("a"), fetchq_core::NewDoc::new("b")];
+    /// client.push_many_with(&mut *tx, "avengers", &docs).await?;
+    /// tx.commit().await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn push_many_with<'e, E: PgExecutor<'e>>(
         &self,
         executor: E,
@@ -396,6 +491,14 @@ impl Client {
     /// # Errors
     ///
     /// As [`push`](Self::push).
+    ///
+    /// ```no_run
+    /// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+    /// let mut tx = client.pool().begin().await?;
+    /// let subject = client.append_with(&mut *tx, "sendmail", &serde_json::json!({"to": "ada@example.com"}), 0, 0).await?;
+    /// tx.commit().await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn append_with<'e, E: PgExecutor<'e>>(
         &self,
         executor: E,
@@ -423,6 +526,14 @@ impl Client {
     /// # Errors
     ///
     /// As [`push`](Self::push).
+    ///
+    /// ```no_run
+    /// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+    /// use std::time::Duration;
+    /// let doc = fetchq_core::NewDoc::new("john").priority(1).at(Duration::from_secs(60));
+    /// client.upsert("avengers", &doc).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn upsert(&self, queue: &str, doc: &NewDoc) -> Result<Upserted> {
         self.upsert_with(self.pool(), queue, doc).await
     }
@@ -432,6 +543,14 @@ impl Client {
     /// # Errors
     ///
     /// As [`push`](Self::push).
+    ///
+    /// ```no_run
+    /// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+    /// let mut tx = client.pool().begin().await?;
+    /// client.upsert_with(&mut *tx, "avengers", &fetchq_core::NewDoc::new("john")).await?;
+    /// tx.commit().await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn upsert_with<'e, E: PgExecutor<'e>>(
         &self,
         executor: E,
@@ -466,6 +585,13 @@ impl Client {
     ///
     /// [`Error::NotFound`] when the subject is not in the queue,
     /// [`Error::QueueNotFound`], database errors.
+    ///
+    /// ```no_run
+    /// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+    /// let doc = client.get("avengers", "ironman").await?;
+    /// println!("ironman is {:?}, next run at {}", doc.status, doc.next_iteration);
+    /// # Ok(()) }
+    /// ```
     pub async fn get(&self, queue: &str, subject: &str) -> Result<DocState> {
         check_queue(queue)?;
         let row = sqlx::query(sql!("doc_get"))

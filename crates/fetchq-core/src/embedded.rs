@@ -13,6 +13,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// Why the private server could not be started or stopped.
+///
+/// ```no_run
+/// use fetchq_core::embedded::{EmbeddedError, EmbeddedPostgres};
+///
+/// match EmbeddedPostgres::new(".fetchq/pg") {
+///     Err(EmbeddedError::BinariesNotFound) => eprintln!("install PostgreSQL or set DATABASE_URL"),
+///     Err(other) => eprintln!("{other}"),
+///     Ok(pg) => { pg.start()?; }
+/// }
+/// # Ok::<(), EmbeddedError>(())
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EmbeddedError {
@@ -24,10 +35,14 @@ pub enum EmbeddedError {
     )]
     BinariesNotFound,
     /// Running as root but there is no `postgres` user to run the server as.
-    #[error("running as root, but PostgreSQL refuses to run as root and there is no `postgres` user to run it as: create one or set DATABASE_URL")]
+    #[error(
+        "running as root, but PostgreSQL refuses to run as root and there is no `postgres` user to run it as: create one or set DATABASE_URL"
+    )]
     NoPostgresUser,
     /// The data directory cannot be used by the server's user.
-    #[error("the data directory {dir} is not usable by the `postgres` user (is a parent directory private?): set FETCHQ_PGDATA to another place")]
+    #[error(
+        "the data directory {dir} is not usable by the `postgres` user (is a parent directory private?): set FETCHQ_PGDATA to another place"
+    )]
     DataDirNotAccessible {
         /// The directory.
         dir: PathBuf,
@@ -78,6 +93,13 @@ pub struct EmbeddedPostgres {
 }
 
 /// A started server: where to reach it.
+///
+/// ```no_run
+/// let pg = fetchq_core::embedded::EmbeddedPostgres::new(".fetchq/pg")?;
+/// let running = pg.start()?;
+/// println!("port {} ({})", running.port, if running.started { "started" } else { "reused" });
+/// # Ok::<(), fetchq_core::embedded::EmbeddedError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Running {
     /// The TCP port on 127.0.0.1.
@@ -104,6 +126,11 @@ impl EmbeddedPostgres {
     /// # Errors
     ///
     /// [`EmbeddedError::BinariesNotFound`] when no PostgreSQL binaries are installed.
+    ///
+    /// ```no_run
+    /// let pg = fetchq_core::embedded::EmbeddedPostgres::new("/var/tmp/app-pg")?;
+    /// # Ok::<(), fetchq_core::embedded::EmbeddedError>(())
+    /// ```
     pub fn new(data_dir: impl Into<PathBuf>) -> Result<Self> {
         let data_dir = absolute(data_dir.into())?;
         Ok(Self {
@@ -115,22 +142,45 @@ impl EmbeddedPostgres {
     }
 
     /// Adds a server setting (`-c name=value`) applied at every start.
+    ///
+    /// ```no_run
+    /// let pg = fetchq_core::embedded::EmbeddedPostgres::new(".fetchq/pg")?.setting("shared_buffers", "256MB");
+    /// # Ok::<(), fetchq_core::embedded::EmbeddedError>(())
+    /// ```
     pub fn setting(mut self, name: &str, value: &str) -> Self {
         self.settings.push((name.to_owned(), value.to_owned()));
         self
     }
 
     /// The data directory.
+    ///
+    /// ```no_run
+    /// let pg = fetchq_core::embedded::EmbeddedPostgres::new(".fetchq/pg")?;
+    /// assert!(pg.data_dir().is_absolute());
+    /// # Ok::<(), fetchq_core::embedded::EmbeddedError>(())
+    /// ```
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
     }
 
     /// The directory holding `pg_ctl`, `initdb` and `pg_config`.
+    ///
+    /// ```no_run
+    /// let pg = fetchq_core::embedded::EmbeddedPostgres::new(".fetchq/pg")?;
+    /// assert!(pg.bin_dir().join("pg_ctl").exists());
+    /// # Ok::<(), fetchq_core::embedded::EmbeddedError>(())
+    /// ```
     pub fn bin_dir(&self) -> &Path {
         &self.bin_dir
     }
 
     /// A shell command that stops this server.
+    ///
+    /// ```no_run
+    /// let pg = fetchq_core::embedded::EmbeddedPostgres::new(".fetchq/pg")?;
+    /// println!("stop it with: {}", pg.stop_command());
+    /// # Ok::<(), fetchq_core::embedded::EmbeddedError>(())
+    /// ```
     pub fn stop_command(&self) -> String {
         let pg_ctl = self.bin_dir.join("pg_ctl");
         let prefix = if self.run_as_postgres {
@@ -153,6 +203,12 @@ impl EmbeddedPostgres {
     ///
     /// When the directory cannot be prepared or a server command fails; the
     /// error carries the command's output.
+    ///
+    /// ```no_run
+    /// let pg = fetchq_core::embedded::EmbeddedPostgres::new(".fetchq/pg")?;
+    /// let url = pg.start()?.url("postgres");
+    /// # Ok::<(), fetchq_core::embedded::EmbeddedError>(())
+    /// ```
     pub fn start(&self) -> Result<Running> {
         let parent = self.data_dir.parent().unwrap_or(Path::new("/"));
         fs::create_dir_all(parent).map_err(io_err(format!("creating {}", parent.display())))?;
@@ -205,6 +261,11 @@ impl EmbeddedPostgres {
     /// # Errors
     ///
     /// When `pg_ctl stop` fails.
+    ///
+    /// ```no_run
+    /// fetchq_core::embedded::EmbeddedPostgres::new(".fetchq/pg")?.stop()?;
+    /// # Ok::<(), fetchq_core::embedded::EmbeddedError>(())
+    /// ```
     pub fn stop(&self) -> Result<()> {
         if self.running_port().is_some() {
             let data = self.data_dir.display().to_string();
@@ -218,6 +279,12 @@ impl EmbeddedPostgres {
     /// # Errors
     ///
     /// When `pg_config` fails.
+    ///
+    /// ```no_run
+    /// let pg = fetchq_core::embedded::EmbeddedPostgres::new(".fetchq/pg")?;
+    /// fetchq_core::extension::write_files(pg.extension_dir()?).expect("writable extension dir");
+    /// # Ok::<(), fetchq_core::embedded::EmbeddedError>(())
+    /// ```
     pub fn extension_dir(&self) -> Result<PathBuf> {
         let out = run(Command::new(self.bin_dir.join("pg_config")).arg("--sharedir"))?;
         Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("extension"))
@@ -330,6 +397,11 @@ fn set_private(dir: &Path) -> Result<()> {
 }
 
 /// Whether the current process runs as root (then the server runs as `postgres`).
+///
+/// ```
+/// let root = fetchq_core::embedded::running_as_root();
+/// # let _ = root;
+/// ```
 pub fn running_as_root() -> bool {
     Command::new("id")
         .arg("-u")
@@ -344,6 +416,12 @@ pub fn running_as_root() -> bool {
 /// # Errors
 ///
 /// [`EmbeddedError::BinariesNotFound`] when none has both tools.
+///
+/// ```no_run
+/// let bin = fetchq_core::embedded::find_bin_dir()?;
+/// println!("using {}", bin.display());
+/// # Ok::<(), fetchq_core::embedded::EmbeddedError>(())
+/// ```
 pub fn find_bin_dir() -> Result<PathBuf> {
     let has_tools = |dir: &Path| dir.join("pg_ctl").is_file() && dir.join("initdb").is_file();
     if let Some(dir) = std::env::var_os("FETCHQ_PG_BIN").map(PathBuf::from) {
@@ -393,6 +471,11 @@ fn free_port() -> Result<u16> {
 /// `.fetchq/pg` under the current directory. When running as root and the
 /// `postgres` user cannot reach the current directory (say, under `/root`), a
 /// per-directory place under `/var/tmp/fetchq` is used instead.
+///
+/// ```
+/// let dir = fetchq_core::embedded::default_data_dir();
+/// assert!(dir.ends_with("pg"));
+/// ```
 pub fn default_data_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("FETCHQ_PGDATA") {
         return PathBuf::from(dir);
@@ -415,6 +498,13 @@ pub fn default_data_dir() -> PathBuf {
 }
 
 /// Where the default database is.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let db = fetchq_core::embedded::DefaultDatabase::resolve()?;
+/// let client = fetchq_core::Client::connect(db.url()).await?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub enum DefaultDatabase {
     /// `DATABASE_URL` was set.
@@ -447,10 +537,10 @@ impl DefaultDatabase {
     /// # Ok::<(), fetchq_core::embedded::EmbeddedError>(())
     /// ```
     pub fn resolve() -> Result<Self> {
-        if let Ok(url) = std::env::var("DATABASE_URL") {
-            if !url.is_empty() {
-                return Ok(DefaultDatabase::Url(url));
-            }
+        if let Ok(url) = std::env::var("DATABASE_URL")
+            && !url.is_empty()
+        {
+            return Ok(DefaultDatabase::Url(url));
         }
         let server = EmbeddedPostgres::new(default_data_dir())?;
         let running = server.start()?;
@@ -462,6 +552,12 @@ impl DefaultDatabase {
     }
 
     /// The connection URL.
+    ///
+    /// ```no_run
+    /// let db = fetchq_core::embedded::DefaultDatabase::resolve()?;
+    /// assert!(db.url().starts_with("postgres"));
+    /// # Ok::<(), fetchq_core::embedded::EmbeddedError>(())
+    /// ```
     pub fn url(&self) -> &str {
         match self {
             DefaultDatabase::Url(url) | DefaultDatabase::Embedded { url, .. } => url,
@@ -469,6 +565,11 @@ impl DefaultDatabase {
     }
 
     /// A human sentence: where the database is, and how to stop it.
+    ///
+    /// ```no_run
+    /// println!("{}", fetchq_core::embedded::DefaultDatabase::resolve()?.describe());
+    /// # Ok::<(), fetchq_core::embedded::EmbeddedError>(())
+    /// ```
     pub fn describe(&self) -> String {
         match self {
             DefaultDatabase::Url(_) => "using DATABASE_URL".to_owned(),

@@ -3,6 +3,13 @@
 use std::borrow::Cow;
 
 /// A specialized `Result` whose error is [`Error`].
+///
+/// ```
+/// fn parse(name: &str) -> fetchq_core::Result<()> {
+///     fetchq_core::validate_queue_name(name)
+/// }
+/// assert!(parse("ok").is_ok());
+/// ```
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// What can go wrong talking to fetchq.
@@ -98,7 +105,9 @@ pub enum Error {
         supported: i32,
     },
     /// An applied migration's text differs from the one shipped in this build.
-    #[error("migration {version} ({name}) differs from the one applied to the database (checksum mismatch)")]
+    #[error(
+        "migration {version} ({name}) differs from the one applied to the database (checksum mismatch)"
+    )]
     MigrationChanged {
         /// The migration version.
         version: i32,
@@ -133,16 +142,40 @@ impl Error {
 }
 
 /// The SQLSTATE codes raised by the SQL engine.
+///
+/// ```
+/// assert_eq!(fetchq_core::codes::QUEUE_NOT_FOUND, "FQ002");
+/// ```
 pub mod codes {
     /// Invalid queue name.
+    ///
+    /// ```
+    /// assert_eq!(fetchq_core::codes::INVALID_QUEUE_NAME, "FQ001");
+    /// ```
     pub const INVALID_QUEUE_NAME: &str = "FQ001";
     /// Queue does not exist.
+    ///
+    /// ```
+    /// assert_eq!(fetchq_core::codes::QUEUE_NOT_FOUND, "FQ002");
+    /// ```
     pub const QUEUE_NOT_FOUND: &str = "FQ002";
     /// Subject empty or too long.
+    ///
+    /// ```
+    /// assert_eq!(fetchq_core::codes::INVALID_SUBJECT, "FQ003");
+    /// ```
     pub const INVALID_SUBJECT: &str = "FQ003";
     /// Argument out of range.
+    ///
+    /// ```
+    /// assert_eq!(fetchq_core::codes::INVALID_ARGUMENT, "FQ004");
+    /// ```
     pub const INVALID_ARGUMENT: &str = "FQ004";
     /// Payload larger than the queue allows.
+    ///
+    /// ```
+    /// assert_eq!(fetchq_core::codes::PAYLOAD_TOO_LARGE, "FQ005");
+    /// ```
     pub const PAYLOAD_TOO_LARGE: &str = "FQ005";
 }
 

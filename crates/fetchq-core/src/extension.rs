@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::migrate::{latest_schema_version, Migration, BOOTSTRAP, MIGRATIONS};
+use crate::migrate::{BOOTSTRAP, MIGRATIONS, Migration, latest_schema_version};
 
 /// The extension version for a schema version: `5.<schema>.0`, the same string
 /// `fetchq.info()` reports.
@@ -68,6 +68,11 @@ pub fn install_script() -> String {
 
 /// The upgrade script from schema `from` to `from + 1`
 /// (`fetchq--<from>--<from+1>.sql`), or `None` past the latest version.
+///
+/// ```
+/// assert!(fetchq_core::extension::upgrade_script(1).is_some());
+/// assert!(fetchq_core::extension::upgrade_script(fetchq_core::latest_schema_version()).is_none());
+/// ```
 pub fn upgrade_script(from: i32) -> Option<String> {
     let m = MIGRATIONS.iter().find(|m| m.version == from + 1)?;
     Some(format!(

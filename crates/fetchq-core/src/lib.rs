@@ -51,13 +51,13 @@ mod queue;
 
 pub use client::{Client, Info};
 pub use doc::{DocState, NewDoc, Schedule, Status, Upserted};
-pub use error::{codes, Error, Result};
+pub use error::{Error, Result, codes};
 pub use logs::TraceStep;
 pub use maintenance::{JobRun, MntRun};
 pub use metrics::{Counters, MetricValue, StatusCounts};
-pub use migrate::{latest_schema_version, migrate, Migration, MigrationReport, MIGRATIONS};
+pub use migrate::{MIGRATIONS, Migration, MigrationReport, latest_schema_version, migrate};
 pub use pick::{Document, Lease, PickOptions};
-pub use queue::{validate_queue_name, QueueInfo};
+pub use queue::{QueueInfo, validate_queue_name};
 
 /// Embeds `sql/queries/<name>.sql`: every statement the client sends lives in a file.
 macro_rules! sql {

@@ -6,9 +6,17 @@ use sqlx::Row;
 
 use crate::error::Result;
 use crate::queue::validate_queue_name;
-use crate::{sql, Client};
+use crate::{Client, sql};
 
 /// One step of [`Client::trace`].
+///
+/// ```no_run
+/// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+/// for step in client.trace("ironman").await? {
+///     println!("#{} {} {}: {}", step.step, step.queue, step.kind, step.info);
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct TraceStep {
     /// Position in time order, from 1.
@@ -32,6 +40,12 @@ impl Client {
     ///
     /// [`Error::QueueNotFound`](crate::Error::QueueNotFound),
     /// [`Error::InvalidSubject`](crate::Error::InvalidSubject), database errors.
+    ///
+    /// ```no_run
+    /// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+    /// client.log_error("avengers", "ironman", "rate limited", Some(&serde_json::json!({"retry_after": 60})), Some("worker-7")).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn log_error(
         &self,
         queue: &str,

@@ -6,9 +6,15 @@ use sqlx::Row;
 
 use crate::error::Result;
 use crate::queue::validate_queue_name;
-use crate::{sql, Client};
+use crate::{Client, sql};
 
 /// What one [`Client::mnt_run`] pass did.
+///
+/// ```no_run
+/// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+/// let fetchq_core::MntRun { activated, rescheduled, killed } = client.mnt_run("avengers", 500).await?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct MntRun {
     /// Planned documents made pending.
@@ -20,6 +26,15 @@ pub struct MntRun {
 }
 
 /// What [`Client::mnt_job_run`] did.
+///
+/// ```no_run
+/// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+/// let run = client.mnt_job_run(std::time::Duration::from_secs(60), 10).await?;
+/// if !run.success {
+///     eprintln!("a maintenance job failed: see fetchq.jobs.last_error");
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct JobRun {
     /// False when at least one job failed (its error is in `fetchq.jobs.last_error`).
@@ -62,6 +77,12 @@ impl Client {
     /// # Errors
     ///
     /// Database errors (a failing job does not fail the call: see [`JobRun::success`]).
+    ///
+    /// ```no_run
+    /// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+    /// client.mnt_job_run(std::time::Duration::from_secs(60), 10).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn mnt_job_run(&self, lock: Duration, limit: i32) -> Result<JobRun> {
         let row = sqlx::query(sql!("mnt_job_run"))
             .bind(lock)
@@ -80,6 +101,12 @@ impl Client {
     /// # Errors
     ///
     /// Database errors.
+    ///
+    /// ```no_run
+    /// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+    /// let (jobs, packed) = client.mnt().await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn mnt(&self) -> Result<(i32, i32)> {
         let row = sqlx::query(sql!("mnt"))
             .bind(Duration::from_secs(300))

@@ -5,15 +5,22 @@
 //! reads never count documents.
 
 use chrono::{DateTime, Utc};
-use sqlx::postgres::PgRow;
 use sqlx::Row;
+use sqlx::postgres::PgRow;
 
 use crate::error::Result;
 use crate::queue::validate_queue_name;
-use crate::{sql, Client};
+use crate::{Client, sql};
 
 /// The standard counters of a queue (`fetchq.metric_get_common`), exact as of
 /// the last pack.
+///
+/// ```no_run
+/// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+/// let c: fetchq_core::Counters = client.metric_get_common("avengers").await?;
+/// println!("{} pending, {} dead", c.pending, c.dead);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Counters {
     /// `cnt`: documents in the queue.
@@ -47,6 +54,13 @@ pub struct Counters {
 }
 
 /// Per-status document counts from a real `COUNT` (`fetchq.metric_compute`).
+///
+/// ```no_run
+/// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+/// let truth: fetchq_core::StatusCounts = client.metric_compute("avengers").await?;
+/// assert_eq!(client.metric_get_common("avengers").await?.status_counts(), truth);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct StatusCounts {
     /// All documents.
@@ -96,6 +110,14 @@ impl Counters {
 }
 
 /// One packed metric value.
+///
+/// ```no_run
+/// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+/// for m in client.metric_list("avengers").await? {
+///     println!("{} = {}", m.metric, m.value);
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MetricValue {
     /// Metric name.
@@ -143,6 +165,12 @@ impl Client {
     /// # Errors
     ///
     /// As [`metric_log_increment`](Self::metric_log_increment).
+    ///
+    /// ```no_run
+    /// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+    /// client.metric_log_set("crawler", "queue_lag_s", 12).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn metric_log_set(&self, queue: &str, metric: &str, value: i64) -> Result<()> {
         validate_queue_name(queue)?;
         sqlx::query(sql!("metric_log_set"))
@@ -160,6 +188,12 @@ impl Client {
     /// # Errors
     ///
     /// Database errors.
+    ///
+    /// ```no_run
+    /// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+    /// let folded = client.metric_log_pack().await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn metric_log_pack(&self) -> Result<i32> {
         let row = sqlx::query(sql!("metric_log_pack"))
             .fetch_one(self.pool())
@@ -172,6 +206,14 @@ impl Client {
     /// # Errors
     ///
     /// [`Error::InvalidQueueName`](crate::Error::InvalidQueueName), database errors.
+    ///
+    /// ```no_run
+    /// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+    /// if let Some(m) = client.metric_get("avengers", "cnt").await? {
+    ///     println!("{} documents", m.value);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn metric_get(&self, queue: &str, metric: &str) -> Result<Option<MetricValue>> {
         validate_queue_name(queue)?;
         let row = sqlx::query(sql!("metric_get"))
@@ -192,6 +234,12 @@ impl Client {
     /// # Errors
     ///
     /// [`Error::InvalidQueueName`](crate::Error::InvalidQueueName), database errors.
+    ///
+    /// ```no_run
+    /// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+    /// let all = client.metric_list("avengers").await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn metric_list(&self, queue: &str) -> Result<Vec<MetricValue>> {
         validate_queue_name(queue)?;
         let rows = sqlx::query(sql!("metric_get_queue"))
@@ -214,6 +262,13 @@ impl Client {
     /// # Errors
     ///
     /// [`Error::QueueNotFound`](crate::Error::QueueNotFound), database errors.
+    ///
+    /// ```no_run
+    /// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+    /// let c = client.metric_get_common("avengers").await?;
+    /// println!("{} of {} done", c.completed, c.total);
+    /// # Ok(()) }
+    /// ```
     pub async fn metric_get_common(&self, queue: &str) -> Result<Counters> {
         validate_queue_name(queue)?;
         let row = sqlx::query(sql!("metric_get_common"))
@@ -244,6 +299,12 @@ impl Client {
     /// # Errors
     ///
     /// [`Error::QueueNotFound`](crate::Error::QueueNotFound), database errors.
+    ///
+    /// ```no_run
+    /// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+    /// let counts = client.metric_compute("avengers").await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn metric_compute(&self, queue: &str) -> Result<StatusCounts> {
         validate_queue_name(queue)?;
         let row = sqlx::query(sql!("metric_compute"))
@@ -258,6 +319,12 @@ impl Client {
     /// # Errors
     ///
     /// [`Error::QueueNotFound`](crate::Error::QueueNotFound), database errors.
+    ///
+    /// ```no_run
+    /// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+    /// let repaired = client.metric_reset("avengers").await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn metric_reset(&self, queue: &str) -> Result<StatusCounts> {
         validate_queue_name(queue)?;
         let row = sqlx::query(sql!("metric_reset"))
@@ -272,6 +339,12 @@ impl Client {
     /// # Errors
     ///
     /// [`Error::QueueNotFound`](crate::Error::QueueNotFound), database errors.
+    ///
+    /// ```no_run
+    /// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+    /// let rows = client.metric_snap("avengers").await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn metric_snap(&self, queue: &str) -> Result<i32> {
         validate_queue_name(queue)?;
         let row = sqlx::query(sql!("metric_snap"))

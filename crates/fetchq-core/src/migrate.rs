@@ -7,6 +7,12 @@ use sqlx::{Executor, PgConnection, PgPool, Row};
 use crate::error::{Error, Result};
 
 /// One step of the schema, applied once and recorded in `fetchq.migrations`.
+///
+/// ```
+/// for m in fetchq_core::MIGRATIONS {
+///     println!("{} {} {}", m.version, m.name, &m.checksum()[..8]);
+/// }
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct Migration {
     /// Version number; migrations apply in increasing order.
@@ -51,6 +57,11 @@ const LOCK_KEY: i64 = 0x6665_7463_6871; // "fetchq"
 impl Migration {
     /// Hex SHA-256 of the migration text (line endings normalized), recorded
     /// when applied and compared on every later run.
+    ///
+    /// ```
+    /// let m = &fetchq_core::MIGRATIONS[0];
+    /// assert_eq!(m.checksum().len(), 64);
+    /// ```
     pub fn checksum(&self) -> String {
         let normalized = self.sql.replace("\r\n", "\n");
         let digest = Sha256::digest(normalized.as_bytes());
@@ -68,6 +79,13 @@ pub fn latest_schema_version() -> i32 {
 }
 
 /// What [`migrate`] did.
+///
+/// ```no_run
+/// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+/// let report: fetchq_core::MigrationReport = client.migrate().await?;
+/// println!("applied {:?}", report.applied);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MigrationReport {
     /// Schema version before the run (0 on an empty database).
@@ -125,13 +143,13 @@ pub async fn migrate(pool: &PgPool) -> Result<MigrationReport> {
         });
     }
     for (version, checksum) in &applied_before {
-        if let Some(m) = MIGRATIONS.iter().find(|m| m.version == *version) {
-            if &m.checksum() != checksum {
-                return Err(Error::MigrationChanged {
-                    version: m.version,
-                    name: m.name.to_owned(),
-                });
-            }
+        if let Some(m) = MIGRATIONS.iter().find(|m| m.version == *version)
+            && &m.checksum() != checksum
+        {
+            return Err(Error::MigrationChanged {
+                version: m.version,
+                name: m.name.to_owned(),
+            });
         }
     }
     let mut applied = Vec::new();

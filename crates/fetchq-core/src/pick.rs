@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::doc::Schedule;
 use crate::error::{Error, Result};
 use crate::queue::validate_queue_name;
-use crate::{sql, Client};
+use crate::{Client, sql};
 
 /// What to pick: version, how many, for how long.
 ///
@@ -37,6 +37,11 @@ impl Default for PickOptions {
 
 impl PickOptions {
     /// Version 0, one document, a 5 minute lease (FetchQ's defaults).
+    ///
+    /// ```
+    /// let opts = fetchq_core::PickOptions::new();
+    /// assert_eq!(opts.get_limit(), 1);
+    /// ```
     pub fn new() -> Self {
         Self {
             version: 0,
@@ -46,24 +51,42 @@ impl PickOptions {
     }
 
     /// The document version to pick.
+    ///
+    /// ```
+    /// let v2 = fetchq_core::PickOptions::new().version(2);
+    /// # let _ = v2;
+    /// ```
     pub fn version(mut self, version: i32) -> Self {
         self.version = version;
         self
     }
 
     /// How many documents at most.
+    ///
+    /// ```
+    /// assert_eq!(fetchq_core::PickOptions::new().limit(100).get_limit(), 100);
+    /// ```
     pub fn limit(mut self, limit: i32) -> Self {
         self.limit = limit;
         self
     }
 
     /// How long the lease lasts before the document becomes an orphan.
+    ///
+    /// ```
+    /// let opts = fetchq_core::PickOptions::new().lease(std::time::Duration::from_secs(30));
+    /// # let _ = opts;
+    /// ```
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = lease;
         self
     }
 
     /// The configured limit.
+    ///
+    /// ```
+    /// assert_eq!(fetchq_core::PickOptions::default().get_limit(), 1);
+    /// ```
     pub fn get_limit(&self) -> i32 {
         self.limit
     }
@@ -72,6 +95,14 @@ impl PickOptions {
 /// The exclusive hold a worker has on a picked document. Every resolution
 /// takes it; once the lease is lost (expired and re-picked, or already
 /// resolved) they fail with [`Error::LeaseLost`] and change nothing.
+///
+/// ```no_run
+/// # async fn run(client: fetchq_core::Client, doc: fetchq_core::Document) -> fetchq_core::Result<()> {
+/// let lease = &doc.lease;
+/// println!("{} held until {}", lease.subject, lease.expires_at);
+/// client.complete(lease, None).await?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
     /// The queue.
@@ -85,6 +116,15 @@ pub struct Lease {
 }
 
 /// A picked (active) document.
+///
+/// ```no_run
+/// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+/// for doc in client.pick("avengers", &fetchq_core::PickOptions::new().limit(10)).await? {
+///     println!("{} attempt {}", doc.subject, doc.attempts);
+///     client.complete(&doc.lease, None).await?;
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Document {
     /// Unique subject.
@@ -113,6 +153,14 @@ impl Document {
     /// # Errors
     ///
     /// [`Error::Payload`] when it does not deserialize into `T`.
+    ///
+    /// ```no_run
+    /// # async fn run(client: fetchq_core::Client, doc: fetchq_core::Document) -> fetchq_core::Result<()> {
+    /// #[derive(serde::Deserialize)]
+    /// struct Profile { handle: String }
+    /// let profile: Profile = doc.payload_as()?;
+    /// # Ok(()) }
+    /// ```
     pub fn payload_as<T: DeserializeOwned>(&self) -> Result<T> {
         Ok(serde_json::from_value(self.payload.clone())?)
     }
@@ -217,6 +265,14 @@ impl Client {
     /// # Errors
     ///
     /// As [`reschedule`](Self::reschedule).
+    ///
+    /// ```no_run
+    /// # async fn run(client: fetchq_core::Client, doc: fetchq_core::Document) -> fetchq_core::Result<()> {
+    /// let mut tx = client.pool().begin().await?;
+    /// client.reschedule_with(&mut *tx, &doc.lease, fetchq_core::Schedule::now(), None).await?;
+    /// tx.commit().await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn reschedule_with<'e, E: PgExecutor<'e>>(
         &self,
         executor: E,
@@ -241,6 +297,13 @@ impl Client {
     /// # Errors
     ///
     /// [`Error::LeaseLost`], [`Error::InvalidArgument`], database errors.
+    ///
+    /// ```no_run
+    /// # async fn run(client: fetchq_core::Client, doc: fetchq_core::Document) -> fetchq_core::Result<()> {
+    /// let upgraded = serde_json::json!({"first_name": doc.payload["name"]});
+    /// client.migrate_version(&doc.lease, 1, Some(&upgraded), fetchq_core::Schedule::now()).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn migrate_version(
         &self,
         lease: &Lease,
@@ -267,6 +330,12 @@ impl Client {
     /// # Errors
     ///
     /// [`Error::LeaseLost`], database errors.
+    ///
+    /// ```no_run
+    /// # async fn run(client: fetchq_core::Client, doc: fetchq_core::Document) -> fetchq_core::Result<()> {
+    /// client.reject(&doc.lease, "HTTP 503", Some(&serde_json::json!({"status": 503})), Some("worker-7")).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn reject(
         &self,
         lease: &Lease,
@@ -289,6 +358,12 @@ impl Client {
     /// # Errors
     ///
     /// [`Error::LeaseLost`], [`Error::PayloadTooLarge`], database errors.
+    ///
+    /// ```no_run
+    /// # async fn run(client: fetchq_core::Client, doc: fetchq_core::Document) -> fetchq_core::Result<()> {
+    /// client.complete(&doc.lease, Some(&serde_json::json!({"done": true}))).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn complete(&self, lease: &Lease, payload: Option<&Value>) -> Result<()> {
         self.complete_with(self.pool(), lease, payload).await
     }
@@ -299,6 +374,15 @@ impl Client {
     /// # Errors
     ///
     /// As [`complete`](Self::complete).
+    ///
+    /// ```no_run
+    /// # async fn run(client: fetchq_core::Client, doc: fetchq_core::Document) -> fetchq_core::Result<()> {
+    /// let mut tx = client.pool().begin().await?;
+    /// // ... write the work's results with &mut *tx ...
+    /// client.complete_with(&mut *tx, &doc.lease, None).await?;
+    /// tx.commit().await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn complete_with<'e, E: PgExecutor<'e>>(
         &self,
         executor: E,
@@ -319,6 +403,12 @@ impl Client {
     /// # Errors
     ///
     /// [`Error::LeaseLost`], database errors.
+    ///
+    /// ```no_run
+    /// # async fn run(client: fetchq_core::Client, doc: fetchq_core::Document) -> fetchq_core::Result<()> {
+    /// client.kill(&doc.lease, Some(&serde_json::json!({"reason": "404"}))).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn kill(&self, lease: &Lease, payload: Option<&Value>) -> Result<()> {
         let query = sqlx::query(sql!("doc_kill"))
             .bind(&lease.queue)
@@ -333,6 +423,12 @@ impl Client {
     /// # Errors
     ///
     /// [`Error::LeaseLost`], database errors.
+    ///
+    /// ```no_run
+    /// # async fn run(client: fetchq_core::Client, doc: fetchq_core::Document) -> fetchq_core::Result<()> {
+    /// client.drop_doc(&doc.lease).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn drop_doc(&self, lease: &Lease) -> Result<()> {
         let query = sqlx::query(sql!("doc_drop"))
             .bind(&lease.queue)
@@ -346,6 +442,12 @@ impl Client {
     /// # Errors
     ///
     /// [`Error::LeaseLost`] once the lease is no longer held, database errors.
+    ///
+    /// ```no_run
+    /// # async fn run(client: fetchq_core::Client, doc: fetchq_core::Document) -> fetchq_core::Result<()> {
+    /// client.extend_lease(&doc.lease, std::time::Duration::from_secs(300)).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn extend_lease(&self, lease: &Lease, duration: Duration) -> Result<()> {
         let query = sqlx::query(sql!("doc_extend_lease"))
             .bind(&lease.queue)

@@ -3,11 +3,11 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::postgres::PgRow;
 use sqlx::Row;
+use sqlx::postgres::PgRow;
 
 use crate::error::{Error, Result};
-use crate::{sql, Client};
+use crate::{Client, sql};
 
 /// Checks a queue name the way the SQL engine does: 1 to 40 characters of
 /// `a-z`, `0-9` and `_`, starting with a letter. Names become parts of table
@@ -49,6 +49,13 @@ pub fn validate_queue_name(name: &str) -> Result<()> {
 }
 
 /// A queue's main settings, from `fetchq.queue_status`.
+///
+/// ```no_run
+/// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+/// let q: fetchq_core::QueueInfo = client.queue_status("avengers").await?;
+/// println!("{} max_attempts={}", q.name, q.max_attempts);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueueInfo {
     /// Numeric id.
@@ -114,6 +121,12 @@ impl Client {
     /// # Errors
     ///
     /// [`Error::InvalidQueueName`], database errors.
+    ///
+    /// ```no_run
+    /// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+    /// let existed = client.queue_drop("avengers").await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn queue_drop(&self, queue: &str) -> Result<bool> {
         validate_queue_name(queue)?;
         let row = sqlx::query(sql!("queue_drop"))
@@ -128,6 +141,13 @@ impl Client {
     /// # Errors
     ///
     /// [`Error::QueueNotFound`], [`Error::InvalidQueueName`], database errors.
+    ///
+    /// ```no_run
+    /// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+    /// let q = client.queue_status("avengers").await?;
+    /// assert_eq!(q.name, "avengers");
+    /// # Ok(()) }
+    /// ```
     pub async fn queue_status(&self, queue: &str) -> Result<QueueInfo> {
         validate_queue_name(queue)?;
         let row = sqlx::query(sql!("queue_status"))
@@ -142,6 +162,14 @@ impl Client {
     /// # Errors
     ///
     /// Database errors.
+    ///
+    /// ```no_run
+    /// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+    /// for q in client.queue_list().await? {
+    ///     println!("{}", q.name);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn queue_list(&self) -> Result<Vec<QueueInfo>> {
         let rows = sqlx::query(sql!("queue_list"))
             .fetch_all(self.pool())
@@ -155,6 +183,12 @@ impl Client {
     /// # Errors
     ///
     /// [`Error::InvalidArgument`] below 1, [`Error::QueueNotFound`], database errors.
+    ///
+    /// ```no_run
+    /// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+    /// client.queue_set_max_attempts("avengers", 3).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn queue_set_max_attempts(&self, queue: &str, max_attempts: i32) -> Result<()> {
         self.set(sql!("queue_set_max_attempts"), queue, max_attempts)
             .await
@@ -165,6 +199,12 @@ impl Client {
     /// # Errors
     ///
     /// [`Error::InvalidArgument`] when negative, [`Error::QueueNotFound`], database errors.
+    ///
+    /// ```no_run
+    /// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+    /// client.queue_set_current_version("avengers", 2).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn queue_set_current_version(&self, queue: &str, version: i32) -> Result<()> {
         self.set(sql!("queue_set_current_version"), queue, version)
             .await
@@ -175,6 +215,12 @@ impl Client {
     /// # Errors
     ///
     /// [`Error::QueueNotFound`], database errors.
+    ///
+    /// ```no_run
+    /// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+    /// client.queue_set_logs_retention("avengers", std::time::Duration::from_secs(7 * 86_400)).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn queue_set_logs_retention(&self, queue: &str, retention: Duration) -> Result<()> {
         self.set(sql!("queue_set_logs_retention"), queue, retention)
             .await
@@ -185,6 +231,12 @@ impl Client {
     /// # Errors
     ///
     /// [`Error::InvalidArgument`] below 16, [`Error::QueueNotFound`], database errors.
+    ///
+    /// ```no_run
+    /// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+    /// client.queue_set_max_payload_size("avengers", 64 * 1024).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn queue_set_max_payload_size(&self, queue: &str, max_bytes: i32) -> Result<()> {
         self.set(sql!("queue_set_max_payload_size"), queue, max_bytes)
             .await
@@ -241,6 +293,14 @@ impl Client {
     /// # Errors
     ///
     /// [`Error::QueueNotFound`], database errors.
+    ///
+    /// ```no_run
+    /// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+    /// client.queue_pause("avengers").await?;
+    /// // ... deploy ...
+    /// client.queue_resume("avengers").await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn queue_pause(&self, queue: &str) -> Result<bool> {
         validate_queue_name(queue)?;
         let row = sqlx::query(sql!("queue_pause"))
@@ -255,6 +315,12 @@ impl Client {
     /// # Errors
     ///
     /// [`Error::QueueNotFound`], database errors.
+    ///
+    /// ```no_run
+    /// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+    /// client.queue_resume("avengers").await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn queue_resume(&self, queue: &str) -> Result<bool> {
         validate_queue_name(queue)?;
         let row = sqlx::query(sql!("queue_resume"))
@@ -270,6 +336,12 @@ impl Client {
     /// # Errors
     ///
     /// [`Error::QueueNotFound`], database errors.
+    ///
+    /// ```no_run
+    /// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+    /// client.queue_truncate("avengers", false).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn queue_truncate(&self, queue: &str, empty: bool) -> Result<()> {
         validate_queue_name(queue)?;
         sqlx::query(sql!("queue_truncate"))
@@ -286,6 +358,12 @@ impl Client {
     /// # Errors
     ///
     /// [`Error::QueueNotFound`], database errors.
+    ///
+    /// ```no_run
+    /// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+    /// let deleted = client.queue_drop_logs("avengers", Some(std::time::Duration::from_secs(3600))).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn queue_drop_logs(&self, queue: &str, older_than: Option<Duration>) -> Result<i32> {
         validate_queue_name(queue)?;
         let row = sqlx::query(sql!("queue_drop_logs"))

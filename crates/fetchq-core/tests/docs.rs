@@ -19,14 +19,16 @@ async fn setup() -> TestDb {
 async fn push_keeps_subjects_unique_across_every_status() {
     let db = setup().await;
     let c = &db.client;
-    assert!(c
-        .push("q", &NewDoc::new("ironman").payload(json!({"score": 20})))
-        .await
-        .unwrap());
-    assert!(!c
-        .push("q", &NewDoc::new("ironman").payload(json!({"score": 99})))
-        .await
-        .unwrap());
+    assert!(
+        c.push("q", &NewDoc::new("ironman").payload(json!({"score": 20})))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !c.push("q", &NewDoc::new("ironman").payload(json!({"score": 99})))
+            .await
+            .unwrap()
+    );
     assert_eq!(
         c.get("q", "ironman").await.unwrap().payload,
         json!({"score": 20})

@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used)] // tests fail by panicking
 
 use fetchq_core::{extension, latest_schema_version, migrate};
-use fetchq_testing::{test_cluster, TestDb};
+use fetchq_testing::{TestDb, test_cluster};
 
 #[tokio::test]
 async fn create_extension_installs_a_working_engine() {

@@ -36,10 +36,11 @@ async fn hostile_subjects_messages_and_payloads_are_stored_verbatim() {
     let c = &db.client;
     c.queue_create("q").await.unwrap();
     for (i, nasty) in NASTY.iter().enumerate() {
-        assert!(c
-            .push("q", &NewDoc::new(*nasty).payload(json!({"v": nasty})))
-            .await
-            .unwrap());
+        assert!(
+            c.push("q", &NewDoc::new(*nasty).payload(json!({"v": nasty})))
+                .await
+                .unwrap()
+        );
         let state = c.get("q", nasty).await.unwrap();
         assert_eq!(state.subject, *nasty);
         assert_eq!(state.payload, json!({"v": nasty}));

@@ -311,11 +311,12 @@ async fn a_document_migrates_to_the_next_version() {
     )
     .await
     .unwrap();
-    assert!(c
-        .pick("q", &PickOptions::new().version(0))
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(
+        c.pick("q", &PickOptions::new().version(0))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let v1 = c
         .pick("q", &PickOptions::new().version(1))
         .await

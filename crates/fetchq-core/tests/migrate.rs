@@ -2,7 +2,7 @@
 
 #![allow(clippy::unwrap_used)] // tests fail by panicking
 
-use fetchq_core::{latest_schema_version, migrate, Error, MIGRATIONS};
+use fetchq_core::{Error, MIGRATIONS, latest_schema_version, migrate};
 use fetchq_testing::TestDb;
 
 #[tokio::test]

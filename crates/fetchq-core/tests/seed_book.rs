@@ -85,7 +85,14 @@ async fn the_getting_started_examples_work_verbatim() {
             .await
             .unwrap();
     assert_eq!(picked.len(), 2);
-    assert_eq!(one_int(&db, "SELECT * FROM fetchq.doc_reschedule('avengers', 'ironman', NOW() + INTERVAL '2 days');").await, 1);
+    assert_eq!(
+        one_int(
+            &db,
+            "SELECT * FROM fetchq.doc_reschedule('avengers', 'ironman', NOW() + INTERVAL '2 days');"
+        )
+        .await,
+        1
+    );
     assert_eq!(one_int(&db, r#"SELECT * FROM fetchq.doc_reject('avengers', 'hulk', 'error message', '{"details":true}');"#).await, 1);
 
     let tables: Vec<String> = sqlx::query_scalar(

@@ -49,6 +49,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!(4, "pick", "0004_pick.sql"),
     migration!(5, "logs_metrics", "0005_logs_metrics.sql"),
     migration!(6, "maintenance", "0006_maintenance.sql"),
+    migration!(7, "worker", "0007_worker.sql"),
 ];
 
 /// Key of the advisory lock that serializes concurrent migrations.

@@ -1,0 +1,1 @@
+SELECT next_iteration FROM fetchq.queue_next_due($1)

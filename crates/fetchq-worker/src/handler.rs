@@ -1,0 +1,472 @@
+//! What a handler is: its options, the document it receives, its context and
+//! the outcome it returns.
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use fetchq_core::{Client, Lease, Schedule};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+/// Where and how a handler works: its queue and version, and how hard.
+///
+/// ```
+/// use std::time::Duration;
+/// use fetchq_worker::HandlerOptions;
+///
+/// let opts = HandlerOptions::new("avengers")
+///     .version(1)
+///     .concurrency(8)
+///     .batch(8)
+///     .lease(Duration::from_secs(300))
+///     .max_runtime(Some(Duration::from_secs(600)));
+/// assert_eq!(opts.name(), "avengers@v1");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandlerOptions {
+    pub(crate) name: Option<String>,
+    pub(crate) queue: String,
+    pub(crate) version: i32,
+    pub(crate) concurrency: usize,
+    pub(crate) batch: usize,
+    pub(crate) lease: Duration,
+    pub(crate) idle_poll: Duration,
+    pub(crate) max_runtime: Option<Duration>,
+    pub(crate) migrate_to: Option<i32>,
+}
+
+impl HandlerOptions {
+    /// Options for a handler of `queue`: version 0, 10 documents in flight,
+    /// picked 10 at a time, a 5 minute lease (extended by heartbeats), a 1 s idle
+    /// poll, 30 minutes of run time at most.
+    pub fn new(queue: impl Into<String>) -> Self {
+        Self {
+            name: None,
+            queue: queue.into(),
+            version: 0,
+            concurrency: 10,
+            batch: 10,
+            lease: Duration::from_secs(300),
+            idle_poll: Duration::from_secs(1),
+            max_runtime: Some(Duration::from_secs(1800)),
+            migrate_to: None,
+        }
+    }
+
+    /// A name for logs and [`Stats`](crate::Stats) (default `<queue>@v<version>`).
+    pub fn name(&self) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| format!("{}@v{}", self.queue, self.version))
+    }
+
+    /// Sets the name.
+    pub fn named(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// The queue.
+    pub fn queue(&self) -> &str {
+        &self.queue
+    }
+
+    /// The document version this handler picks.
+    pub fn version(mut self, version: i32) -> Self {
+        self.version = version;
+        self
+    }
+
+    /// How many documents this handler processes at once in this process.
+    pub fn concurrency(mut self, concurrency: usize) -> Self {
+        self.concurrency = concurrency;
+        self
+    }
+
+    /// How many documents one pick asks for at most (never more than the free slots).
+    pub fn batch(mut self, batch: usize) -> Self {
+        self.batch = batch;
+        self
+    }
+
+    /// The lease of a picked document; heartbeats extend it while the handler runs.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// How long an idle pool waits before polling again (notifications and
+    /// planned times wake it earlier).
+    pub fn idle_poll(mut self, idle_poll: Duration) -> Self {
+        self.idle_poll = idle_poll;
+        self
+    }
+
+    /// The longest one document may run; past it the handler is cancelled and
+    /// the document rejected. `None`: no limit.
+    pub fn max_runtime(mut self, max_runtime: Option<Duration>) -> Self {
+        self.max_runtime = max_runtime;
+        self
+    }
+
+    /// Marks a migration handler: [`Outcome::upgrade`] moves documents to this version.
+    pub fn migrate_to(mut self, version: i32) -> Self {
+        self.migrate_to = Some(version);
+        self
+    }
+
+    /// Checks the options; the runtime refuses to start with invalid ones.
+    ///
+    /// # Errors
+    ///
+    /// A message saying which option is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        fetchq_core::validate_queue_name(&self.queue).map_err(|e| e.to_string())?;
+        let name = self.name();
+        if self.version < 0 {
+            return Err(format!("{name}: version must be 0 or more"));
+        }
+        if self.concurrency == 0 || self.batch == 0 {
+            return Err(format!("{name}: concurrency and batch must be at least 1"));
+        }
+        if self.lease < Duration::from_millis(100) {
+            return Err(format!("{name}: the lease must be at least 100 ms"));
+        }
+        if self.idle_poll.is_zero() {
+            return Err(format!("{name}: idle_poll must be positive"));
+        }
+        if self.max_runtime.is_some_and(|d| d.is_zero()) {
+            return Err(format!("{name}: max_runtime must be positive"));
+        }
+        if let Some(to) = self.migrate_to
+            && to == self.version
+        {
+            return Err(format!(
+                "{name}: migrate_to must differ from the handler's version"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A picked document with a typed payload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Doc<T> {
+    /// The queue.
+    pub queue: String,
+    /// Unique subject.
+    pub subject: String,
+    /// The payload, deserialized.
+    pub payload: T,
+    /// Version.
+    pub version: i32,
+    /// Priority.
+    pub priority: i32,
+    /// Attempts, this one included (1 on a first try).
+    pub attempts: i32,
+    /// Successful resolutions so far (how many times a repetitive task ran).
+    pub iterations: i64,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Time of the last resolution.
+    pub last_iteration: Option<DateTime<Utc>>,
+}
+
+/// What a handler gets besides the document: the client (to push follow-up
+/// documents), its lease, and a cancellation token that fires when the lease is
+/// lost, the max run time passes, or shutdown gives up waiting.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub(crate) client: Client,
+    pub(crate) lease: Lease,
+    pub(crate) cancel: CancellationToken,
+}
+
+impl Context {
+    /// The fetchq client, e.g. to push discovered documents.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The lease held on this document.
+    pub fn lease(&self) -> &Lease {
+        &self.lease
+    }
+
+    /// Fires when the work should stop: its result will be discarded.
+    pub fn cancellation_token(&self) -> &CancellationToken {
+        &self.cancel
+    }
+
+    /// Whether the work should stop.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+}
+
+/// How a handler finishes a document.
+///
+/// ```
+/// use std::time::Duration;
+/// use fetchq_worker::Outcome;
+///
+/// let again = Outcome::reschedule_in(Duration::from_secs(2 * 86_400)); // every second day
+/// let done = Outcome::complete();
+/// let failed = Outcome::reject("HTTP 503");
+/// # let _ = (again, done, failed);
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// Run it again `at`, optionally with a new payload.
+    Reschedule {
+        /// When.
+        at: Schedule,
+        /// New payload (`None`: keep).
+        payload: Option<Value>,
+    },
+    /// Done for good.
+    Complete {
+        /// Final payload (`None`: keep).
+        payload: Option<Value>,
+    },
+    /// Failed: logged, retried after the queue's backoff, dead after max attempts.
+    Reject {
+        /// The error message.
+        message: String,
+        /// Structured details.
+        details: Option<Value>,
+        /// A reference (process id, request id...).
+        ref_id: Option<String>,
+    },
+    /// Dead: never again, the subject stays taken.
+    Kill {
+        /// Final payload (`None`: keep).
+        payload: Option<Value>,
+    },
+    /// Deleted: the subject may be pushed again.
+    Drop,
+    /// Moved to another version (a migration handler's result).
+    Migrate {
+        /// Target version; `None`: the handler's `migrate_to`, else its version + 1.
+        to_version: Option<i32>,
+        /// Upgraded payload (`None`: keep).
+        payload: Option<Value>,
+        /// When it is due in the new version.
+        at: Schedule,
+    },
+}
+
+impl Outcome {
+    /// Run again at `when` (a time, or a delay from now).
+    pub fn reschedule(when: impl Into<Schedule>) -> Self {
+        Outcome::Reschedule {
+            at: when.into(),
+            payload: None,
+        }
+    }
+
+    /// Run again `delay` from now.
+    pub fn reschedule_in(delay: Duration) -> Self {
+        Self::reschedule(Schedule::after(delay))
+    }
+
+    /// Run again at `time`.
+    pub fn reschedule_at(time: DateTime<Utc>) -> Self {
+        Self::reschedule(Schedule::at(time))
+    }
+
+    /// Completed.
+    pub fn complete() -> Self {
+        Outcome::Complete { payload: None }
+    }
+
+    /// Rejected with a message.
+    pub fn reject(message: impl Into<String>) -> Self {
+        Outcome::Reject {
+            message: message.into(),
+            details: None,
+            ref_id: None,
+        }
+    }
+
+    /// Killed.
+    pub fn kill() -> Self {
+        Outcome::Kill { payload: None }
+    }
+
+    /// Dropped.
+    pub fn drop_doc() -> Self {
+        Outcome::Drop
+    }
+
+    /// Moved to the handler's `migrate_to` version (or version + 1), due now.
+    pub fn upgrade() -> Self {
+        Outcome::Migrate {
+            to_version: None,
+            payload: None,
+            at: Schedule::Now,
+        }
+    }
+
+    /// Moved to `version`, due now.
+    pub fn migrate(version: i32) -> Self {
+        Outcome::Migrate {
+            to_version: Some(version),
+            payload: None,
+            at: Schedule::Now,
+        }
+    }
+
+    /// Sets the payload stored with this outcome (ignored by reject and drop).
+    ///
+    /// ```
+    /// let o = fetchq_worker::Outcome::complete().with_payload(serde_json::json!({"ok": true}));
+    /// # let _ = o;
+    /// ```
+    pub fn with_payload(mut self, value: Value) -> Self {
+        match &mut self {
+            Outcome::Reschedule { payload, .. }
+            | Outcome::Complete { payload }
+            | Outcome::Kill { payload }
+            | Outcome::Migrate { payload, .. } => *payload = Some(value),
+            Outcome::Reject { .. } | Outcome::Drop => {}
+        }
+        self
+    }
+
+    /// Sets the payload from any serializable value.
+    ///
+    /// # Errors
+    ///
+    /// When serialization fails.
+    pub fn with_payload_from<T: Serialize + ?Sized>(self, value: &T) -> Result<Self, HandlerError> {
+        Ok(self.with_payload(serde_json::to_value(value)?))
+    }
+
+    /// Adds details (for a reject).
+    pub fn with_details(mut self, value: Value) -> Self {
+        if let Outcome::Reject { details, .. } = &mut self {
+            *details = Some(value);
+        }
+        self
+    }
+
+    /// The outcome's kind, for logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Outcome::Reschedule { .. } => "reschedule",
+            Outcome::Complete { .. } => "complete",
+            Outcome::Reject { .. } => "reject",
+            Outcome::Kill { .. } => "kill",
+            Outcome::Drop => "drop",
+            Outcome::Migrate { .. } => "migrate",
+        }
+    }
+}
+
+/// A handler's failure: the document is rejected with this message (and
+/// retried after the queue's backoff). Any error type converts into it with `?`.
+///
+/// ```
+/// fn parse(s: &str) -> Result<u32, fetchq_worker::HandlerError> {
+///     Ok(s.parse::<u32>()?)
+/// }
+/// assert!(parse("nope").unwrap_err().message().contains("invalid digit"));
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct HandlerError {
+    message: String,
+    details: Option<Value>,
+}
+
+impl HandlerError {
+    /// An error with this message.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            details: None,
+        }
+    }
+
+    /// Adds structured details, stored in the queue's error log.
+    pub fn with_details(mut self, details: Value) -> Self {
+        self.details = Some(details);
+        self
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    pub(crate) fn into_outcome(self) -> Outcome {
+        Outcome::Reject {
+            message: self.message,
+            details: self.details,
+            ref_id: None,
+        }
+    }
+}
+
+impl fmt::Display for HandlerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl<E: std::error::Error + Send + Sync + 'static> From<E> for HandlerError {
+    fn from(err: E) -> Self {
+        let mut message = err.to_string();
+        let mut source = err.source();
+        while let Some(cause) = source {
+            message.push_str(": ");
+            message.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        Self::new(message)
+    }
+}
+
+/// A document handler: its options and what it does with one document.
+///
+/// Implement it by hand, or let `#[fetchq::handler]` write it for an async fn.
+///
+/// ```
+/// use async_trait::async_trait;
+/// use fetchq_worker::{Context, Doc, Handler, HandlerError, HandlerOptions, Outcome};
+///
+/// struct SendMail;
+///
+/// #[async_trait]
+/// impl Handler for SendMail {
+///     type Payload = serde_json::Value;
+///
+///     fn options(&self) -> HandlerOptions {
+///         HandlerOptions::new("mailer").concurrency(4)
+///     }
+///
+///     async fn handle(&self, doc: Doc<Self::Payload>, _ctx: Context) -> Result<Outcome, HandlerError> {
+///         let to = doc.payload["to"].as_str().ok_or_else(|| HandlerError::new("no recipient"))?;
+///         println!("mailing {to}");
+///         Ok(Outcome::complete())
+///     }
+/// }
+/// ```
+#[async_trait]
+pub trait Handler: Send + Sync + 'static {
+    /// The payload type; a payload that does not deserialize into it is
+    /// rejected with the serde error.
+    type Payload: DeserializeOwned + Send + 'static;
+
+    /// Queue, version and limits.
+    fn options(&self) -> HandlerOptions;
+
+    /// Processes one document. An `Err` rejects it with the error's message; a
+    /// panic is caught and rejects it too.
+    async fn handle(&self, doc: Doc<Self::Payload>, ctx: Context) -> Result<Outcome, HandlerError>;
+}

@@ -1,0 +1,55 @@
+//! Keeps the leases of running handlers alive: one batched extension per queue
+//! and lease length, for every lease past half of its time. A lease found lost
+//! cancels its handler.
+
+use std::time::Duration;
+
+use fetchq_core::Client;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::registry::Registry;
+use crate::trouble::Trouble;
+
+/// How often to look, given the shortest lease of the registered handlers.
+pub(crate) fn tick_for(shortest_lease: Duration) -> Duration {
+    (shortest_lease / 6).clamp(Duration::from_millis(20), Duration::from_secs(5))
+}
+
+/// Runs until `stop` fires.
+pub(crate) async fn run(
+    client: Client,
+    registry: Registry,
+    tick: Duration,
+    stop: CancellationToken,
+) {
+    let mut trouble = Trouble::new("heartbeat");
+    let mut interval = tokio::time::interval(tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = stop.cancelled() => return,
+        }
+        let now = Instant::now();
+        for ((queue, duration), leases) in registry.due_for_heartbeat(now) {
+            match client.extend_leases(&queue, &leases, duration).await {
+                Ok(held) => {
+                    trouble.ok();
+                    let until = now + duration;
+                    for lease in &leases {
+                        if held.contains(&lease.subject) {
+                            registry.extended(lease, until);
+                        } else if registry.lost(lease) {
+                            tracing::warn!(queue = %lease.queue, subject = %lease.subject,
+                                "lease lost: the handler is cancelled and its result will be discarded");
+                        }
+                    }
+                }
+                Err(e) => {
+                    trouble.failed(&e);
+                }
+            }
+        }
+    }
+}

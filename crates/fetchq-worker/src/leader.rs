@@ -1,0 +1,83 @@
+//! Maintenance leadership: exactly one process at a time runs the maintenance
+//! jobs (orphan rescue, retention, snapshots, counter packing). Leadership is a
+//! session advisory lock held on a dedicated connection, so it moves to another
+//! process as soon as the leader's connection dies.
+
+use std::time::Duration;
+
+use fetchq_core::Client;
+use sqlx::{Connection, PgConnection};
+use tokio_util::sync::CancellationToken;
+
+use crate::trouble::Trouble;
+
+/// Advisory lock key of the maintenance leader.
+const LEADER_KEY: i64 = 0x6665_7463_686d; // "fetchm"
+
+/// Runs until `stop` fires. `interval` is how often the leader runs due jobs,
+/// and how often a follower tries to become the leader.
+pub(crate) async fn run(client: Client, interval: Duration, stop: CancellationToken) {
+    let mut trouble = Trouble::new("maintenance");
+    loop {
+        match lead(&client, interval, &stop, &mut trouble).await {
+            Ok(()) => return, // stopped
+            Err(e) => {
+                let wait = trouble.failed(&e).max(interval);
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = stop.cancelled() => return,
+                }
+            }
+        }
+    }
+}
+
+/// Tries to lead; returns Ok when stopped, Err when the database failed.
+async fn lead(
+    client: &Client,
+    interval: Duration,
+    stop: &CancellationToken,
+    trouble: &mut Trouble,
+) -> Result<(), sqlx::Error> {
+    let options = client.pool().connect_options().as_ref().clone();
+    let mut conn = PgConnection::connect_with(&options).await?;
+    loop {
+        let leader: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(LEADER_KEY)
+            .fetch_one(&mut conn)
+            .await?;
+        trouble.ok();
+        if leader {
+            break;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval * 5) => {}
+            _ = stop.cancelled() => {
+                let _ = conn.close().await;
+                return Ok(());
+            }
+        }
+    }
+    tracing::info!("this process now runs fetchq maintenance");
+    loop {
+        match client.mnt_job_run(Duration::from_secs(300), 100).await {
+            Ok(run) if !run.success => {
+                tracing::warn!("a maintenance job failed; see fetchq.jobs.last_error");
+            }
+            Ok(_) => trouble.ok(),
+            Err(e) => {
+                trouble.failed(&e);
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.cancelled() => {
+                let _ = sqlx::query("SELECT pg_advisory_unlock($1)").bind(LEADER_KEY).execute(&mut conn).await;
+                let _ = conn.close().await;
+                return Ok(());
+            }
+        }
+        // still holding the lock? (a dead connection lost it)
+        conn.ping().await?;
+    }
+}

@@ -1,0 +1,72 @@
+//! LISTEN for wake-ups: a document became pending, or a queue was resumed.
+//! Notifications are hints that cut idle latency; pools still poll.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::trouble::Trouble;
+
+/// Channels the engine notifies on, with the queue name as payload.
+const CHANNELS: [&str; 2] = ["fetchq_pending", "fetchq_queue_resume"];
+
+/// Runs until `stop` fires, waking the pools of the notified queue.
+pub(crate) async fn run(
+    pool: PgPool,
+    wakers: HashMap<String, Vec<Arc<Notify>>>,
+    stop: CancellationToken,
+) {
+    let mut trouble = Trouble::new("listening for notifications");
+    loop {
+        let mut listener = match connect(&pool).await {
+            Ok(l) => {
+                trouble.ok();
+                l
+            }
+            Err(e) => {
+                let wait = trouble.failed(&e);
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => continue,
+                    _ = stop.cancelled() => return,
+                }
+            }
+        };
+        // something may have become pending while we were not listening
+        wake_all(&wakers);
+        loop {
+            let note = tokio::select! {
+                n = listener.try_recv() => n,
+                _ = stop.cancelled() => return,
+            };
+            match note {
+                Ok(Some(n)) => {
+                    for w in wakers.get(n.payload()).into_iter().flatten() {
+                        w.notify_one();
+                    }
+                }
+                // the connection dropped: reconnect, and poll meanwhile
+                Ok(None) | Err(_) => {
+                    trouble.failed(&"the notification connection was lost");
+                    wake_all(&wakers);
+                    break;
+                }
+            }
+        }
+    }
+}
+
+async fn connect(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen_all(CHANNELS).await?;
+    Ok(listener)
+}
+
+fn wake_all(wakers: &HashMap<String, Vec<Arc<Notify>>>) {
+    for w in wakers.values().flatten() {
+        w.notify_one();
+    }
+}

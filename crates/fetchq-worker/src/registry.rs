@@ -1,0 +1,137 @@
+//! The leases this process holds, shared by the pools (which add them), the
+//! heartbeat (which extends them) and the completer (which retires them).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use fetchq_core::Lease;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::stats::Counters;
+
+/// Where a leased document stands in this process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum State {
+    /// The handler runs.
+    Running,
+    /// The outcome waits in the completer.
+    Submitted,
+    /// A heartbeat found the lease gone: the result will be discarded.
+    Lost,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    pub(crate) lease: Lease,
+    pub(crate) lease_duration: Duration,
+    /// When the lease runs out by the local clock (conservative).
+    pub(crate) expires: Instant,
+    pub(crate) cancel: CancellationToken,
+    pub(crate) state: State,
+    pub(crate) counters: Arc<Counters>,
+}
+
+type Key = (String, String);
+
+/// Leases held by this process.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Registry {
+    inner: Arc<Mutex<HashMap<Key, Entry>>>,
+}
+
+fn key(lease: &Lease) -> Key {
+    (lease.queue.clone(), lease.subject.clone())
+}
+
+impl Registry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Entry>> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn insert(&self, entry: Entry) {
+        self.lock().insert(key(&entry.lease), entry);
+    }
+
+    /// Marks the handler done; returns false when the lease was already lost.
+    pub(crate) fn submit(&self, lease: &Lease) -> bool {
+        match self.lock().get_mut(&key(lease)) {
+            Some(e) if e.lease.token == lease.token && e.state == State::Running => {
+                e.state = State::Submitted;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Forgets a lease (resolved, lost or released).
+    pub(crate) fn remove(&self, lease: &Lease) {
+        let mut map = self.lock();
+        if map
+            .get(&key(lease))
+            .is_some_and(|e| e.lease.token == lease.token)
+        {
+            map.remove(&key(lease));
+        }
+    }
+
+    /// Leases to extend now: those past half of their lease, grouped by queue
+    /// and lease duration.
+    pub(crate) fn due_for_heartbeat(
+        &self,
+        now: Instant,
+    ) -> HashMap<(String, Duration), Vec<Lease>> {
+        let mut due: HashMap<(String, Duration), Vec<Lease>> = HashMap::new();
+        for e in self.lock().values() {
+            if e.state != State::Lost
+                && e.expires.saturating_duration_since(now) < e.lease_duration / 2
+            {
+                due.entry((e.lease.queue.clone(), e.lease_duration))
+                    .or_default()
+                    .push(e.lease.clone());
+            }
+        }
+        due
+    }
+
+    /// Records a successful extension.
+    pub(crate) fn extended(&self, lease: &Lease, until: Instant) {
+        if let Some(e) = self.lock().get_mut(&key(lease))
+            && e.lease.token == lease.token
+        {
+            e.expires = until;
+        }
+    }
+
+    /// Records a lost lease: cancels the handler. Returns true the first time.
+    pub(crate) fn lost(&self, lease: &Lease) -> bool {
+        let mut map = self.lock();
+        match map.get_mut(&key(lease)) {
+            Some(e) if e.lease.token == lease.token && e.state != State::Lost => {
+                let was_submitted = e.state == State::Submitted;
+                e.state = State::Lost;
+                e.cancel.cancel();
+                crate::stats::bump(&e.counters.lease_lost, 1);
+                if was_submitted {
+                    // the completer will find it gone too; nothing waits on it
+                    map.remove(&key(lease));
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether the handler of this lease still runs (not submitted, not lost).
+    pub(crate) fn is_running(&self, lease: &Lease) -> bool {
+        self.lock()
+            .get(&key(lease))
+            .is_some_and(|e| e.lease.token == lease.token && e.state == State::Running)
+    }
+
+    /// How many leases are held.
+    pub(crate) fn len(&self) -> usize {
+        self.lock().len()
+    }
+}

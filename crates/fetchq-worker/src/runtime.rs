@@ -1,0 +1,354 @@
+//! The runtime: registered handlers become supervised pools, plus the
+//! notification listener, the heartbeat, the outcome writer and (in one process
+//! at a time) maintenance. Runs until SIGINT/SIGTERM or a shutdown token.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fetchq_core::Client;
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::erased::{Erased, Registered};
+use crate::handler::Handler;
+use crate::pool::Shared;
+use crate::registry::Registry;
+use crate::stats::Stats;
+use crate::trouble::Trouble;
+use crate::{completer, heartbeat, leader, notifier, pool};
+
+/// Why the runtime could not run, or how it stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WorkerError {
+    /// A handler's options are invalid, or no handler is registered.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The database could not be set up (connection URL, schema install).
+    #[error(transparent)]
+    Database(#[from] fetchq_core::Error),
+    /// A second signal (or the force token) cut the graceful shutdown short;
+    /// unfinished documents come back as orphans after their lease.
+    #[error("forced shutdown: unfinished documents come back after their lease")]
+    Forced,
+}
+
+/// Where the runtime finds its database.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A connection URL; the runtime opens its own pool.
+    Url(String),
+    /// An existing pool.
+    Pool(PgPool),
+}
+
+impl From<&str> for Source {
+    fn from(url: &str) -> Self {
+        Source::Url(url.to_owned())
+    }
+}
+
+impl From<String> for Source {
+    fn from(url: String) -> Self {
+        Source::Url(url)
+    }
+}
+
+impl From<PgPool> for Source {
+    fn from(pool: PgPool) -> Self {
+        Source::Pool(pool)
+    }
+}
+
+impl From<Client> for Source {
+    fn from(client: Client) -> Self {
+        Source::Pool(client.pool().clone())
+    }
+}
+
+/// Runs registered handlers until shut down.
+///
+/// ```no_run
+/// # use fetchq_worker::{Handler, Runtime};
+/// # async fn run(scrape: impl Handler, migrate: impl Handler) -> Result<(), fetchq_worker::WorkerError> {
+/// Runtime::new("postgres://localhost/app")
+///     .register(scrape)
+///     .register(migrate)
+///     .run()
+///     .await
+/// # }
+/// ```
+///
+/// On start it installs the schema and creates the handlers' queues (both
+/// idempotent; turn off with [`migrate`](Self::migrate) and
+/// [`create_queues`](Self::create_queues)). On SIGINT/SIGTERM or
+/// [`shutdown_token`](Self::shutdown_token) it stops picking, lets in-flight
+/// handlers finish within [`shutdown_timeout`](Self::shutdown_timeout), gives
+/// back what is left, and returns `Ok`. A second signal returns at once with
+/// [`WorkerError::Forced`].
+#[derive(Debug)]
+pub struct Runtime {
+    source: Source,
+    handlers: Vec<Registered>,
+    errors: Vec<String>,
+    stats: Stats,
+    shutdown: CancellationToken,
+    force: CancellationToken,
+    grace: Duration,
+    signals: bool,
+    maintenance: Option<Duration>,
+    migrate: bool,
+    create_queues: bool,
+    max_connections: u32,
+}
+
+impl Runtime {
+    /// A runtime on a database URL, a pool or a [`Client`].
+    pub fn new(source: impl Into<Source>) -> Self {
+        Self {
+            source: source.into(),
+            handlers: Vec::new(),
+            errors: Vec::new(),
+            stats: Stats::default(),
+            shutdown: CancellationToken::new(),
+            force: CancellationToken::new(),
+            grace: Duration::from_secs(30),
+            signals: true,
+            maintenance: Some(Duration::from_secs(1)),
+            migrate: true,
+            create_queues: true,
+            max_connections: 20,
+        }
+    }
+
+    /// Adds a handler; invalid options make [`run`](Self::run) fail.
+    pub fn register<H: Handler>(mut self, handler: H) -> Self {
+        let options = handler.options();
+        if let Err(e) = options.validate() {
+            self.errors.push(e);
+        }
+        self.handlers.push(Registered {
+            options,
+            handler: Arc::new(Erased(Arc::new(handler))),
+        });
+        self
+    }
+
+    /// How long in-flight handlers may finish after shutdown starts (default 30 s).
+    pub fn shutdown_timeout(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// Whether SIGINT/SIGTERM shut the runtime down (default true).
+    pub fn handle_signals(mut self, on: bool) -> Self {
+        self.signals = on;
+        self
+    }
+
+    /// How often maintenance runs (in one process at a time); `None` turns it
+    /// off in this process. Default: every second.
+    pub fn maintenance(mut self, every: Option<Duration>) -> Self {
+        self.maintenance = every;
+        self
+    }
+
+    /// Whether to install or upgrade the schema on start (default true).
+    pub fn migrate(mut self, on: bool) -> Self {
+        self.migrate = on;
+        self
+    }
+
+    /// Whether to create the handlers' queues on start (default true).
+    pub fn create_queues(mut self, on: bool) -> Self {
+        self.create_queues = on;
+        self
+    }
+
+    /// Pool size when the runtime connects from a URL (default 20).
+    pub fn max_connections(mut self, n: u32) -> Self {
+        self.max_connections = n;
+        self
+    }
+
+    /// Cancel it to shut down gracefully.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Cancel it to stop at once (after or instead of a graceful shutdown).
+    pub fn force_token(&self) -> CancellationToken {
+        self.force.clone()
+    }
+
+    /// Live counters per handler.
+    pub fn stats(&self) -> Stats {
+        self.stats.clone()
+    }
+
+    /// Runs until shut down.
+    ///
+    /// # Errors
+    ///
+    /// [`WorkerError::Config`] for invalid handlers, [`WorkerError::Database`]
+    /// when the schema cannot be installed or a queue created, and
+    /// [`WorkerError::Forced`] after a forced shutdown. Database trouble while
+    /// running is retried with backoff, not returned.
+    pub async fn run(self) -> Result<(), WorkerError> {
+        if let Some(e) = self.errors.first() {
+            return Err(WorkerError::Config(e.clone()));
+        }
+        if self.handlers.is_empty() {
+            return Err(WorkerError::Config("no handler registered".into()));
+        }
+        let pool = match &self.source {
+            Source::Pool(pool) => pool.clone(),
+            Source::Url(url) => PgPoolOptions::new()
+                .max_connections(self.max_connections)
+                .connect_lazy(url)
+                .map_err(fetchq_core::Error::from)?,
+        };
+        let client = Client::new(pool.clone());
+        if self.signals {
+            spawn_signal_handler(self.shutdown.clone(), self.force.clone());
+        }
+        self.setup(&client).await?;
+
+        let registry = Registry::default();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let background = CancellationToken::new();
+        let mut services = JoinSet::new();
+        let completer = tokio::spawn(completer::run(
+            client.clone(),
+            rx,
+            registry.clone(),
+            self.force.clone(),
+        ));
+        let shortest = self
+            .handlers
+            .iter()
+            .map(|h| h.options.lease)
+            .min()
+            .unwrap_or(Duration::from_secs(300));
+        services.spawn(heartbeat::run(
+            client.clone(),
+            registry.clone(),
+            heartbeat::tick_for(shortest),
+            background.clone(),
+        ));
+        if let Some(every) = self.maintenance {
+            services.spawn(leader::run(client.clone(), every, background.clone()));
+        }
+
+        let shared = Shared {
+            client: client.clone(),
+            registry: registry.clone(),
+            outcomes: tx,
+            shutdown: self.shutdown.clone(),
+            force: self.force.clone(),
+            grace: self.grace,
+        };
+        let mut wakers: HashMap<String, Vec<Arc<Notify>>> = HashMap::new();
+        let mut pools = JoinSet::new();
+        for reg in self.handlers {
+            let wake = Arc::new(Notify::new());
+            wakers
+                .entry(reg.options.queue.clone())
+                .or_default()
+                .push(wake.clone());
+            let counters = self.stats.handler(&reg.options.name());
+            pools.spawn(pool::run(reg, shared.clone(), wake, counters));
+        }
+        services.spawn(notifier::run(pool.clone(), wakers, background.clone()));
+        drop(shared);
+
+        // pools return once shut down and drained
+        while pools.join_next().await.is_some() {}
+        // the completer writes what the handlers left, then stops
+        let _ = completer.await;
+        background.cancel();
+        while services.join_next().await.is_some() {}
+        if self.force.is_cancelled() {
+            tracing::warn!(leases = registry.len(), "forced shutdown");
+            return Err(WorkerError::Forced);
+        }
+        tracing::info!("fetchq runtime stopped");
+        Ok(())
+    }
+
+    /// Installs the schema and creates the queues, retrying while the
+    /// database is unreachable (until shutdown).
+    async fn setup(&self, client: &Client) -> Result<(), WorkerError> {
+        let mut trouble = Trouble::new("starting up");
+        loop {
+            let attempt = async {
+                if self.migrate {
+                    client.migrate().await?;
+                }
+                if self.create_queues {
+                    for h in &self.handlers {
+                        client.queue_create(&h.options.queue).await?;
+                    }
+                }
+                Ok::<(), fetchq_core::Error>(())
+            };
+            match attempt.await {
+                Ok(()) => return Ok(()),
+                Err(fetchq_core::Error::Database(e)) if is_transient(&e) => {
+                    let wait = trouble.failed(&e);
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = self.shutdown.cancelled() => return Ok(()),
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+/// Connection-level failures worth retrying (the server is restarting or unreachable).
+fn is_transient(e: &sqlx::Error) -> bool {
+    matches!(
+        e,
+        sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Tls(_)
+    ) || e
+        .as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|c| c.starts_with("57P") || c.starts_with("08"))
+}
+
+fn spawn_signal_handler(shutdown: CancellationToken, force: CancellationToken) {
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                    return;
+                }
+            };
+        for first in [true, false] {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            if first {
+                tracing::info!(
+                    "shutdown requested: finishing in-flight work (signal again to force)"
+                );
+                shutdown.cancel();
+            } else {
+                tracing::warn!("second signal: stopping now");
+                force.cancel();
+            }
+        }
+    });
+}

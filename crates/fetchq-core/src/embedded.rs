@@ -235,7 +235,10 @@ impl EmbeddedPostgres {
                 started: false,
             });
         }
-        let port = free_port()?;
+        let port = match self.remembered_port() {
+            Some(port) => port,
+            None => free_port()?,
+        };
         let log = self.data_dir.join("server.log");
         let mut options =
             format!("-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''");
@@ -250,10 +253,26 @@ impl EmbeddedPostgres {
                 "-D", &data, "-l", &log, "-w", "-t", "120", "-o", &options, "start",
             ],
         )?;
+        // the next start (after a stop or a reboot) comes back on the same port
+        let _ = fs::write(self.port_file(), port.to_string());
         Ok(Running {
             port,
             started: true,
         })
+    }
+
+    fn port_file(&self) -> PathBuf {
+        self.data_dir.with_extension("port")
+    }
+
+    /// The port of the previous start, if it is free now.
+    fn remembered_port(&self) -> Option<u16> {
+        let port: u16 = fs::read_to_string(self.port_file())
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        TcpListener::bind(("127.0.0.1", port)).ok().map(|_| port)
     }
 
     /// Stops the server if it runs (fast shutdown).

@@ -1,0 +1,82 @@
+//! A worker process for the multi-process tests. Configured by environment:
+//! `DATABASE_URL`, `E2E_QUEUE` (default `e2e`), `E2E_CONCURRENCY` (16),
+//! `E2E_BATCH` (16), `E2E_LEASE_MS` (5000), `E2E_WORK_MS` (0), `E2E_GRACE_MS`
+//! (10000). Each handled document is recorded in table `e2e_handled`, then
+//! completed. Prints its counters as JSON on a clean exit.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use fetchq_worker::{Context, Doc, Handler, HandlerError, HandlerOptions, Outcome, Runtime};
+use serde_json::Value;
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+struct Record {
+    options: HandlerOptions,
+    work: Duration,
+}
+
+#[async_trait]
+impl Handler for Record {
+    type Payload = Value;
+
+    fn options(&self) -> HandlerOptions {
+        self.options.clone()
+    }
+
+    async fn handle(&self, doc: Doc<Value>, ctx: Context) -> Result<Outcome, HandlerError> {
+        sqlx::query("INSERT INTO e2e_handled (subject, pid, token) VALUES ($1, $2, $3)")
+            .bind(&doc.subject)
+            .bind(i64::from(std::process::id()))
+            .bind(ctx.lease().token)
+            .execute(ctx.client().pool())
+            .await?;
+        if !self.work.is_zero() {
+            tokio::time::sleep(self.work).await;
+        }
+        Ok(Outcome::complete())
+    }
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let Ok(url) = std::env::var("DATABASE_URL") else {
+        eprintln!("fetchq-test-worker: set DATABASE_URL");
+        return std::process::ExitCode::FAILURE;
+    };
+    let queue = std::env::var("E2E_QUEUE").unwrap_or_else(|_| "e2e".into());
+    let concurrency = env_u64("E2E_CONCURRENCY", 16) as usize;
+    let options = HandlerOptions::new(queue)
+        .concurrency(concurrency)
+        .batch(env_u64("E2E_BATCH", concurrency as u64) as usize)
+        .lease(Duration::from_millis(env_u64("E2E_LEASE_MS", 5000)))
+        .idle_poll(Duration::from_millis(200));
+    let runtime = Runtime::new(url)
+        .register(Record {
+            options,
+            work: Duration::from_millis(env_u64("E2E_WORK_MS", 0)),
+        })
+        .shutdown_timeout(Duration::from_millis(env_u64("E2E_GRACE_MS", 10_000)))
+        .maintenance(Some(Duration::from_millis(200)));
+    let stats = runtime.stats();
+    match runtime.run().await {
+        Ok(()) => {
+            let t = stats.total();
+            println!(
+                "{}",
+                serde_json::json!({"picked": t.picked, "completed": t.completed, "lease_lost": t.lease_lost, "released": t.released})
+            );
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("fetchq-test-worker: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -33,6 +33,9 @@ pub(crate) struct Shared {
     pub(crate) grace: Duration,
 }
 
+/// How long a busy pool waits for more free slots before a small pick.
+const REFILL_WAIT: Duration = Duration::from_millis(2);
+
 /// The smallest idle wait, so a due-but-locked document cannot make us spin.
 const MIN_IDLE_WAIT: Duration = Duration::from_millis(5);
 
@@ -51,6 +54,8 @@ pub(crate) async fn run(
     let mut tasks: JoinSet<()> = JoinSet::new();
     let mut leases: Vec<Lease> = Vec::new();
     let mut trouble = Trouble::new(format!("picking for {name}"));
+    let low_water = opts.batch.min(opts.concurrency).div_ceil(2);
+    let mut topped_up = false;
     tracing::info!(handler = %name, queue = %opts.queue, version = opts.version, concurrency = opts.concurrency, "pool started");
 
     while !shared.shutdown.is_cancelled() {
@@ -63,6 +68,17 @@ pub(crate) async fn run(
             }
             continue;
         }
+        // busy: let a few more slots free up before picking, so one pick
+        // serves many slots instead of one (bounded, so slow handlers lose little)
+        if !tasks.is_empty() && free < low_water && !topped_up {
+            topped_up = true;
+            tokio::select! {
+                _ = tokio::time::sleep(REFILL_WAIT) => {}
+                _ = shared.shutdown.cancelled() => {}
+            }
+            continue;
+        }
+        topped_up = false;
         let limit = i32::try_from(free.min(opts.batch)).unwrap_or(i32::MAX);
         match shared.client.pick(&opts.queue, &pick.limit(limit)).await {
             Ok(docs) if docs.is_empty() => {

@@ -1,0 +1,231 @@
+//! The workloads and their plain-SQL baselines.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use fetchq_core::{Client, NewDoc};
+use fetchq_worker::{Context, Doc, Handler, HandlerError, HandlerOptions, Outcome, Runtime};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+use crate::Row;
+use crate::server::Server;
+
+type BoxError = Box<dyn std::error::Error>;
+
+struct NoOp {
+    concurrency: usize,
+}
+
+#[async_trait]
+impl Handler for NoOp {
+    type Payload = Value;
+    fn options(&self) -> HandlerOptions {
+        HandlerOptions::new("bench")
+            .concurrency(self.concurrency)
+            .batch(self.concurrency.min(100))
+    }
+    async fn handle(&self, _doc: Doc<Value>, _ctx: Context) -> Result<Outcome, HandlerError> {
+        Ok(Outcome::complete())
+    }
+}
+
+async fn fill(client: &Client, docs: usize) -> Result<(), BoxError> {
+    client.migrate().await?;
+    client.queue_create("bench").await?;
+    let all: Vec<NewDoc> = (0..docs)
+        .map(|i| NewDoc::new(format!("doc-{i:08}")).payload(json!({"i": i})))
+        .collect();
+    for chunk in all.chunks(1_000) {
+        client.push_many("bench", chunk).await?;
+    }
+    Ok(())
+}
+
+/// N due documents drained by one runtime with a no-op handler (batched picks
+/// and completions, completed documents kept), against 8 clients running
+/// "pick 100 with SKIP LOCKED + DELETE" on a plain table.
+pub(crate) async fn drain(
+    server: &Server,
+    docs: usize,
+    concurrency: usize,
+) -> Result<Row, BoxError> {
+    eprintln!("drain: {docs} documents, concurrency {concurrency} ...");
+    let (pool, _) = server.database("bench_drain", 40).await?;
+    let client = Client::new(pool.clone());
+    fill(&client, docs).await?;
+    let runtime = Runtime::new(pool.clone())
+        .handle_signals(false)
+        .maintenance(None)
+        .register(NoOp { concurrency });
+    let (stop, stats) = (runtime.shutdown_token(), runtime.stats());
+    let start = Instant::now();
+    let run = tokio::spawn(runtime.run());
+    while stats.total().completed < docs as u64 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let elapsed = start.elapsed();
+    stop.cancel();
+    run.await??;
+    let rate = docs as f64 / elapsed.as_secs_f64();
+    pool.close().await;
+
+    let baseline = baseline_drain(server, docs).await?;
+    Ok(Row {
+        workload: format!("drain, concurrency {concurrency}"),
+        fetchq: rate,
+        baseline: Some(baseline),
+        unit: "docs/s",
+        note: format!("{docs} docs; baseline: 8 clients, pick 100 SKIP LOCKED + DELETE"),
+    })
+}
+
+async fn baseline_drain(server: &Server, docs: usize) -> Result<f64, BoxError> {
+    let (pool, _) = server.database("bench_baseline", 10).await?;
+    sqlx::raw_sql("CREATE TABLE jobs (id bigserial PRIMARY KEY, payload jsonb NOT NULL);")
+        .execute(&pool)
+        .await?;
+    sqlx::query("INSERT INTO jobs (payload) SELECT jsonb_build_object('i', i) FROM generate_series(1, $1) AS i")
+        .bind(docs as i64)
+        .execute(&pool)
+        .await?;
+    sqlx::raw_sql("VACUUM ANALYZE jobs").execute(&pool).await?;
+    let start = Instant::now();
+    let clients: Vec<_> = (0..8)
+        .map(|_| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                loop {
+                    let n = sqlx::query(
+                        "WITH picked AS (SELECT id FROM jobs ORDER BY id LIMIT 100 FOR UPDATE SKIP LOCKED)
+                         DELETE FROM jobs USING picked WHERE jobs.id = picked.id",
+                    )
+                    .execute(&pool)
+                    .await?
+                    .rows_affected();
+                    if n == 0 {
+                        return Ok::<(), sqlx::Error>(());
+                    }
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.await??;
+    }
+    let rate = docs as f64 / start.elapsed().as_secs_f64();
+    pool.close().await;
+    Ok(rate)
+}
+
+struct Stamp {
+    started: Arc<Mutex<Vec<(String, Instant)>>>,
+}
+
+#[async_trait]
+impl Handler for Stamp {
+    type Payload = Value;
+    fn options(&self) -> HandlerOptions {
+        // polling alone would take 5 s: the notification does the work
+        HandlerOptions::new("bench")
+            .concurrency(8)
+            .idle_poll(Duration::from_secs(5))
+    }
+    async fn handle(&self, doc: Doc<Value>, _ctx: Context) -> Result<Outcome, HandlerError> {
+        if let Ok(mut s) = self.started.lock() {
+            s.push((doc.subject, Instant::now()));
+        }
+        Ok(Outcome::complete())
+    }
+}
+
+/// Documents pushed one by one at ~200/s into an idle worker: time from the
+/// push call to the handler's start (LISTEN/NOTIFY wake-up).
+pub(crate) async fn idle_latency(server: &Server, docs: usize) -> Result<Vec<Row>, BoxError> {
+    eprintln!("idle latency: {docs} documents at ~200/s ...");
+    let (pool, _) = server.database("bench_latency", 20).await?;
+    let client = Client::new(pool.clone());
+    client.migrate().await?;
+    client.queue_create("bench").await?;
+    let started = Arc::new(Mutex::new(Vec::new()));
+    let runtime = Runtime::new(pool.clone())
+        .handle_signals(false)
+        .maintenance(None)
+        .register(Stamp {
+            started: started.clone(),
+        });
+    let stop = runtime.shutdown_token();
+    let run = tokio::spawn(runtime.run());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut pushed = Vec::with_capacity(docs);
+    let mut tick = tokio::time::interval(Duration::from_millis(5));
+    for i in 0..docs {
+        tick.tick().await;
+        let subject = format!("l{i}");
+        let at = Instant::now();
+        client.push("bench", &NewDoc::new(subject.as_str())).await?;
+        pushed.push((subject, at));
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while started.lock().map(|s| s.len()).unwrap_or(0) < docs && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop.cancel();
+    run.await??;
+    let started: std::collections::HashMap<String, Instant> = started
+        .lock()
+        .map(|s| s.iter().cloned().collect())
+        .unwrap_or_default();
+    let mut lat: Vec<f64> = pushed
+        .iter()
+        .filter_map(|(s, at)| started.get(s).map(|t| (*t - *at).as_secs_f64() * 1000.0))
+        .collect();
+    lat.sort_by(f64::total_cmp);
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 - 1.0) * p).round() as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    let baseline = baseline_notify(&pool, 200).await?;
+    pool.close().await;
+    let note = format!(
+        "{} of {docs} started; baseline: bare NOTIFY to LISTEN round trip",
+        lat.len()
+    );
+    Ok(vec![
+        Row {
+            workload: "idle latency p50".into(),
+            fetchq: pct(0.50),
+            baseline: Some(baseline.0),
+            unit: "ms",
+            note: note.clone(),
+        },
+        Row {
+            workload: "idle latency p99".into(),
+            fetchq: pct(0.99),
+            baseline: Some(baseline.1),
+            unit: "ms",
+            note,
+        },
+    ])
+}
+
+/// p50/p99 of a bare NOTIFY reaching a LISTEN connection.
+async fn baseline_notify(pool: &PgPool, n: usize) -> Result<(f64, f64), BoxError> {
+    let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
+    listener.listen("bench_ping").await?;
+    let mut lat = Vec::with_capacity(n);
+    for _ in 0..n {
+        let at = Instant::now();
+        sqlx::query("SELECT pg_notify('bench_ping', 'x')")
+            .execute(pool)
+            .await?;
+        listener.recv().await?;
+        lat.push(at.elapsed().as_secs_f64() * 1000.0);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    lat.sort_by(f64::total_cmp);
+    let pct = |p: f64| lat[((lat.len() as f64 - 1.0) * p).round() as usize];
+    Ok((pct(0.5), pct(0.99)))
+}

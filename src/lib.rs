@@ -6,22 +6,34 @@
 //! finish each one by rescheduling (run again later), completing, rejecting
 //! (retried with backoff, dead after `max_attempts`), killing or dropping it.
 //! Every operation is a SQL function in PostgreSQL; this crate re-exports the
-//! typed client ([`fetchq_core`]) and, as they land, the worker runtime and the
-//! `#[fetchq::handler]` macro.
+//! typed client ([`fetchq_core`]) and the worker runtime ([`fetchq_worker`]).
 //!
 //! ```no_run
-//! use fetchq::{Client, NewDoc, PickOptions};
+//! use std::time::Duration;
+//! use fetchq::{async_trait, Context, Doc, Handler, HandlerError, HandlerOptions, Outcome, Runtime};
 //!
-//! # async fn run() -> fetchq::Result<()> {
-//! let client = Client::connect("postgres://localhost/app").await?;
-//! client.migrate().await?;
-//! client.queue_create("avengers").await?;
-//! client.push("avengers", &NewDoc::new("ironman")).await?;
-//! for doc in client.pick("avengers", &PickOptions::new().limit(10)).await? {
-//!     client.complete(&doc.lease, None).await?;
+//! struct Scrape;
+//!
+//! #[async_trait]
+//! impl Handler for Scrape {
+//!     type Payload = serde_json::Value;
+//!     fn options(&self) -> HandlerOptions {
+//!         HandlerOptions::new("avengers").concurrency(8)
+//!     }
+//!     async fn handle(&self, doc: Doc<serde_json::Value>, _ctx: Context) -> Result<Outcome, HandlerError> {
+//!         println!("scraping {}", doc.subject);
+//!         Ok(Outcome::reschedule_in(Duration::from_secs(2 * 86_400)))
+//!     }
 //! }
-//! # Ok(()) }
+//!
+//! # async fn run() -> Result<(), fetchq::WorkerError> {
+//! Runtime::new("postgres://localhost/app").register(Scrape).run().await
+//! # }
 //! ```
 #![warn(missing_docs)]
 
 pub use fetchq_core::*;
+pub use fetchq_worker::{
+    Context, Doc, Handler, HandlerError, HandlerOptions, HandlerStats, Outcome, Runtime, Source,
+    Stats, WorkerError, async_trait,
+};

@@ -554,3 +554,58 @@ async fn invalid_configuration_is_refused_before_starting() {
     rt.shutdown_token().cancel();
     rt.run().await.unwrap();
 }
+
+/// Processes holding the maintenance leader lock in this database.
+async fn leaders(pool: &sqlx::PgPool) -> i64 {
+    // key 0x6665_7463_686d: classid = high 32 bits, objid = low 32 bits
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database
+         WHERE l.locktype = 'advisory' AND l.granted AND d.datname = current_database()
+           AND l.classid = 26213 AND l.objid = 1952671853 AND l.objsubid = 1",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn exactly_one_process_leads_maintenance_and_leadership_moves() {
+    let db = TestDb::new().await;
+    let noop = || {
+        handler(HandlerOptions::new("q"), |_d, _c| {
+            Box::pin(async { Ok(Outcome::complete()) })
+        })
+    };
+    let every = Some(Duration::from_millis(100));
+    // two runtimes with their own pools behave like two processes
+    let other = db.pool_on(&db.name, 10).await;
+    let a = runtime(&db).register(noop()).maintenance(every);
+    let b = Runtime::new(other)
+        .handle_signals(false)
+        .register(noop())
+        .maintenance(every);
+    let (stop_a, stop_b) = (a.shutdown_token(), b.shutdown_token());
+    let run_a = tokio::spawn(a.run());
+    eventually(Duration::from_secs(5), "a leader", || async {
+        leaders(&db.pool).await == 1
+    })
+    .await;
+    let run_b = tokio::spawn(b.run());
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(leaders(&db.pool).await, 1, "never two leaders");
+
+    // the leader stops: after its run returns its lock is gone, so the holder is B
+    stop_a.cancel();
+    run_a.await.unwrap().unwrap();
+    eventually(Duration::from_secs(5), "leadership moved", || async {
+        leaders(&db.pool).await == 1
+    })
+    .await;
+    stop_b.cancel();
+    run_b.await.unwrap().unwrap();
+    assert_eq!(
+        leaders(&db.pool).await,
+        0,
+        "the lock is released on shutdown"
+    );
+}

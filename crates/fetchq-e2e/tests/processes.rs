@@ -278,3 +278,35 @@ async fn workers_survive_a_postgres_restart_and_finish_the_queue() {
     );
     pool.close().await;
 }
+
+#[tokio::test]
+async fn a_second_sigterm_forces_a_fast_exit() {
+    const DOCS: usize = 20;
+    let db = TestDb::new().await;
+    prepare(&db.pool, &db.client, DOCS).await;
+    let env = [
+        ("E2E_CONCURRENCY", "4"),
+        ("E2E_WORK_MS", "60000"),
+        ("E2E_GRACE_MS", "60000"),
+    ];
+    let mut w = worker(&db.url(), &env);
+    wait_for(&db.pool, HANDLED, 4, Duration::from_secs(60)).await;
+    signal(&w, "-TERM");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        w.try_wait().unwrap().is_none(),
+        "the first signal waits for in-flight work"
+    );
+    signal(&w, "-TERM");
+    let asked = Instant::now();
+    let code = exit_code(&mut w, Duration::from_secs(5)).await;
+    assert!(
+        asked.elapsed() < Duration::from_secs(3),
+        "forced exit took {:?}",
+        asked.elapsed()
+    );
+    assert_eq!(code, Some(1), "a forced shutdown is not a clean exit");
+    // the four leased documents were not given back: they return after their lease
+    let counts = db.client.metric_compute("e2e").await.unwrap();
+    assert_eq!((counts.active, counts.completed), (4, 0));
+}

@@ -184,6 +184,7 @@ pub struct Context {
     pub(crate) client: Client,
     pub(crate) lease: Lease,
     pub(crate) cancel: CancellationToken,
+    pub(crate) span: tracing::Span,
 }
 
 impl Context {
@@ -205,6 +206,12 @@ impl Context {
     /// Whether the work should stop.
     pub fn is_cancelled(&self) -> bool {
         self.cancel.is_cancelled()
+    }
+
+    /// The document's tracing span (queue, subject, version, attempt): the
+    /// handler already runs inside it; use it for work spawned elsewhere.
+    pub fn span(&self) -> &tracing::Span {
+        &self.span
     }
 }
 

@@ -152,6 +152,7 @@ fn spawn(
         client: shared.client.clone(),
         lease: doc.lease.clone(),
         cancel: cancel.clone(),
+        span: span.clone(),
     };
     let lease = doc.lease.clone();
     let future = reg.handler.call(doc, ctx);

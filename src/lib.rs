@@ -33,7 +33,22 @@
 #![warn(missing_docs)]
 
 pub use fetchq_core::*;
+#[cfg(feature = "macros")]
+pub use fetchq_macros::handler;
 pub use fetchq_worker::{
-    Context, Doc, Handler, HandlerError, HandlerOptions, HandlerStats, Outcome, Runtime, Source,
-    Stats, WorkerError, async_trait,
+    Context, Doc, Handler, HandlerError, HandlerOptions, HandlerStats, IntoHandlerResult, Outcome,
+    Runtime, Source, Stats, WorkerError, async_trait,
 };
+
+/// The result of a handler (and a convenient one for code around it): its
+/// error is a [`HandlerError`], which any error converts into with `?`, so a
+/// handler's failure rejects the document with the error's message. The
+/// client's own result type is [`fetchq_core::Result`].
+///
+/// ```
+/// fn parse(raw: &str) -> fetchq::Result<u32> {
+///     Ok(raw.parse::<u32>()?)
+/// }
+/// assert!(parse("x").is_err());
+/// ```
+pub type Result<T, E = HandlerError> = std::result::Result<T, E>;

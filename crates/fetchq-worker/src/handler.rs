@@ -188,6 +188,24 @@ pub struct Context {
 }
 
 impl Context {
+    /// A context for calling a handler directly (in tests, say); the runtime
+    /// builds its own.
+    ///
+    /// ```no_run
+    /// # async fn run(client: fetchq_core::Client, doc: fetchq_core::Document) {
+    /// let ctx = fetchq_worker::Context::new(client, doc.lease.clone());
+    /// assert!(!ctx.is_cancelled());
+    /// # }
+    /// ```
+    pub fn new(client: Client, lease: Lease) -> Self {
+        Self {
+            client,
+            lease,
+            cancel: CancellationToken::new(),
+            span: tracing::Span::none(),
+        }
+    }
+
     /// The fetchq client, e.g. to push discovered documents.
     pub fn client(&self) -> &Client {
         &self.client
@@ -436,6 +454,41 @@ impl<E: std::error::Error + Send + Sync + 'static> From<E> for HandlerError {
             source = cause.source();
         }
         Self::new(message)
+    }
+}
+
+/// What a handler may return: an [`Outcome`], or a `Result` of one whose error
+/// converts into [`HandlerError`] (any `std::error::Error`, or `HandlerError`).
+///
+/// ```
+/// use fetchq_worker::{IntoHandlerResult, Outcome};
+///
+/// assert!(Outcome::complete().into_handler_result().is_ok());
+/// let failed: Result<Outcome, std::num::ParseIntError> = "x".parse::<u8>().map(|_| Outcome::complete());
+/// assert!(failed.into_handler_result().is_err());
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a handler result",
+    label = "a handler returns `fetchq::Result<fetchq::Outcome>` (any error converts) or an `Outcome`"
+)]
+pub trait IntoHandlerResult {
+    /// The outcome, or the error that rejects the document.
+    ///
+    /// # Errors
+    ///
+    /// The handler's error, converted.
+    fn into_handler_result(self) -> Result<Outcome, HandlerError>;
+}
+
+impl IntoHandlerResult for Outcome {
+    fn into_handler_result(self) -> Result<Outcome, HandlerError> {
+        Ok(self)
+    }
+}
+
+impl<E: Into<HandlerError>> IntoHandlerResult for Result<Outcome, E> {
+    fn into_handler_result(self) -> Result<Outcome, HandlerError> {
+        self.map_err(Into::into)
     }
 }
 

@@ -53,6 +53,8 @@ mod trouble;
 
 pub use async_trait::async_trait;
 pub use fetchq_core;
-pub use handler::{Context, Doc, Handler, HandlerError, HandlerOptions, Outcome};
+pub use handler::{
+    Context, Doc, Handler, HandlerError, HandlerOptions, IntoHandlerResult, Outcome,
+};
 pub use runtime::{Runtime, Source, WorkerError};
 pub use stats::{HandlerStats, Stats};

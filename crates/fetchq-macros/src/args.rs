@@ -1,0 +1,207 @@
+//! The attribute's `key = value` list.
+
+use std::time::Duration;
+
+use proc_macro2::Span;
+use syn::punctuated::Punctuated;
+use syn::spanned::Spanned;
+use syn::{Expr, ExprLit, Lit, MetaNameValue, Token};
+
+use crate::duration;
+
+const KEYS: &str = "`queue`, `version`, `concurrency`, `batch`, `lease`, `idle_poll`, `max_runtime`, `migrate_to`, `name`, `crate`";
+
+/// The parsed attribute.
+#[derive(Default)]
+pub(crate) struct Args {
+    pub(crate) queue: Option<String>,
+    pub(crate) version: Option<i32>,
+    pub(crate) concurrency: Option<u32>,
+    pub(crate) batch: Option<u32>,
+    pub(crate) lease: Option<Duration>,
+    pub(crate) idle_poll: Option<Duration>,
+    /// `Some(None)`: `max_runtime = "none"`.
+    pub(crate) max_runtime: Option<Option<Duration>>,
+    pub(crate) migrate_to: Option<i32>,
+    pub(crate) name: Option<String>,
+    pub(crate) krate: Option<syn::Path>,
+}
+
+fn string(value: &Expr, key: &str) -> syn::Result<String> {
+    match value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(s), ..
+        }) => Ok(s.value()),
+        other => Err(syn::Error::new_spanned(
+            other,
+            format!("`{key}` takes a string, e.g. {key} = \"...\""),
+        )),
+    }
+}
+
+fn integer<T: std::str::FromStr<Err = std::num::ParseIntError>>(
+    value: &Expr,
+    key: &str,
+    what: &str,
+) -> syn::Result<T> {
+    match value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(i), ..
+        }) => i
+            .base10_parse::<T>()
+            .map_err(|_| syn::Error::new_spanned(i, format!("`{key}` must be {what}"))),
+        other => Err(syn::Error::new_spanned(
+            other,
+            format!("`{key}` takes an integer: {what}"),
+        )),
+    }
+}
+
+fn positive(value: &Expr, key: &str) -> syn::Result<u32> {
+    let n: u32 = integer(value, key, "an integer of 1 or more")?;
+    if n == 0 {
+        return Err(syn::Error::new_spanned(
+            value,
+            format!("`{key}` must be at least 1"),
+        ));
+    }
+    Ok(n)
+}
+
+fn duration_of(value: &Expr, key: &str) -> syn::Result<Duration> {
+    let text = string(value, key)?;
+    duration::parse(&text).ok_or_else(|| {
+        syn::Error::new_spanned(
+            value,
+            format!("invalid duration {text:?} for `{key}`: use a number and a unit, e.g. \"500ms\", \"30s\", \"5m\", \"2h\", \"1d\""),
+        )
+    })
+}
+
+/// The rule of the SQL engine, checked at compile time.
+fn check_queue(name: &str, span: Span) -> syn::Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 40
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(syn::Error::new(
+            span,
+            format!(
+                "invalid queue name {name:?}: use 1 to 40 characters of a-z, 0-9 and _, starting with a letter"
+            ),
+        ))
+    }
+}
+
+impl Args {
+    pub(crate) fn parse(tokens: proc_macro2::TokenStream) -> syn::Result<Self> {
+        let list = syn::parse::Parser::parse2(
+            Punctuated::<MetaNameValue, Token![,]>::parse_terminated,
+            tokens,
+        )?;
+        let mut args = Args::default();
+        let mut errors: Vec<syn::Error> = Vec::new();
+        for nv in &list {
+            let key = nv
+                .path
+                .segments
+                .last()
+                .map(|s| s.ident.to_string())
+                .unwrap_or_default();
+            let key = if nv.path.is_ident("crate") || key == "crate" {
+                "crate".to_owned()
+            } else {
+                key
+            };
+            let v = &nv.value;
+            let result = (|| -> syn::Result<bool> {
+                let fresh = match key.as_str() {
+                    "queue" => {
+                        let q = string(v, "queue")?;
+                        check_queue(&q, v.span())?;
+                        args.queue.replace(q).is_none()
+                    }
+                    "version" => args
+                        .version
+                        .replace(integer(v, "version", "0 or more")?)
+                        .is_none(),
+                    "concurrency" => args
+                        .concurrency
+                        .replace(positive(v, "concurrency")?)
+                        .is_none(),
+                    "batch" => args.batch.replace(positive(v, "batch")?).is_none(),
+                    "lease" => args.lease.replace(duration_of(v, "lease")?).is_none(),
+                    "idle_poll" => args
+                        .idle_poll
+                        .replace(duration_of(v, "idle_poll")?)
+                        .is_none(),
+                    "max_runtime" => {
+                        let limit = if string(v, "max_runtime")? == "none" {
+                            None
+                        } else {
+                            Some(duration_of(v, "max_runtime")?)
+                        };
+                        args.max_runtime.replace(limit).is_none()
+                    }
+                    "migrate_to" => args
+                        .migrate_to
+                        .replace(integer(v, "migrate_to", "a version, 0 or more")?)
+                        .is_none(),
+                    "name" => args.name.replace(string(v, "name")?).is_none(),
+                    "crate" => {
+                        let path: syn::Path =
+                            syn::parse_str(&string(v, "crate")?).map_err(|_| {
+                                syn::Error::new_spanned(
+                                    v,
+                                    "`crate` takes a path, e.g. crate = \"fetchq\"",
+                                )
+                            })?;
+                        args.krate.replace(path).is_none()
+                    }
+                    _ => {
+                        return Err(syn::Error::new_spanned(
+                            &nv.path,
+                            format!("unknown key `{key}`; expected one of {KEYS}"),
+                        ));
+                    }
+                };
+                Ok(fresh)
+            })();
+            match result {
+                Ok(true) => {}
+                Ok(false) => errors.push(syn::Error::new_spanned(
+                    &nv.path,
+                    format!("`{key}` specified more than once"),
+                )),
+                Err(e) => errors.push(e),
+            }
+        }
+        if let Some(v) = args.version
+            && v < 0
+        {
+            errors.push(syn::Error::new(
+                Span::call_site(),
+                "`version` must be 0 or more",
+            ));
+        }
+        if args.queue.is_none() && errors.is_empty() {
+            errors.push(syn::Error::new(
+                Span::call_site(),
+                "missing `queue`: write #[fetchq::handler(queue = \"name\", ...)]",
+            ));
+        }
+        let mut errors = errors.into_iter();
+        match errors.next() {
+            Some(mut first) => {
+                first.extend(errors);
+                Err(first)
+            }
+            None => Ok(args),
+        }
+    }
+}

@@ -1,0 +1,7 @@
+#[fetchq::handler(version = 1)]
+async fn scrape(doc: fetchq::Doc<serde_json::Value>) -> fetchq::Result<fetchq::Outcome> {
+    let _ = doc;
+    Ok(fetchq::Outcome::complete())
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[fetchq::handler(queue = "avengers")]
+async fn scrape(doc: fetchq::Doc<serde_json::Value>) {
+    let _ = doc;
+}
+
+fn main() {}

@@ -1,0 +1,7 @@
+#[fetchq::handler(queue = "avengers", threads = 4)]
+async fn scrape(doc: fetchq::Doc<serde_json::Value>) -> fetchq::Result<fetchq::Outcome> {
+    let _ = doc;
+    Ok(fetchq::Outcome::complete())
+}
+
+fn main() {}

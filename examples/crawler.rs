@@ -5,23 +5,25 @@
 //! cargo run --example crawler            # runs 10 seconds, then shuts down
 //! cargo run --example crawler -- 0       # runs until Ctrl-C
 //! ```
-//! With no `DATABASE_URL` it starts (or reuses) a private PostgreSQL in
-//! `.fetchq/pg` and says how to stop it. Start it in several terminals at once:
-//! the processes share the work, and no profile is ever scraped by two of them.
+//! Start it in several terminals at once: the processes share the work and no
+//! profile is ever scraped by two of them.
 //!
 //! Profiles are unique subjects: each scrape discovers linked profiles, pushed
-//! every time but queued once. Every profile is scraped again "every second day"
-//! (two seconds here); a profile that answers 404 is rejected until
-//! `max_attempts` makes it dead, so it is never tried again.
+//! every time but queued once. Every profile is scraped again every second
+//! "day" (a day lasts one second here). A profile that answers 404 is retried a
+//! few times, then killed: it stays in the queue, so it is never pushed again.
+
+mod common;
 
 use std::time::Duration;
 
-use fetchq::embedded::DefaultDatabase;
-use fetchq::{
-    Client, Context, Doc, Handler, HandlerError, HandlerOptions, NewDoc, Outcome, Runtime,
-    async_trait,
-};
+use fetchq::{Doc, NewDoc, Outcome};
 use serde::{Deserialize, Serialize};
+
+/// One "day" of the demo.
+const DAY: Duration = Duration::from_secs(1);
+/// 404s tolerated before a profile is killed.
+const TRIES_ON_404: i32 = 3;
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Profile {
@@ -44,7 +46,7 @@ const HEROES: &[&str] = &[
 
 /// A deterministic stand-in for an HTTP scrape: (score, linked profiles), or
 /// `None` for a 404.
-fn scrape(hero: &str) -> Option<(u32, Vec<&'static str>)> {
+fn scrape_page(hero: &str) -> Option<(u32, Vec<&'static str>)> {
     let i = HEROES.iter().position(|h| *h == hero)?;
     if hero == "deleted_hero" {
         return None;
@@ -56,56 +58,38 @@ fn scrape(hero: &str) -> Option<(u32, Vec<&'static str>)> {
     Some((10 + i as u32 * 3, links))
 }
 
-struct ScrapeProfile;
-
-#[async_trait]
-impl Handler for ScrapeProfile {
-    type Payload = Profile;
-
-    fn options(&self) -> HandlerOptions {
-        HandlerOptions::new("avengers")
-            .concurrency(4)
-            .lease(Duration::from_secs(30))
-    }
-
-    async fn handle(&self, doc: Doc<Profile>, ctx: Context) -> Result<Outcome, HandlerError> {
-        let Some((score, links)) = scrape(&doc.subject) else {
-            return Err(
-                HandlerError::new("HTTP 404").with_details(serde_json::json!({"status": 404}))
-            );
-        };
-        for link in links {
-            if ctx.client().push("avengers", &NewDoc::new(link)).await? {
-                tracing::info!(from = %doc.subject, to = link, "discovered a new profile");
-            }
+#[fetchq::handler(queue = "avengers", concurrency = 4, lease = "30s")]
+async fn scrape(doc: Doc<Profile>, ctx: fetchq::Context) -> fetchq::Result<Outcome> {
+    let Some((score, links)) = scrape_page(&doc.subject) else {
+        if doc.attempts >= TRIES_ON_404 {
+            tracing::warn!(hero = %doc.subject, "gone for good: killed");
+            return Ok(Outcome::kill().with_payload(serde_json::json!({"gone": true})));
         }
-        let profile = Profile {
-            visits: doc.payload.visits + 1,
-            last_score: score,
-        };
-        tracing::info!(hero = %doc.subject, visits = profile.visits, score, "scraped");
-        Ok(Outcome::reschedule_in(Duration::from_secs(2)).with_payload_from(&profile)?)
+        return Err(
+            fetchq::HandlerError::new("HTTP 404").with_details(serde_json::json!({"status": 404}))
+        );
+    };
+    for link in links {
+        if ctx.client().push("avengers", &NewDoc::new(link)).await? {
+            tracing::info!(from = %doc.subject, to = link, "discovered a new profile");
+        }
     }
+    let profile = Profile {
+        visits: doc.payload.visits + 1,
+        last_score: score,
+    };
+    tracing::info!(hero = %doc.subject, visits = profile.visits, score, "scraped");
+    Outcome::reschedule_in(2 * DAY).with_payload_from(&profile)
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+async fn main() -> Result<(), common::BoxError> {
     let seconds: u64 = std::env::args()
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(10);
-
-    let database = DefaultDatabase::resolve()?;
-    println!("{}", database.describe());
-    let client = Client::connect(database.url()).await?;
-    client.migrate().await?;
+    let client = common::setup().await?;
     client.queue_create("avengers").await?;
-    client.queue_set_max_attempts("avengers", 3).await?;
     client
         .queue_set_retry_backoff(
             "avengers",
@@ -116,25 +100,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     client.push("avengers", &NewDoc::new("ironman")).await?;
 
-    let runtime = Runtime::new(client.clone())
-        .register(ScrapeProfile)
+    let runtime = fetchq::Runtime::new(client.clone())
+        .register(scrape)
         .shutdown_timeout(Duration::from_secs(5));
-    let (stop, stats) = (runtime.shutdown_token(), runtime.stats());
-    if seconds > 0 {
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_secs(seconds)).await;
-            stop.cancel();
-        });
-    }
-    runtime.run().await?;
+    let stats = runtime.stats();
+    let limit = if seconds == 0 {
+        Duration::MAX
+    } else {
+        Duration::from_secs(seconds)
+    };
+    common::run_until(runtime, limit, || async { false }).await?;
 
     client.metric_log_pack().await?;
     let c = client.metric_get_common("avengers").await?;
     let s = stats.total();
     println!(
-        "\nthis process: {} picked, {} rescheduled, {} rejected\n\
+        "\nthis process: {} picked, {} rescheduled, {} rejected, {} killed\n\
          avengers: {} profiles ({} planned, {} pending, {} dead)",
-        s.picked, s.rescheduled, s.rejected, c.total, c.planned, c.pending, c.dead
+        s.picked, s.rescheduled, s.rejected, s.killed, c.total, c.planned, c.pending, c.dead
     );
     Ok(())
 }

@@ -12,10 +12,11 @@
 //! day" (two seconds here), and a profile that answers 404 is rejected until
 //! `max_attempts` makes it dead, so it is never tried again.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
-use fetchq::embedded::DefaultDatabase;
-use fetchq::{Client, NewDoc, PickOptions, Schedule};
+use fetchq::{NewDoc, PickOptions, Schedule};
 use serde_json::json;
 
 const HEROES: &[&str] = &[
@@ -43,12 +44,8 @@ fn scrape(hero: &str) -> Option<Vec<&'static str>> {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let database = DefaultDatabase::resolve()?;
-    println!("{}", database.describe());
-    let client = Client::connect(database.url()).await?;
-    let report = client.migrate().await?;
-    println!("fetchq schema version {}", report.to_version);
+async fn main() -> Result<(), common::BoxError> {
+    let client = common::setup().await?;
 
     client.queue_create("avengers").await?;
     client.queue_set_max_attempts("avengers", 3).await?;

@@ -95,3 +95,19 @@ async fn extension_files_are_written_to_a_directory() {
     assert!(script.contains("CREATE FUNCTION fetchq.doc_pick"));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn missing_postgres_binaries_say_what_to_do() {
+    let out = Command::new(env!("CARGO_BIN_EXE_fetchq"))
+        .args(["dev-db", "start", "--data-dir"])
+        .arg(std::env::temp_dir().join("fetchq-no-binaries"))
+        .env("FETCHQ_PG_BIN", "/nonexistent/bin")
+        .output()
+        .expect("run fetchq");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("apt-get install postgresql") && err.contains("DATABASE_URL"),
+        "{err}"
+    );
+}

@@ -33,34 +33,9 @@ struct Profile {
     last_score: u32,
 }
 
-const HEROES: &[&str] = &[
-    "ironman",
-    "hulk",
-    "thor",
-    "black_widow",
-    "captain_america",
-    "hawkeye",
-    "vision",
-    "deleted_hero",
-];
-
-/// A deterministic stand-in for an HTTP scrape: (score, linked profiles), or
-/// `None` for a 404.
-fn scrape_page(hero: &str) -> Option<(u32, Vec<&'static str>)> {
-    let i = HEROES.iter().position(|h| *h == hero)?;
-    if hero == "deleted_hero" {
-        return None;
-    }
-    let links = vec![
-        HEROES[(i + 1) % HEROES.len()],
-        HEROES[(i + 3) % HEROES.len()],
-    ];
-    Some((10 + i as u32 * 3, links))
-}
-
 #[fetchq::handler(queue = "avengers", concurrency = 4, lease = "30s")]
 async fn scrape(doc: Doc<Profile>, ctx: fetchq::Context) -> fetchq::Result<Outcome> {
-    let Some((score, links)) = scrape_page(&doc.subject) else {
+    let Some((score, links)) = common::scrape_page(&doc.subject) else {
         if doc.attempts >= TRIES_ON_404 {
             tracing::warn!(hero = %doc.subject, "gone for good: killed");
             return Ok(Outcome::kill().with_payload(serde_json::json!({"gone": true})));

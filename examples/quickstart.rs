@@ -19,30 +19,6 @@ use std::time::{Duration, Instant};
 use fetchq::{NewDoc, PickOptions, Schedule};
 use serde_json::json;
 
-const HEROES: &[&str] = &[
-    "ironman",
-    "hulk",
-    "thor",
-    "black_widow",
-    "captain_america",
-    "hawkeye",
-    "vision",
-    "deleted_hero",
-];
-
-/// A deterministic stand-in for an HTTP scrape: the links found on a profile,
-/// or `None` for a 404.
-fn scrape(hero: &str) -> Option<Vec<&'static str>> {
-    if hero == "deleted_hero" {
-        return None;
-    }
-    let i = HEROES.iter().position(|h| *h == hero).unwrap_or(0);
-    Some(vec![
-        HEROES[(i + 1) % HEROES.len()],
-        HEROES[(i + 3) % HEROES.len()],
-    ])
-}
-
 #[tokio::main]
 async fn main() -> Result<(), common::BoxError> {
     let client = common::setup().await?;
@@ -82,7 +58,7 @@ async fn main() -> Result<(), common::BoxError> {
             continue;
         }
         for doc in batch {
-            match scrape(&doc.subject) {
+            match common::scrape_page(&doc.subject).map(|(_, links)| links) {
                 Some(links) => {
                     scraped += 1;
                     for link in links {

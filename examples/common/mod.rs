@@ -45,3 +45,29 @@ where
     runtime.run().await?;
     Ok(())
 }
+
+/// The superheroes of the FetchQ book; `deleted_hero` answers 404.
+pub const HEROES: &[&str] = &[
+    "ironman",
+    "hulk",
+    "thor",
+    "black_widow",
+    "captain_america",
+    "hawkeye",
+    "vision",
+    "deleted_hero",
+];
+
+/// A deterministic stand-in for an HTTP scrape of a profile: (score, linked
+/// profiles), or `None` for a 404.
+pub fn scrape_page(hero: &str) -> Option<(u32, Vec<&'static str>)> {
+    let i = HEROES.iter().position(|h| *h == hero)?;
+    if hero == "deleted_hero" {
+        return None;
+    }
+    let links = vec![
+        HEROES[(i + 1) % HEROES.len()],
+        HEROES[(i + 3) % HEROES.len()],
+    ];
+    Some((10 + i as u32 * 3, links))
+}

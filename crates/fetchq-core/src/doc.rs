@@ -5,7 +5,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::{PgExecutor, Row};
+use sqlx::postgres::PgArguments;
+use sqlx::query::Query;
+use sqlx::{PgExecutor, Postgres, Row};
 
 use crate::error::{Error, Result};
 use crate::queue::validate_queue_name;
@@ -331,6 +333,24 @@ fn check_queue(queue: &str) -> Result<()> {
     validate_queue_name(queue)
 }
 
+/// `doc_push` and `doc_upsert` take the same arguments: queue, subject, version,
+/// priority, (absolute time, delay), payload.
+fn doc_query<'q>(
+    statement: &'q str,
+    queue: &'q str,
+    doc: &'q NewDoc,
+) -> Query<'q, Postgres, PgArguments> {
+    let (at, delay) = doc.schedule.binds();
+    sqlx::query(statement)
+        .bind(queue)
+        .bind(&doc.subject)
+        .bind(doc.version)
+        .bind(doc.priority)
+        .bind(at)
+        .bind(delay)
+        .bind(&doc.payload)
+}
+
 impl Client {
     /// Pushes a document. Returns false, changing nothing, when the subject
     /// already exists in the queue (whatever its status: completed and dead
@@ -373,15 +393,7 @@ impl Client {
         doc: &NewDoc,
     ) -> Result<bool> {
         check_queue(queue)?;
-        let (at, delay) = doc.schedule.binds();
-        let row = sqlx::query(sql!("doc_push"))
-            .bind(queue)
-            .bind(&doc.subject)
-            .bind(doc.version)
-            .bind(doc.priority)
-            .bind(at)
-            .bind(delay)
-            .bind(&doc.payload)
+        let row = doc_query(sql!("doc_push"), queue, doc)
             .fetch_one(executor)
             .await?;
         Ok(row.try_get::<i32, _>(0)? > 0)
@@ -558,15 +570,7 @@ impl Client {
         doc: &NewDoc,
     ) -> Result<Upserted> {
         check_queue(queue)?;
-        let (at, delay) = doc.schedule.binds();
-        let row = sqlx::query(sql!("doc_upsert"))
-            .bind(queue)
-            .bind(&doc.subject)
-            .bind(doc.version)
-            .bind(doc.priority)
-            .bind(at)
-            .bind(delay)
-            .bind(&doc.payload)
+        let row = doc_query(sql!("doc_upsert"), queue, doc)
             .fetch_one(executor)
             .await?;
         let (queued, updated): (i32, i32) = (row.try_get(0)?, row.try_get(1)?);

@@ -13,28 +13,46 @@ mod workloads;
 
 use clap::{Parser, ValueEnum};
 
+use workloads::BoxError;
+
 #[derive(Parser)]
-#[command(about = "fetchq benchmarks against a plain-SQL baseline")]
+#[command(about = "fetchq benchmarks against plain-SQL baselines measured in the same run")]
 struct Args {
-    /// Which workload.
+    /// Which workload (`child` is internal: the footprint's worker process).
     #[arg(value_enum, default_value_t = Workload::All)]
     workload: Workload,
-    /// Documents for the drain workload.
+    /// Documents per push and drain workload.
     #[arg(long, default_value_t = 20_000)]
     docs: usize,
     /// Documents pushed for the idle-latency workload (at ~200/s).
     #[arg(long, default_value_t = 1_000)]
     latency_docs: usize,
+    /// Seconds of the reschedule loop.
+    #[arg(long, default_value_t = 60)]
+    reschedule_seconds: u64,
+    /// Queue sizes of the scale workload.
+    #[arg(long, value_delimiter = ',', default_values_t = [10_000, 1_000_000, 10_000_000])]
+    scale: Vec<usize>,
     /// Where to write the JSON results.
     #[arg(long, default_value = "target/fetchq-bench.json")]
     json: std::path::PathBuf,
+    #[arg(long, hide = true)]
+    url: Option<String>,
+    #[arg(long, hide = true)]
+    bare: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Workload {
     All,
+    Push,
     Drain,
+    Reschedule,
     Latency,
+    Scale,
+    Footprint,
+    #[value(hide = true)]
+    Child,
 }
 
 /// One result line.
@@ -47,44 +65,76 @@ pub(crate) struct Row {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> Result<(), BoxError> {
     let args = Args::parse();
+    if args.workload == Workload::Child {
+        let url = args.url.as_deref().ok_or("child needs --url")?;
+        return workloads::footprint::child(url, args.bare).await;
+    }
     let server = server::Server::start()?;
     eprintln!("PostgreSQL for benchmarks: {}", server.describe());
+    let all = args.workload == Workload::All;
     let mut rows = Vec::new();
-    if matches!(args.workload, Workload::All | Workload::Drain) {
+    if all || args.workload == Workload::Push {
+        rows.push(workloads::push::single(&server, args.docs.min(16_000)).await?);
+        rows.push(workloads::push::bulk(&server, args.docs * 5, false).await?);
+        rows.push(workloads::push::bulk(&server, args.docs * 5, true).await?);
+    }
+    if all || args.workload == Workload::Drain {
         for concurrency in [8, 32] {
-            rows.push(workloads::drain(&server, args.docs, concurrency).await?);
+            rows.push(workloads::drain::drain(&server, args.docs, concurrency).await?);
         }
     }
-    if matches!(args.workload, Workload::All | Workload::Latency) {
-        rows.extend(workloads::idle_latency(&server, args.latency_docs).await?);
+    if all || args.workload == Workload::Reschedule {
+        rows.extend(workloads::reschedule::run(&server, 10_000, args.reschedule_seconds).await?);
     }
+    if all || args.workload == Workload::Latency {
+        rows.extend(workloads::latency::idle_latency(&server, args.latency_docs).await?);
+    }
+    if all || args.workload == Workload::Scale {
+        rows.extend(workloads::scale::run(&server, &args.scale).await?);
+    }
+    if all || args.workload == Workload::Footprint {
+        rows.extend(workloads::footprint::run(&server, args.docs).await?);
+    }
+    print_table(&rows);
+    write_json(&args.json, &rows)?;
+    server.stop();
+    Ok(())
+}
+
+fn print_table(rows: &[Row]) {
     println!(
         "\n| workload | fetchq | baseline | ratio | unit | note |\n|---|---:|---:|---:|---|---|"
     );
-    let mut json = Vec::new();
-    for r in &rows {
-        let ratio = r.baseline.map(|b| r.fetchq / b);
+    for r in rows {
         println!(
-            "| {} | {:.1} | {} | {} | {} | {} |",
+            "| {} | {:.2} | {} | {} | {} | {} |",
             r.workload,
             r.fetchq,
-            r.baseline.map_or("-".into(), |b| format!("{b:.1}")),
-            ratio.map_or("-".into(), |x| format!("{x:.2}")),
+            r.baseline.map_or("-".into(), |b| format!("{b:.2}")),
+            r.baseline
+                .map_or("-".into(), |b| format!("{:.2}", r.fetchq / b)),
             r.unit,
             r.note
         );
-        json.push(serde_json::json!({
-            "workload": r.workload, "fetchq": r.fetchq, "baseline": r.baseline,
-            "ratio": ratio, "unit": r.unit, "note": r.note,
-        }));
     }
-    if let Some(dir) = args.json.parent() {
+}
+
+fn write_json(path: &std::path::Path, rows: &[Row]) -> Result<(), BoxError> {
+    let json: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "workload": r.workload, "fetchq": r.fetchq, "baseline": r.baseline,
+                "ratio": r.baseline.map(|b| r.fetchq / b), "unit": r.unit, "note": r.note,
+            })
+        })
+        .collect();
+    if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    std::fs::write(&args.json, serde_json::to_string_pretty(&json)?)?;
-    eprintln!("results written to {}", args.json.display());
-    server.stop();
+    std::fs::write(path, serde_json::to_string_pretty(&json)?)?;
+    eprintln!("results written to {}", path.display());
     Ok(())
 }

@@ -50,6 +50,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!(5, "logs_metrics", "0005_logs_metrics.sql"),
     migration!(6, "maintenance", "0006_maintenance.sql"),
     migration!(7, "worker", "0007_worker.sql"),
+    migration!(8, "notify_once", "0008_notify_once.sql"),
 ];
 
 /// Key of the advisory lock that serializes concurrent migrations.

@@ -1,0 +1,114 @@
+//! Drain: due documents through the real runtime, against SKIP LOCKED + DELETE.
+
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use fetchq_core::Client;
+use fetchq_worker::{Context, Doc, Handler, HandlerError, HandlerOptions, Outcome, Runtime};
+use serde_json::Value;
+
+use super::BoxError;
+use crate::Row;
+use crate::server::Server;
+
+struct NoOp {
+    concurrency: usize,
+}
+
+#[async_trait]
+impl Handler for NoOp {
+    type Payload = Value;
+    fn options(&self) -> HandlerOptions {
+        HandlerOptions::new("bench")
+            .concurrency(self.concurrency)
+            .batch(self.concurrency.min(100))
+    }
+    async fn handle(&self, _doc: Doc<Value>, _ctx: Context) -> Result<Outcome, HandlerError> {
+        Ok(Outcome::complete())
+    }
+}
+
+async fn fill(client: &Client, docs: usize) -> Result<(), BoxError> {
+    client.migrate().await?;
+    client.queue_create("bench").await?;
+    for chunk in super::docs("doc", 0..docs).chunks(1_000) {
+        client.push_many("bench", chunk).await?;
+    }
+    Ok(())
+}
+
+/// N due documents drained by one runtime with a no-op handler (batched picks
+/// and completions, completed documents kept), against 8 clients running
+/// "pick 100 with SKIP LOCKED + DELETE" on a plain table.
+pub(crate) async fn drain(
+    server: &Server,
+    docs: usize,
+    concurrency: usize,
+) -> Result<Row, BoxError> {
+    eprintln!("drain: {docs} documents, concurrency {concurrency} ...");
+    let (pool, _) = server.database("bench_drain", 40).await?;
+    let client = Client::new(pool.clone());
+    fill(&client, docs).await?;
+    let runtime = Runtime::new(pool.clone())
+        .handle_signals(false)
+        .maintenance(None)
+        .register(NoOp { concurrency });
+    let (stop, stats) = (runtime.shutdown_token(), runtime.stats());
+    let start = Instant::now();
+    let run = tokio::spawn(runtime.run());
+    while stats.total().completed < docs as u64 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let elapsed = start.elapsed();
+    stop.cancel();
+    run.await??;
+    let rate = docs as f64 / elapsed.as_secs_f64();
+    pool.close().await;
+
+    let baseline = baseline_drain(server, docs).await?;
+    Ok(Row {
+        workload: format!("drain, concurrency {concurrency}"),
+        fetchq: rate,
+        baseline: Some(baseline),
+        unit: "docs/s",
+        note: format!("{docs} docs; baseline: 8 clients, pick 100 SKIP LOCKED + DELETE"),
+    })
+}
+
+async fn baseline_drain(server: &Server, docs: usize) -> Result<f64, BoxError> {
+    let (pool, _) = server.database("bench_baseline", 10).await?;
+    sqlx::raw_sql("CREATE TABLE jobs (id bigserial PRIMARY KEY, payload jsonb NOT NULL);")
+        .execute(&pool)
+        .await?;
+    sqlx::query("INSERT INTO jobs (payload) SELECT jsonb_build_object('i', i) FROM generate_series(1, $1) AS i")
+        .bind(docs as i64)
+        .execute(&pool)
+        .await?;
+    sqlx::raw_sql("VACUUM ANALYZE jobs").execute(&pool).await?;
+    let start = Instant::now();
+    let clients: Vec<_> = (0..8)
+        .map(|_| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                loop {
+                    let n = sqlx::query(
+                        "WITH picked AS (SELECT id FROM jobs ORDER BY id LIMIT 100 FOR UPDATE SKIP LOCKED)
+                         DELETE FROM jobs USING picked WHERE jobs.id = picked.id",
+                    )
+                    .execute(&pool)
+                    .await?
+                    .rows_affected();
+                    if n == 0 {
+                        return Ok::<(), sqlx::Error>(());
+                    }
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.await??;
+    }
+    let rate = docs as f64 / start.elapsed().as_secs_f64();
+    pool.close().await;
+    Ok(rate)
+}

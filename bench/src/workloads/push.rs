@@ -1,0 +1,173 @@
+//! Pushing: one document per call from 8 clients, and batches of 1,000
+//! (fresh subjects, and half duplicates), each against plain INSERTs.
+
+use std::time::Instant;
+
+use fetchq_core::Client;
+use sqlx::PgPool;
+
+use super::{BoxError, docs};
+use crate::Row;
+use crate::server::Server;
+
+const CLIENTS: usize = 8;
+
+async fn plain_table(pool: &PgPool) -> Result<(), BoxError> {
+    sqlx::raw_sql(
+        "CREATE TABLE jobs (subject text PRIMARY KEY, priority int NOT NULL DEFAULT 0,
+                            run_at timestamptz NOT NULL DEFAULT now(), payload jsonb NOT NULL)",
+    )
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// 8 clients, one `doc_push` per call, against 8 clients of single-row INSERTs.
+pub(crate) async fn single(server: &Server, total: usize) -> Result<Row, BoxError> {
+    eprintln!("push-single: {total} documents from {CLIENTS} clients ...");
+    let (pool, _) = server
+        .database("bench_push_single", CLIENTS as u32 + 2)
+        .await?;
+    let client = Client::new(pool.clone());
+    client.migrate().await?;
+    client.queue_create("bench").await?;
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                for doc in docs(&format!("c{c}"), 0..total / CLIENTS) {
+                    client.push("bench", &doc).await?;
+                }
+                Ok::<(), fetchq_core::Error>(())
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await??;
+    }
+    let fetchq = total as f64 / start.elapsed().as_secs_f64();
+
+    plain_table(&pool).await?;
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                for i in 0..total / CLIENTS {
+                    sqlx::query("INSERT INTO jobs (subject, payload) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                        .bind(format!("c{c}-{i:09}"))
+                        .bind(serde_json::json!({"i": i}))
+                        .execute(&pool)
+                        .await?;
+                }
+                Ok::<(), sqlx::Error>(())
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await??;
+    }
+    let baseline = total as f64 / start.elapsed().as_secs_f64();
+    pool.close().await;
+    Ok(Row {
+        workload: "push-single, 8 clients".into(),
+        fetchq,
+        baseline: Some(baseline),
+        unit: "docs/s",
+        note: "baseline: single-row INSERT ... ON CONFLICT DO NOTHING".into(),
+    })
+}
+
+/// Batches of 1,000 through `doc_push_many` from 4 clients; with `duplicates`,
+/// every batch repeats 500 subjects already pushed.
+pub(crate) async fn bulk(server: &Server, total: usize, duplicates: bool) -> Result<Row, BoxError> {
+    let label = if duplicates {
+        "push-bulk, 50% duplicates"
+    } else {
+        "push-bulk"
+    };
+    eprintln!("{label}: {total} documents in batches of 1,000 ...");
+    let (pool, _) = server.database("bench_push_bulk", 8).await?;
+    let client = Client::new(pool.clone());
+    client.migrate().await?;
+    client.queue_create("bench").await?;
+    // the batches: fresh halves plus (optionally) halves seen before
+    let fresh = docs("d", 0..total);
+    let batches: Vec<Vec<fetchq_core::NewDoc>> = if duplicates {
+        fresh
+            .chunks(500)
+            .enumerate()
+            .map(|(i, half)| {
+                let mut batch = half.to_vec();
+                let seen = if i == 0 {
+                    half
+                } else {
+                    &fresh[(i - 1) * 500..i * 500]
+                };
+                batch.extend_from_slice(seen);
+                batch
+            })
+            .collect()
+    } else {
+        fresh.chunks(1_000).map(<[_]>::to_vec).collect()
+    };
+    let batches = std::sync::Arc::new(batches);
+    let sent: usize = batches.iter().map(Vec::len).sum();
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..4)
+        .map(|c| {
+            let (client, batches) = (client.clone(), batches.clone());
+            tokio::spawn(async move {
+                for batch in batches.iter().skip(c).step_by(4) {
+                    client.push_many("bench", batch).await?;
+                }
+                Ok::<(), fetchq_core::Error>(())
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await??;
+    }
+    let fetchq = sent as f64 / start.elapsed().as_secs_f64();
+    let counters = {
+        client.metric_log_pack().await?;
+        client.metric_get_common("bench").await?
+    };
+    let exact = counters.total as usize == total;
+
+    plain_table(&pool).await?;
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..4)
+        .map(|c| {
+            let (pool, batches) = (pool.clone(), batches.clone());
+            tokio::spawn(async move {
+                for batch in batches.iter().skip(c).step_by(4) {
+                    let subjects: Vec<&str> = batch.iter().map(|d| d.subject()).collect();
+                    sqlx::query(
+                        "INSERT INTO jobs (subject, payload)
+                         SELECT s, jsonb_build_object('s', s) FROM unnest($1::text[]) AS s ON CONFLICT DO NOTHING",
+                    )
+                    .bind(subjects)
+                    .execute(&pool)
+                    .await?;
+                }
+                Ok::<(), sqlx::Error>(())
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await??;
+    }
+    let baseline = sent as f64 / start.elapsed().as_secs_f64();
+    pool.close().await;
+    Ok(Row {
+        workload: label.into(),
+        fetchq,
+        baseline: Some(baseline),
+        unit: "docs/s sent",
+        note: format!(
+            "4 clients; baseline: 1,000-row INSERT ... ON CONFLICT DO NOTHING; counters exact: {exact}"
+        ),
+    })
+}

@@ -333,6 +333,24 @@ fn check_queue(queue: &str) -> Result<()> {
     validate_queue_name(queue)
 }
 
+/// The engine's subject rule (1 to 255 characters), plus what PostgreSQL text
+/// cannot hold (a NUL byte), checked before anything is sent.
+fn check_subject(subject: &str) -> Result<()> {
+    let chars = subject.chars().count();
+    let problem = if chars == 0 {
+        "the subject is empty"
+    } else if chars > 255 {
+        "the subject is longer than 255 characters"
+    } else if subject.contains('\0') {
+        "the subject contains a NUL byte"
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidSubject {
+        message: problem.to_owned(),
+    })
+}
+
 /// `doc_push` and `doc_upsert` take the same arguments: queue, subject, version,
 /// priority, (absolute time, delay), payload.
 fn doc_query<'q>(
@@ -393,6 +411,7 @@ impl Client {
         doc: &NewDoc,
     ) -> Result<bool> {
         check_queue(queue)?;
+        check_subject(&doc.subject)?;
         let row = doc_query(sql!("doc_push"), queue, doc)
             .fetch_one(executor)
             .await?;
@@ -466,6 +485,9 @@ impl Client {
         docs: &[NewDoc],
     ) -> Result<u64> {
         check_queue(queue)?;
+        for doc in docs {
+            check_subject(&doc.subject)?;
+        }
         let batch = Value::Array(docs.iter().map(NewDoc::to_json).collect());
         let row = sqlx::query(sql!("doc_push_many"))
             .bind(queue)
@@ -570,6 +592,7 @@ impl Client {
         doc: &NewDoc,
     ) -> Result<Upserted> {
         check_queue(queue)?;
+        check_subject(&doc.subject)?;
         let row = doc_query(sql!("doc_upsert"), queue, doc)
             .fetch_one(executor)
             .await?;

@@ -196,6 +196,8 @@ impl From<sqlx::Error> for Error {
             Some(codes::INVALID_SUBJECT) => Error::InvalidSubject { message },
             Some(codes::INVALID_ARGUMENT) => Error::InvalidArgument { message },
             Some(codes::PAYLOAD_TOO_LARGE) => Error::PayloadTooLarge { message },
+            // text PostgreSQL cannot store: a NUL byte, or \u0000 in JSON
+            Some("22021" | "22P05") => Error::InvalidArgument { message },
             _ => Error::Database(err),
         }
     }

@@ -109,7 +109,7 @@ async fn push_many_rejects_a_bad_batch_whole() {
     let batch = vec![NewDoc::new("ok"), NewDoc::new(""), NewDoc::new("fine")];
     assert!(matches!(
         c.push_many("q", &batch).await,
-        Err(Error::InvalidArgument { .. })
+        Err(Error::InvalidSubject { .. })
     ));
     assert!(
         matches!(c.get("q", "ok").await, Err(Error::NotFound { .. })),
@@ -291,4 +291,31 @@ async fn push_inside_a_transaction_commits_or_rolls_back_with_it() {
         counters.status_counts(),
         c.metric_compute("q").await.unwrap()
     );
+}
+
+#[tokio::test]
+async fn text_postgres_cannot_store_is_a_typed_error() {
+    let db = setup().await;
+    let c = &db.client;
+    assert!(matches!(
+        c.push("q", &NewDoc::new("nul\0byte")).await,
+        Err(Error::InvalidSubject { .. })
+    ));
+    assert!(matches!(
+        c.push_many("q", &[NewDoc::new("ok"), NewDoc::new("a\0b")])
+            .await,
+        Err(Error::InvalidSubject { .. })
+    ));
+    let nul_payload = NewDoc::new("p").payload(json!({"text": "a\u{0}b"}));
+    assert!(matches!(
+        c.push("q", &nul_payload).await,
+        Err(Error::InvalidArgument { .. })
+    ));
+    assert_eq!(
+        c.metric_compute("q").await.unwrap().total,
+        0,
+        "nothing was stored"
+    );
+    // multi-byte characters count as characters, like PostgreSQL does
+    assert!(c.push("q", &NewDoc::new("é".repeat(255))).await.unwrap());
 }

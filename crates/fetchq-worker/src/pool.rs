@@ -55,7 +55,7 @@ pub(crate) async fn run(
     let mut leases: Vec<Lease> = Vec::new();
     let mut trouble = Trouble::new(format!("picking for {name}"));
     let low_water = opts.batch.min(opts.concurrency).div_ceil(2);
-    let mut topped_up = false;
+    let mut waited = false;
     tracing::info!(handler = %name, queue = %opts.queue, version = opts.version, concurrency = opts.concurrency, "pool started");
 
     while !shared.shutdown.is_cancelled() {
@@ -68,17 +68,24 @@ pub(crate) async fn run(
             }
             continue;
         }
-        // busy: let a few more slots free up before picking, so one pick
-        // serves many slots instead of one (bounded, so slow handlers lose little)
-        if !tasks.is_empty() && free < low_water && !topped_up {
-            topped_up = true;
-            tokio::select! {
-                _ = tokio::time::sleep(REFILL_WAIT) => {}
-                _ = shared.shutdown.cancelled() => {}
+        // busy: let more slots free up before picking, so one pick serves many
+        // slots instead of one; fast handlers reach the low-water mark at once,
+        // slow ones cost at most REFILL_WAIT
+        if !tasks.is_empty() && free < low_water && !waited {
+            waited = true;
+            let deadline = tokio::time::sleep(REFILL_WAIT);
+            tokio::pin!(deadline);
+            while opts.concurrency.saturating_sub(tasks.len()) < low_water && !tasks.is_empty() {
+                tokio::select! {
+                    _ = tasks.join_next() => {}
+                    _ = &mut deadline => break,
+                    _ = shared.shutdown.cancelled() => break,
+                }
             }
             continue;
         }
-        topped_up = false;
+        // after one bounded wait, pick whatever is free
+        waited = false;
         let limit = i32::try_from(free.min(opts.batch)).unwrap_or(i32::MAX);
         match shared.client.pick(&opts.queue, &pick.limit(limit)).await {
             Ok(docs) if docs.is_empty() => {

@@ -95,6 +95,37 @@ impl Client {
         })
     }
 
+    /// Vacuums the fetchq tables that collected many dead rows (more than
+    /// 1,000 and 10% of their live rows): queues under heavy churn, and the
+    /// metric write-ahead log. Autovacuum visits a database at most once a
+    /// minute by default; a queue rescheduling thousands of documents a second
+    /// bloats in between. Tables locked by someone else are skipped. Returns
+    /// the tables vacuumed. Run by the worker runtime's maintenance leader.
+    ///
+    /// # Errors
+    ///
+    /// Database errors, e.g. when the role does not own the tables.
+    ///
+    /// ```no_run
+    /// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+    /// for table in client.vacuum_hot_tables().await? {
+    ///     println!("vacuumed {table}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn vacuum_hot_tables(&self) -> Result<Vec<String>> {
+        let tables: Vec<String> = sqlx::query_scalar(sql!("hot_tables"))
+            .fetch_all(self.pool())
+            .await?;
+        for table in &tables {
+            // a catalog name quoted by format('%I.%I'); VACUUM cannot take a bind
+            sqlx::raw_sql(&format!("VACUUM (SKIP_LOCKED) {table}"))
+                .execute(self.pool())
+                .await?;
+        }
+        Ok(tables)
+    }
+
     /// Runs every queue's maintenance now, then packs the counters; returns
     /// (jobs processed, metric writes packed).
     ///

@@ -105,3 +105,71 @@ async fn a_failing_job_is_recorded_and_the_others_still_run() {
     .unwrap();
     assert_eq!(ok, 4);
 }
+
+#[tokio::test]
+async fn tables_with_many_dead_rows_are_vacuumed() {
+    let db = TestDb::new().await;
+    let c = &db.client;
+    c.queue_create("churn").await.unwrap();
+    c.queue_create("calm").await.unwrap();
+    c.push_many(
+        "churn",
+        &(0..3000)
+            .map(|i| NewDoc::new(format!("{i}")))
+            .collect::<Vec<_>>(),
+    )
+    .await
+    .unwrap();
+    // churn on one connection, then make that connection publish its statistics
+    let mut conn = db.pool.acquire().await.unwrap();
+    for _ in 0..3 {
+        sqlx::query("UPDATE fetchq_data.churn__docs SET priority = priority + 1")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+    }
+    sqlx::query("SELECT pg_stat_force_next_flush()")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    sqlx::query("SELECT 1").execute(&mut *conn).await.unwrap();
+    drop(conn);
+    let dead = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = 'churn__docs'",
+        )
+        .fetch_one(&db.pool)
+        .await
+        .unwrap()
+    };
+    let start = std::time::Instant::now();
+    while dead().await < 1000 {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "statistics never showed the dead rows"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let vacuumed = c.vacuum_hot_tables().await.unwrap();
+    assert!(
+        vacuumed.contains(&"fetchq_data.churn__docs".to_owned()),
+        "{vacuumed:?}"
+    );
+    assert!(
+        !vacuumed.iter().any(|t| t.contains("calm")),
+        "a calm queue is left alone"
+    );
+    assert_eq!(dead().await, 0);
+    let vacuums: i64 = sqlx::query_scalar(
+        "SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'churn__docs'",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(vacuums, 1);
+    assert!(
+        c.vacuum_hot_tables().await.unwrap().is_empty(),
+        "nothing left to do"
+    );
+}

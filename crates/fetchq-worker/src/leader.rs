@@ -11,6 +11,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::trouble::Trouble;
 
+/// How often the leader looks for tables to vacuum.
+const VACUUM_EVERY: Duration = Duration::from_secs(5);
+
 /// Advisory lock key of the maintenance leader.
 const LEADER_KEY: i64 = 0x6665_7463_686d; // "fetchm"
 
@@ -59,7 +62,26 @@ async fn lead(
         }
     }
     tracing::info!("this process now runs fetchq maintenance");
+    let mut last_vacuum = tokio::time::Instant::now();
+    let mut vacuum = true;
     loop {
+        if vacuum && last_vacuum.elapsed() >= VACUUM_EVERY {
+            last_vacuum = tokio::time::Instant::now();
+            match client.vacuum_hot_tables().await {
+                Ok(tables) if !tables.is_empty() => tracing::debug!(?tables, "vacuumed"),
+                Ok(_) => {}
+                Err(fetchq_core::Error::Database(e))
+                    if e.as_database_error().and_then(|d| d.code()).as_deref() == Some("42501") =>
+                {
+                    // not the tables' owner: leave it to autovacuum
+                    tracing::warn!(error = %e, "cannot vacuum fetchq tables; relying on autovacuum");
+                    vacuum = false;
+                }
+                Err(e) => {
+                    trouble.failed(&e);
+                }
+            }
+        }
         match client.mnt_job_run(Duration::from_secs(300), 100).await {
             Ok(run) if !run.success => {
                 tracing::warn!("a maintenance job failed; see fetchq.jobs.last_error");

@@ -7,7 +7,7 @@ use fetchq_core::Client;
 use fetchq_worker::{Context, Doc, Handler, HandlerError, HandlerOptions, Outcome, Runtime};
 use serde_json::Value;
 
-use super::BoxError;
+use super::{BoxError, run_clients};
 use crate::Row;
 use crate::server::Server;
 
@@ -80,16 +80,11 @@ async fn baseline_drain(server: &Server, docs: usize) -> Result<f64, BoxError> {
     sqlx::raw_sql("CREATE TABLE jobs (id bigserial PRIMARY KEY, payload jsonb NOT NULL);")
         .execute(&pool)
         .await?;
-    sqlx::query("INSERT INTO jobs (payload) SELECT jsonb_build_object('i', i) FROM generate_series(1, $1) AS i")
-        .bind(docs as i64)
-        .execute(&pool)
-        .await?;
-    sqlx::raw_sql("VACUUM ANALYZE jobs").execute(&pool).await?;
+    super::fill_jobs(&pool, docs).await?;
     let start = Instant::now();
-    let clients: Vec<_> = (0..8)
-        .map(|_| {
+    run_clients(8, |_| {
             let pool = pool.clone();
-            tokio::spawn(async move {
+            async move {
                 loop {
                     let n = sqlx::query(
                         "WITH picked AS (SELECT id FROM jobs ORDER BY id LIMIT 100 FOR UPDATE SKIP LOCKED)
@@ -102,12 +97,9 @@ async fn baseline_drain(server: &Server, docs: usize) -> Result<f64, BoxError> {
                         return Ok::<(), sqlx::Error>(());
                     }
                 }
-            })
+            }
         })
-        .collect();
-    for c in clients {
-        c.await??;
-    }
+    .await?;
     let rate = docs as f64 / start.elapsed().as_secs_f64();
     pool.close().await;
     Ok(rate)

@@ -26,3 +26,32 @@ pub(crate) fn docs(prefix: &str, range: std::ops::Range<usize>) -> Vec<fetchq_co
         })
         .collect()
 }
+
+/// Runs `clients` tasks at once (`task(i)` for client i) and waits for all of
+/// them; the first error ends the workload. Returns each client's result.
+pub(crate) async fn run_clients<T, E, F, Fut>(clients: usize, task: F) -> Result<Vec<T>, BoxError>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>> + Send + 'static,
+    T: Send + 'static,
+    E: std::error::Error + Send + 'static,
+{
+    let handles: Vec<_> = (0..clients).map(|i| tokio::spawn(task(i))).collect();
+    let mut results = Vec::with_capacity(clients);
+    for handle in handles {
+        results.push(handle.await??);
+    }
+    Ok(results)
+}
+
+/// Fills a baseline's plain `jobs` table (created by the caller, with a
+/// `payload` column and defaults for the rest) with `rows` rows, then
+/// refreshes its statistics.
+pub(crate) async fn fill_jobs(pool: &sqlx::PgPool, rows: usize) -> Result<(), BoxError> {
+    sqlx::query("INSERT INTO jobs (payload) SELECT jsonb_build_object('i', i) FROM generate_series(1, $1) AS i")
+        .bind(rows as i64)
+        .execute(pool)
+        .await?;
+    sqlx::raw_sql("VACUUM ANALYZE jobs").execute(pool).await?;
+    Ok(())
+}

@@ -6,7 +6,7 @@ use std::time::Instant;
 use fetchq_core::Client;
 use sqlx::PgPool;
 
-use super::{BoxError, docs};
+use super::{BoxError, docs, run_clients};
 use crate::Row;
 use crate::server::Server;
 
@@ -32,42 +32,36 @@ pub(crate) async fn single(server: &Server, total: usize) -> Result<Row, BoxErro
     client.migrate().await?;
     client.queue_create("bench").await?;
     let start = Instant::now();
-    let tasks: Vec<_> = (0..CLIENTS)
-        .map(|c| {
-            let client = client.clone();
-            tokio::spawn(async move {
-                for doc in docs(&format!("c{c}"), 0..total / CLIENTS) {
-                    client.push("bench", &doc).await?;
-                }
-                Ok::<(), fetchq_core::Error>(())
-            })
-        })
-        .collect();
-    for t in tasks {
-        t.await??;
-    }
+    run_clients(CLIENTS, |c| {
+        let client = client.clone();
+        async move {
+            for doc in docs(&format!("c{c}"), 0..total / CLIENTS) {
+                client.push("bench", &doc).await?;
+            }
+            Ok::<(), fetchq_core::Error>(())
+        }
+    })
+    .await?;
     let fetchq = total as f64 / start.elapsed().as_secs_f64();
 
     plain_table(&pool).await?;
     let start = Instant::now();
-    let tasks: Vec<_> = (0..CLIENTS)
-        .map(|c| {
-            let pool = pool.clone();
-            tokio::spawn(async move {
-                for i in 0..total / CLIENTS {
-                    sqlx::query("INSERT INTO jobs (subject, payload) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-                        .bind(format!("c{c}-{i:09}"))
-                        .bind(serde_json::json!({"i": i}))
-                        .execute(&pool)
-                        .await?;
-                }
-                Ok::<(), sqlx::Error>(())
-            })
-        })
-        .collect();
-    for t in tasks {
-        t.await??;
-    }
+    run_clients(CLIENTS, |c| {
+        let pool = pool.clone();
+        async move {
+            for i in 0..total / CLIENTS {
+                sqlx::query(
+                    "INSERT INTO jobs (subject, payload) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                )
+                .bind(format!("c{c}-{i:09}"))
+                .bind(serde_json::json!({"i": i}))
+                .execute(&pool)
+                .await?;
+            }
+            Ok::<(), sqlx::Error>(())
+        }
+    })
+    .await?;
     let baseline = total as f64 / start.elapsed().as_secs_f64();
     pool.close().await;
     Ok(Row {
@@ -115,20 +109,16 @@ pub(crate) async fn bulk(server: &Server, total: usize, duplicates: bool) -> Res
     let batches = std::sync::Arc::new(batches);
     let sent: usize = batches.iter().map(Vec::len).sum();
     let start = Instant::now();
-    let tasks: Vec<_> = (0..4)
-        .map(|c| {
-            let (client, batches) = (client.clone(), batches.clone());
-            tokio::spawn(async move {
-                for batch in batches.iter().skip(c).step_by(4) {
-                    client.push_many("bench", batch).await?;
-                }
-                Ok::<(), fetchq_core::Error>(())
-            })
-        })
-        .collect();
-    for t in tasks {
-        t.await??;
-    }
+    run_clients(4, |c| {
+        let (client, batches) = (client.clone(), batches.clone());
+        async move {
+            for batch in batches.iter().skip(c).step_by(4) {
+                client.push_many("bench", batch).await?;
+            }
+            Ok::<(), fetchq_core::Error>(())
+        }
+    })
+    .await?;
     let fetchq = sent as f64 / start.elapsed().as_secs_f64();
     let counters = {
         client.metric_log_pack().await?;
@@ -138,10 +128,9 @@ pub(crate) async fn bulk(server: &Server, total: usize, duplicates: bool) -> Res
 
     plain_table(&pool).await?;
     let start = Instant::now();
-    let tasks: Vec<_> = (0..4)
-        .map(|c| {
+    run_clients(4, |c| {
             let (pool, batches) = (pool.clone(), batches.clone());
-            tokio::spawn(async move {
+            async move {
                 for batch in batches.iter().skip(c).step_by(4) {
                     let subjects: Vec<&str> = batch.iter().map(|d| d.subject()).collect();
                     sqlx::query(
@@ -153,12 +142,9 @@ pub(crate) async fn bulk(server: &Server, total: usize, duplicates: bool) -> Res
                     .await?;
                 }
                 Ok::<(), sqlx::Error>(())
-            })
+            }
         })
-        .collect();
-    for t in tasks {
-        t.await??;
-    }
+    .await?;
     let baseline = sent as f64 / start.elapsed().as_secs_f64();
     pool.close().await;
     Ok(Row {

@@ -9,7 +9,7 @@ use fetchq_worker::{Context, Doc, Handler, HandlerError, HandlerOptions, Outcome
 use serde_json::Value;
 use sqlx::PgPool;
 
-use super::BoxError;
+use super::{BoxError, run_clients};
 use crate::Row;
 use crate::server::Server;
 
@@ -74,18 +74,13 @@ pub(crate) async fn run(server: &Server, docs: usize, seconds: u64) -> Result<Ve
     )
     .execute(&pool)
     .await?;
-    sqlx::query("INSERT INTO jobs (payload) SELECT jsonb_build_object('i', i) FROM generate_series(1, $1) AS i")
-        .bind(docs as i64)
-        .execute(&pool)
-        .await?;
-    sqlx::raw_sql("VACUUM ANALYZE jobs").execute(&pool).await?;
+    super::fill_jobs(&pool, docs).await?;
     let base_before = size(&pool, "jobs").await?;
     let start = Instant::now();
     let deadline = start + Duration::from_secs(seconds);
-    let tasks: Vec<_> = (0..8)
-        .map(|_| {
+    let base_done: u64 = run_clients(8, |_| {
             let pool = pool.clone();
-            tokio::spawn(async move {
+            async move {
                 let mut n = 0u64;
                 while Instant::now() < deadline {
                     let picked: Vec<i64> = sqlx::query_scalar(
@@ -105,13 +100,11 @@ pub(crate) async fn run(server: &Server, docs: usize, seconds: u64) -> Result<Ve
                     n += picked.len() as u64;
                 }
                 Ok::<u64, sqlx::Error>(n)
-            })
+            }
         })
-        .collect();
-    let mut base_done = 0;
-    for t in tasks {
-        base_done += t.await??;
-    }
+    .await?
+    .into_iter()
+    .sum();
     let baseline = base_done as f64 / start.elapsed().as_secs_f64();
     let base_after = size(&pool, "jobs").await?;
     pool.close().await;

@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use crate::doc::Schedule;
 use crate::error::Result;
+use crate::per_queue::{per_queue, queue_error, statement};
 use crate::pick::Lease;
 use crate::queue::validate_queue_name;
 use crate::{Client, sql};
@@ -22,9 +23,9 @@ fn subjects_and_tokens<'a>(leases: impl Iterator<Item = &'a Lease>) -> (Vec<Stri
 async fn subjects_of(
     query: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
     client: &Client,
-) -> Result<Vec<String>> {
+) -> std::result::Result<Vec<String>, sqlx::Error> {
     let rows = query.fetch_all(client.pool()).await?;
-    rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    rows.iter().map(|r| r.try_get(0)).collect()
 }
 
 impl Client {
@@ -99,7 +100,7 @@ impl Client {
             .bind(subjects)
             .bind(tokens)
             .bind(duration);
-        subjects_of(query, self).await
+        Ok(subjects_of(query, self).await?)
     }
 
     /// Completes many leased documents of `queue` (each with an optional final
@@ -123,12 +124,15 @@ impl Client {
         validate_queue_name(queue)?;
         let (subjects, tokens) = subjects_and_tokens(items.iter().map(|(l, _)| l));
         let payloads: Vec<Option<Value>> = items.iter().map(|(_, p)| p.clone()).collect();
-        let query = sqlx::query(sql!("doc_complete_many"))
+        let statement = statement(per_queue!("complete_many"), queue);
+        let query = sqlx::query(&statement)
             .bind(queue)
             .bind(subjects)
             .bind(tokens)
             .bind(payloads);
-        subjects_of(query, self).await
+        subjects_of(query, self)
+            .await
+            .map_err(|e| queue_error(e, queue))
     }
 
     /// Reschedules many leased documents of `queue` in one statement; returns
@@ -156,14 +160,17 @@ impl Client {
         let (subjects, tokens) = subjects_and_tokens(items.iter().map(|(l, _, _)| l));
         let (ats, delays): (Vec<_>, Vec<_>) = items.iter().map(|(_, s, _)| s.binds()).unzip();
         let payloads: Vec<Option<Value>> = items.iter().map(|(_, _, p)| p.clone()).collect();
-        let query = sqlx::query(sql!("doc_reschedule_many"))
+        let statement = statement(per_queue!("reschedule_many"), queue);
+        let query = sqlx::query(&statement)
             .bind(queue)
             .bind(subjects)
             .bind(tokens)
             .bind(ats)
             .bind(delays)
             .bind(payloads);
-        subjects_of(query, self).await
+        subjects_of(query, self)
+            .await
+            .map_err(|e| queue_error(e, queue))
     }
 
     /// Gives leased documents back, untouched and pending at once, without
@@ -187,6 +194,6 @@ impl Client {
             .bind(queue)
             .bind(subjects)
             .bind(tokens);
-        subjects_of(query, self).await
+        Ok(subjects_of(query, self).await?)
     }
 }

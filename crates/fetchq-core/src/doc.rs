@@ -10,6 +10,7 @@ use sqlx::query::Query;
 use sqlx::{PgExecutor, Postgres, Row};
 
 use crate::error::{Error, Result};
+use crate::per_queue::{per_queue, queue_error, statement};
 use crate::queue::validate_queue_name;
 use crate::{Client, sql};
 
@@ -72,17 +73,6 @@ impl Schedule {
             Schedule::Now => (None, None),
             Schedule::At(t) => (Some(t), None),
             Schedule::After(d) => (None, Some(d)),
-        }
-    }
-
-    /// An absolute time by the local clock (for batches).
-    fn resolve(self) -> DateTime<Utc> {
-        match self {
-            Schedule::Now => Utc::now(),
-            Schedule::At(t) => t,
-            Schedule::After(d) => {
-                Utc::now() + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
-            }
         }
     }
 }
@@ -208,16 +198,6 @@ impl NewDoc {
     /// ```
     pub fn subject(&self) -> &str {
         &self.subject
-    }
-
-    fn to_json(&self) -> Value {
-        serde_json::json!({
-            "subject": self.subject,
-            "version": self.version,
-            "priority": self.priority,
-            "next_iteration": self.schedule.resolve(),
-            "payload": self.payload,
-        })
     }
 }
 
@@ -351,6 +331,29 @@ fn check_subject(subject: &str) -> Result<()> {
     })
 }
 
+/// The engine's version rule: 0 or more.
+fn check_version(version: i32) -> Result<()> {
+    if version >= 0 {
+        return Ok(());
+    }
+    Err(Error::InvalidArgument {
+        message: format!("version must be 0 or more, got {version}"),
+    })
+}
+
+/// A batch error names the document's position (from 1), as doc_push_many does.
+fn at_position(err: Error, position: usize) -> Error {
+    match err {
+        Error::InvalidSubject { message } => Error::InvalidSubject {
+            message: format!("document at position {position} of the batch: {message}"),
+        },
+        Error::InvalidArgument { message } => Error::InvalidArgument {
+            message: format!("document at position {position} of the batch: {message}"),
+        },
+        other => other,
+    }
+}
+
 /// `doc_push` and `doc_upsert` take the same arguments: queue, subject, version,
 /// priority, (absolute time, delay), payload.
 fn doc_query<'q>(
@@ -412,9 +415,12 @@ impl Client {
     ) -> Result<bool> {
         check_queue(queue)?;
         check_subject(&doc.subject)?;
-        let row = doc_query(sql!("doc_push"), queue, doc)
+        check_version(doc.version)?;
+        let statement = statement(per_queue!("push"), queue);
+        let row = doc_query(&statement, queue, doc)
             .fetch_one(executor)
-            .await?;
+            .await
+            .map_err(|e| queue_error(e, queue))?;
         Ok(row.try_get::<i32, _>(0)? > 0)
     }
 
@@ -444,10 +450,10 @@ impl Client {
         }
     }
 
-    /// Pushes many documents in one statement (`fetchq.doc_push_many`); the
+    /// Pushes many documents in one statement (as `fetchq.doc_push_many`); the
     /// batch is validated whole before anything is written. Subjects already in
     /// the queue, or repeated in the batch, are skipped. Returns how many were
-    /// added. Relative schedules are resolved with the local clock.
+    /// added. Times are resolved on the database clock, like `push`.
     ///
     /// # Errors
     ///
@@ -485,15 +491,28 @@ impl Client {
         docs: &[NewDoc],
     ) -> Result<u64> {
         check_queue(queue)?;
-        for doc in docs {
-            check_subject(&doc.subject)?;
+        for (n, doc) in docs.iter().enumerate() {
+            check_subject(&doc.subject)
+                .and_then(|()| check_version(doc.version))
+                .map_err(|e| at_position(e, n + 1))?;
         }
-        let batch = Value::Array(docs.iter().map(NewDoc::to_json).collect());
-        let row = sqlx::query(sql!("doc_push_many"))
+        let subjects: Vec<&str> = docs.iter().map(|d| d.subject.as_str()).collect();
+        let versions: Vec<i32> = docs.iter().map(|d| d.version).collect();
+        let priorities: Vec<i32> = docs.iter().map(|d| d.priority).collect();
+        let (ats, delays): (Vec<_>, Vec<_>) = docs.iter().map(|d| d.schedule.binds()).unzip();
+        let payloads: Vec<&Value> = docs.iter().map(|d| &d.payload).collect();
+        let statement = statement(per_queue!("push_many"), queue);
+        let row = sqlx::query(&statement)
             .bind(queue)
-            .bind(batch)
+            .bind(subjects)
+            .bind(versions)
+            .bind(priorities)
+            .bind(ats)
+            .bind(delays)
+            .bind(payloads)
             .fetch_one(executor)
-            .await?;
+            .await
+            .map_err(|e| queue_error(e, queue))?;
         Ok(u64::try_from(row.try_get::<i32, _>(0)?).unwrap_or(0))
     }
 

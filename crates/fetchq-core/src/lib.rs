@@ -47,6 +47,7 @@ mod logs;
 mod maintenance;
 mod metrics;
 mod migrate;
+mod per_queue;
 mod pick;
 mod queue;
 

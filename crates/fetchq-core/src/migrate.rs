@@ -51,6 +51,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!(6, "maintenance", "0006_maintenance.sql"),
     migration!(7, "worker", "0007_worker.sql"),
     migration!(8, "notify_once", "0008_notify_once.sql"),
+    migration!(9, "pending_hint", "0009_pending_hint.sql"),
 ];
 
 /// Key of the advisory lock that serializes concurrent migrations.

@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use crate::doc::Schedule;
 use crate::error::{Error, Result};
+use crate::per_queue::{per_queue, queue_error, statement};
 use crate::queue::validate_queue_name;
 use crate::{Client, sql};
 
@@ -80,6 +81,21 @@ impl PickOptions {
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = lease;
         self
+    }
+
+    /// The engine's rules for a pick, checked before anything is sent:
+    /// version 0 or more, limit at least 1, a lease longer than zero.
+    fn check(&self) -> Result<()> {
+        let problem = if self.version < 0 {
+            format!("version must be 0 or more, got {}", self.version)
+        } else if self.limit < 1 {
+            format!("limit must be at least 1, got {}", self.limit)
+        } else if self.lease.is_zero() {
+            "lease duration must be positive, got 0".to_owned()
+        } else {
+            return Ok(());
+        };
+        Err(Error::InvalidArgument { message: problem })
     }
 
     /// The configured limit.
@@ -165,24 +181,28 @@ impl Document {
         Ok(serde_json::from_value(self.payload.clone())?)
     }
 
-    fn from_row(queue: &str, row: &PgRow) -> Result<Self> {
-        let subject: String = row.try_get(0)?;
-        Ok(Self {
+    /// A document from a row of `sql/per_queue/pick.sql` (column 0 is the
+    /// promotion count; NULL document columns mean nothing was leased).
+    fn from_row(queue: &str, row: &PgRow) -> Result<Option<Self>> {
+        let Some(subject): Option<String> = row.try_get(1)? else {
+            return Ok(None);
+        };
+        Ok(Some(Self {
             lease: Lease {
                 queue: queue.to_owned(),
                 subject: subject.clone(),
-                token: row.try_get(9)?,
-                expires_at: row.try_get(8)?,
+                token: row.try_get(10)?,
+                expires_at: row.try_get(9)?,
             },
             subject,
-            payload: row.try_get(1)?,
-            version: row.try_get(2)?,
-            priority: row.try_get(3)?,
-            attempts: row.try_get(4)?,
-            iterations: row.try_get(5)?,
-            created_at: row.try_get(6)?,
-            last_iteration: row.try_get(7)?,
-        })
+            payload: row.try_get(2)?,
+            version: row.try_get(3)?,
+            priority: row.try_get(4)?,
+            attempts: row.try_get(5)?,
+            iterations: row.try_get(6)?,
+            created_at: row.try_get(7)?,
+            last_iteration: row.try_get(8)?,
+        }))
     }
 }
 
@@ -224,16 +244,35 @@ impl Client {
     /// ```
     pub async fn pick(&self, queue: &str, options: &PickOptions) -> Result<Vec<Document>> {
         validate_queue_name(queue)?;
-        let rows = sqlx::query(sql!("doc_pick"))
-            .bind(queue)
-            .bind(options.version)
-            .bind(options.limit)
-            .bind(options.lease)
-            .fetch_all(self.pool())
-            .await?;
-        rows.iter()
-            .map(|row| Document::from_row(queue, row))
-            .collect()
+        options.check()?;
+        let statement = statement(per_queue!("pick"), queue);
+        let mut docs = Vec::new();
+        // A second round only when this one promoted due planned documents
+        // (visible from the next statement on) and came back short.
+        for _ in 0..2 {
+            let want = options.limit - i32::try_from(docs.len()).unwrap_or(i32::MAX);
+            let rows = sqlx::query(&statement)
+                .bind(queue)
+                .bind(options.version)
+                .bind(want)
+                .bind(options.lease)
+                .fetch_all(self.pool())
+                .await
+                .map_err(|e| queue_error(e, queue))?;
+            let promoted: i64 = match rows.first() {
+                Some(row) => row.try_get(0)?,
+                None => 0,
+            };
+            let before = docs.len();
+            for row in &rows {
+                docs.extend(Document::from_row(queue, row)?);
+            }
+            if promoted == 0 || docs.len() - before >= usize::try_from(want).unwrap_or(0) {
+                break;
+            }
+        }
+        docs.sort_by_key(|d| std::cmp::Reverse(d.priority));
+        Ok(docs)
     }
 
     /// Plans the document's next run (the repetitive-task ending): pending if

@@ -1,0 +1,55 @@
+-- doc_pick for one queue. $1 queue, $2 version, $3 limit, $4 lease duration.
+-- Version, limit and lease are checked by the client.
+--
+-- Due planned documents are promoted to pending first, as doc_pick does; but
+-- all parts of one statement share one snapshot, so the documents promoted
+-- here become pickable from the next statement on. The first column, the
+-- number promoted, tells the client to pick again when it got less than it
+-- asked for. One row with NULL document columns means nothing was leased.
+--
+-- Rows are matched with `= ANY (ARRAY(...))` so that the plan PostgreSQL caches
+-- for this prepared statement (it cannot know the limit) looks them up by
+-- primary key instead of joining the whole table.
+--
+-- The commit does not wait for its WAL flush (synchronous_commit off for this
+-- transaction only): should the server crash before the flush, the lease
+-- simply never happened and the worker's resolution fails on its token, so
+-- nothing is completed twice.
+WITH active AS (
+    SELECT 1 FROM fetchq.queues AS q WHERE q.name = $1::text AND q.is_active
+), promoted AS (
+    UPDATE {docs} AS d SET status = 1
+    WHERE d.subject = ANY (ARRAY(
+        SELECT p.subject FROM {docs} AS p
+        WHERE p.status = 0 AND p.next_iteration <= now() AND EXISTS (SELECT 1 FROM active)
+        ORDER BY p.next_iteration LIMIT greatest($3::integer, 100) FOR UPDATE SKIP LOCKED))
+    RETURNING 1
+), picked AS (
+    SELECT d.subject, d.next_iteration AS due_at FROM {docs} AS d
+    WHERE d.status = 1 AND d.version = $2::integer AND d.next_iteration <= now() AND EXISTS (SELECT 1 FROM active)
+    ORDER BY d.priority DESC, d.next_iteration, d.attempts
+    LIMIT $3::integer FOR UPDATE SKIP LOCKED
+), leased AS (
+    UPDATE {docs} AS d
+    SET status = 2, attempts = d.attempts + 1, next_iteration = now() + $4::interval,
+        lease_token = (SELECT gen_random_uuid())
+    WHERE d.subject = ANY (ARRAY(SELECT picked.subject FROM picked))
+    RETURNING d.subject, d.payload, d.version, d.priority, d.attempts, d.iterations,
+              d.created_at, d.last_iteration, d.next_iteration, d.lease_token
+), counted AS (
+    SELECT c.picked, c.promoted,
+           CASE WHEN c.promoted > c.picked THEN fetchq.pending_hint($1::text) END AS hinted
+    FROM (SELECT (SELECT count(*) FROM leased) AS picked, (SELECT count(*) FROM promoted) AS promoted) AS c
+), counters AS (
+    INSERT INTO fetchq.metrics_writes (queue, metric, increment)
+    SELECT $1::text, v.metric, v.increment
+    FROM counted AS c,
+         LATERAL (VALUES ('pkd', c.picked), ('act', c.picked), ('pnd', c.promoted - c.picked), ('pln', -c.promoted))
+         AS v(metric, increment)
+    WHERE v.increment <> 0
+)
+SELECT c.promoted, l.subject::text, l.payload, l.version, l.priority, l.attempts, l.iterations, l.created_at,
+       l.last_iteration, l.next_iteration, l.lease_token
+FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit,
+     counted AS c LEFT JOIN (leased AS l JOIN picked AS p ON p.subject = l.subject) ON true
+ORDER BY l.priority DESC, p.due_at, l.attempts

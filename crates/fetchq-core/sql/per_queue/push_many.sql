@@ -1,0 +1,34 @@
+-- doc_push_many for one queue, from parallel arrays: $1 queue, $2 subjects,
+-- $3 versions, $4 priorities, $5 absolute times (NULL: now() + $6), $6 delays,
+-- $7 payloads (NULL: {}). Rows are inserted in array order, so the first of
+-- repeated subjects wins (ON CONFLICT DO NOTHING skips the later ones); subjects
+-- already in the queue are skipped. Subjects and versions are checked by the
+-- client; a payload over the limit raises FQ005 and nothing is written.
+-- Returns queued_docs.
+WITH q AS (
+    SELECT q FROM fetchq.queues AS q WHERE q.name = $1::text
+), input AS (
+    SELECT u.subject, u.version, u.priority,
+           coalesce(u.at, now() + coalesce(u.delay, interval '0')) AS at,
+           CASE WHEN pg_column_size(u.payload) > (q.q).max_payload_size THEN fetchq.payload_check(q.q, u.payload)
+                ELSE coalesce(u.payload, '{}'::jsonb) END AS payload
+    FROM q, unnest($2::text[], $3::integer[], $4::integer[], $5::timestamptz[], $6::interval[], $7::jsonb[])
+         AS u(subject, version, priority, at, delay, payload)
+), inserted AS (
+    INSERT INTO {docs} (subject, version, priority, status, next_iteration, payload)
+    SELECT i.subject, i.version, i.priority, CASE WHEN i.at <= now() THEN 1 ELSE 0 END, i.at, i.payload
+    FROM input AS i
+    ON CONFLICT (subject) DO NOTHING
+    RETURNING version, status
+), counters AS (
+    INSERT INTO fetchq.metrics_writes (queue, metric, increment)
+    SELECT $1::text, v.metric, sum(v.increment)
+    FROM inserted AS i,
+         LATERAL (VALUES ('ent', 1), ('cnt', 1), ('v' || i.version, 1), ('pnd', i.status), ('pln', 1 - i.status))
+         AS v(metric, increment)
+    GROUP BY v.metric
+    HAVING sum(v.increment) <> 0
+)
+SELECT count(*)::integer AS queued_docs,
+       (SELECT fetchq.pending_hint($1::text) WHERE EXISTS (SELECT 1 FROM inserted WHERE status = 1)) AS hinted
+FROM inserted

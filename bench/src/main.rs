@@ -76,7 +76,7 @@ async fn main() -> Result<(), BoxError> {
     let all = args.workload == Workload::All;
     let mut rows = Vec::new();
     if all || args.workload == Workload::Push {
-        rows.push(workloads::push::single(&server, args.docs.min(16_000)).await?);
+        rows.extend(workloads::push::single(&server, args.docs.min(16_000)).await?);
         rows.push(workloads::push::bulk(&server, args.docs * 5, false).await?);
         rows.push(workloads::push::bulk(&server, args.docs * 5, true).await?);
     }
@@ -84,6 +84,7 @@ async fn main() -> Result<(), BoxError> {
         for concurrency in [8, 32] {
             rows.push(workloads::drain::drain(&server, args.docs, concurrency).await?);
         }
+        rows.push(workloads::drain::ceiling(&server, args.docs).await?);
     }
     if all || args.workload == Workload::Reschedule {
         rows.extend(workloads::reschedule::run(&server, 10_000, args.reschedule_seconds).await?);

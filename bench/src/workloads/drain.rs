@@ -75,6 +75,45 @@ pub(crate) async fn drain(
     })
 }
 
+/// The same two statements per document without the runtime: 8 clients each
+/// looping "pick 32, complete_many those 32" through `Client`. This is what
+/// the engine allows with FetchQ's semantics (every document kept: two
+/// UPDATEs where the baseline deletes once); the runtime's rows can be read
+/// against it.
+pub(crate) async fn ceiling(server: &Server, docs: usize) -> Result<Row, BoxError> {
+    eprintln!("drain ceiling: {docs} documents, 8 client loops ...");
+    let (pool, _) = server.database("bench_drain", 10).await?;
+    let client = Client::new(pool.clone());
+    fill(&client, docs).await?;
+    let start = Instant::now();
+    run_clients(8, |_| {
+        let client = client.clone();
+        async move {
+            let pick = fetchq_core::PickOptions::new().limit(32);
+            loop {
+                let picked = client.pick("bench", &pick).await?;
+                if picked.is_empty() {
+                    return Ok::<(), fetchq_core::Error>(());
+                }
+                let items: Vec<_> = picked.into_iter().map(|d| (d.lease, None)).collect();
+                client.complete_many("bench", &items).await?;
+            }
+        }
+    })
+    .await?;
+    let rate = docs as f64 / start.elapsed().as_secs_f64();
+    pool.close().await;
+
+    let baseline = baseline_drain(server, docs).await?;
+    Ok(Row {
+        workload: "drain ceiling, no runtime: 8 loops of pick 32 + complete_many".into(),
+        fetchq: rate,
+        baseline: Some(baseline),
+        unit: "docs/s",
+        note: format!("{docs} docs; what the engine allows with two UPDATEs per document"),
+    })
+}
+
 async fn baseline_drain(server: &Server, docs: usize) -> Result<f64, BoxError> {
     let (pool, _) = server.database("bench_baseline", 10).await?;
     sqlx::raw_sql("CREATE TABLE jobs (id bigserial PRIMARY KEY, payload jsonb NOT NULL);")

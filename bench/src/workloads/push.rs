@@ -22,8 +22,10 @@ async fn plain_table(pool: &PgPool) -> Result<(), BoxError> {
     Ok(())
 }
 
-/// 8 clients, one `doc_push` per call, against 8 clients of single-row INSERTs.
-pub(crate) async fn single(server: &Server, total: usize) -> Result<Row, BoxError> {
+/// 8 clients, one push per call, against 8 clients of single-row INSERTs:
+/// through `Client::push` (the per-queue statement), and through the SQL
+/// function `fetchq.doc_push` as psql or another language would call it.
+pub(crate) async fn single(server: &Server, total: usize) -> Result<Vec<Row>, BoxError> {
     eprintln!("push-single: {total} documents from {CLIENTS} clients ...");
     let (pool, _) = server
         .database("bench_push_single", CLIENTS as u32 + 2)
@@ -43,6 +45,24 @@ pub(crate) async fn single(server: &Server, total: usize) -> Result<Row, BoxErro
     })
     .await?;
     let fetchq = total as f64 / start.elapsed().as_secs_f64();
+
+    client.queue_create("bench_sql").await?;
+    let start = Instant::now();
+    run_clients(CLIENTS, |c| {
+        let pool = pool.clone();
+        async move {
+            for i in 0..total / CLIENTS {
+                sqlx::query("SELECT fetchq.doc_push('bench_sql', $1, 0, 0, now(), $2)")
+                    .bind(format!("c{c}-{i:09}"))
+                    .bind(serde_json::json!({"i": i}))
+                    .execute(&pool)
+                    .await?;
+            }
+            Ok::<(), sqlx::Error>(())
+        }
+    })
+    .await?;
+    let function = total as f64 / start.elapsed().as_secs_f64();
 
     plain_table(&pool).await?;
     let start = Instant::now();
@@ -64,16 +84,25 @@ pub(crate) async fn single(server: &Server, total: usize) -> Result<Row, BoxErro
     .await?;
     let baseline = total as f64 / start.elapsed().as_secs_f64();
     pool.close().await;
-    Ok(Row {
-        workload: "push-single, 8 clients".into(),
-        fetchq,
-        baseline: Some(baseline),
-        unit: "docs/s",
-        note: "baseline: single-row INSERT ... ON CONFLICT DO NOTHING".into(),
-    })
+    Ok(vec![
+        Row {
+            workload: "push-single, 8 clients, Client::push".into(),
+            fetchq,
+            baseline: Some(baseline),
+            unit: "docs/s",
+            note: "baseline: single-row INSERT ... ON CONFLICT DO NOTHING".into(),
+        },
+        Row {
+            workload: "push-single, 8 clients, SQL function fetchq.doc_push".into(),
+            fetchq: function,
+            baseline: Some(baseline),
+            unit: "docs/s",
+            note: "the same, as psql or another language calls it".into(),
+        },
+    ])
 }
 
-/// Batches of 1,000 through `doc_push_many` from 4 clients; with `duplicates`,
+/// Batches of 1,000 through `Client::push_many` from 4 clients; with `duplicates`,
 /// every batch repeats 500 subjects already pushed.
 pub(crate) async fn bulk(server: &Server, total: usize, duplicates: bool) -> Result<Row, BoxError> {
     let label = if duplicates {

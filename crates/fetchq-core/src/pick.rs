@@ -245,16 +245,17 @@ impl Client {
     pub async fn pick(&self, queue: &str, options: &PickOptions) -> Result<Vec<Document>> {
         validate_queue_name(queue)?;
         options.check()?;
-        let statement = statement(per_queue!("pick"), queue);
         let mut docs = Vec::new();
         // A second round only when this one promoted due planned documents
         // (visible from the next statement on) and came back short.
         for _ in 0..2 {
             let want = options.limit - i32::try_from(docs.len()).unwrap_or(i32::MAX);
+            // one prepared text per limit (see sql/per_queue/pick.sql)
+            let statement =
+                statement(per_queue!("pick"), queue).replace("{limit}", &want.to_string());
             let rows = sqlx::query(&statement)
                 .bind(queue)
                 .bind(options.version)
-                .bind(want)
                 .bind(options.lease)
                 .fetch_all(self.pool())
                 .await

@@ -22,6 +22,31 @@ async fn plain_table(pool: &PgPool) -> Result<(), BoxError> {
     Ok(())
 }
 
+/// 8 clients each running `statement` with ($1 subject, $2 payload) for their
+/// share of `total` rows; returns rows/s.
+async fn one_row_per_call(
+    pool: &PgPool,
+    statement: &'static str,
+    total: usize,
+) -> Result<f64, BoxError> {
+    let start = Instant::now();
+    run_clients(CLIENTS, |c| {
+        let pool = pool.clone();
+        async move {
+            for i in 0..total / CLIENTS {
+                sqlx::query(statement)
+                    .bind(format!("c{c}-{i:09}"))
+                    .bind(serde_json::json!({"i": i}))
+                    .execute(&pool)
+                    .await?;
+            }
+            Ok::<(), sqlx::Error>(())
+        }
+    })
+    .await?;
+    Ok(total as f64 / start.elapsed().as_secs_f64())
+}
+
 /// 8 clients, one push per call, against 8 clients of single-row INSERTs:
 /// through `Client::push` (the per-queue statement), and through the SQL
 /// function `fetchq.doc_push` as psql or another language would call it.
@@ -47,42 +72,20 @@ pub(crate) async fn single(server: &Server, total: usize) -> Result<Vec<Row>, Bo
     let fetchq = total as f64 / start.elapsed().as_secs_f64();
 
     client.queue_create("bench_sql").await?;
-    let start = Instant::now();
-    run_clients(CLIENTS, |c| {
-        let pool = pool.clone();
-        async move {
-            for i in 0..total / CLIENTS {
-                sqlx::query("SELECT fetchq.doc_push('bench_sql', $1, 0, 0, now(), $2)")
-                    .bind(format!("c{c}-{i:09}"))
-                    .bind(serde_json::json!({"i": i}))
-                    .execute(&pool)
-                    .await?;
-            }
-            Ok::<(), sqlx::Error>(())
-        }
-    })
+    let function = one_row_per_call(
+        &pool,
+        "SELECT fetchq.doc_push('bench_sql', $1, 0, 0, now(), $2)",
+        total,
+    )
     .await?;
-    let function = total as f64 / start.elapsed().as_secs_f64();
 
     plain_table(&pool).await?;
-    let start = Instant::now();
-    run_clients(CLIENTS, |c| {
-        let pool = pool.clone();
-        async move {
-            for i in 0..total / CLIENTS {
-                sqlx::query(
-                    "INSERT INTO jobs (subject, payload) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                )
-                .bind(format!("c{c}-{i:09}"))
-                .bind(serde_json::json!({"i": i}))
-                .execute(&pool)
-                .await?;
-            }
-            Ok::<(), sqlx::Error>(())
-        }
-    })
+    let baseline = one_row_per_call(
+        &pool,
+        "INSERT INTO jobs (subject, payload) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        total,
+    )
     .await?;
-    let baseline = total as f64 / start.elapsed().as_secs_f64();
     pool.close().await;
     Ok(vec![
         Row {

@@ -84,7 +84,7 @@ async fn main() -> Result<(), BoxError> {
         for concurrency in [8, 32] {
             rows.push(workloads::drain::drain(&server, args.docs, concurrency).await?);
         }
-        rows.push(workloads::drain::ceiling(&server, args.docs).await?);
+        rows.extend(workloads::drain::ceiling(&server, args.docs).await?);
     }
     if all || args.workload == Workload::Reschedule {
         rows.extend(workloads::reschedule::run(&server, 10_000, args.reschedule_seconds).await?);

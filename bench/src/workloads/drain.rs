@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use fetchq_core::Client;
 use fetchq_worker::{Context, Doc, Handler, HandlerError, HandlerOptions, Outcome, Runtime};
 use serde_json::Value;
+use sqlx::PgPool;
 
 use super::{BoxError, run_clients};
 use crate::Row;
@@ -65,7 +66,7 @@ pub(crate) async fn drain(
     let rate = docs as f64 / elapsed.as_secs_f64();
     pool.close().await;
 
-    let baseline = baseline_drain(server, docs).await?;
+    let (baseline, _) = baseline_drain(server, docs).await?;
     Ok(Row {
         workload: format!("drain, concurrency {concurrency}"),
         fetchq: rate,
@@ -80,11 +81,15 @@ pub(crate) async fn drain(
 /// the engine allows with FetchQ's semantics (every document kept: two
 /// UPDATEs where the baseline deletes once); the runtime's rows can be read
 /// against it.
-pub(crate) async fn ceiling(server: &Server, docs: usize) -> Result<Row, BoxError> {
+///
+/// A second row counts the WAL each side writes per document: the cost of
+/// the two row versions (and their index entries) against one deletion.
+pub(crate) async fn ceiling(server: &Server, docs: usize) -> Result<Vec<Row>, BoxError> {
     eprintln!("drain ceiling: {docs} documents, 8 client loops ...");
     let (pool, _) = server.database("bench_drain", 10).await?;
     let client = Client::new(pool.clone());
     fill(&client, docs).await?;
+    let wal_start = wal_position(&pool).await?;
     let start = Instant::now();
     run_clients(8, |_| {
         let client = client.clone();
@@ -102,24 +107,53 @@ pub(crate) async fn ceiling(server: &Server, docs: usize) -> Result<Row, BoxErro
     })
     .await?;
     let rate = docs as f64 / start.elapsed().as_secs_f64();
+    let wal = wal_since(&pool, &wal_start).await? / docs as f64;
     pool.close().await;
 
-    let baseline = baseline_drain(server, docs).await?;
-    Ok(Row {
-        workload: "drain ceiling, no runtime: 8 loops of pick 32 + complete_many".into(),
-        fetchq: rate,
-        baseline: Some(baseline),
-        unit: "docs/s",
-        note: format!("{docs} docs; what the engine allows with two UPDATEs per document"),
-    })
+    let (baseline, baseline_wal) = baseline_drain(server, docs).await?;
+    Ok(vec![
+        Row {
+            workload: "drain ceiling, no runtime: 8 loops of pick 32 + complete_many".into(),
+            fetchq: rate,
+            baseline: Some(baseline),
+            unit: "docs/s",
+            note: format!("{docs} docs; what the engine allows with two UPDATEs per document"),
+        },
+        Row {
+            workload: "drain ceiling, WAL written per document".into(),
+            fetchq: wal,
+            baseline: Some(baseline_wal),
+            unit: "bytes",
+            note: "pg_current_wal_lsn before and after; includes the counters and anything else the server wrote".into(),
+        },
+    ])
 }
 
-async fn baseline_drain(server: &Server, docs: usize) -> Result<f64, BoxError> {
+/// The server's current WAL position.
+async fn wal_position(pool: &PgPool) -> Result<String, BoxError> {
+    Ok(sqlx::query_scalar("SELECT pg_current_wal_lsn()::text")
+        .fetch_one(pool)
+        .await?)
+}
+
+/// WAL bytes written since `from` (a [`wal_position`]).
+async fn wal_since(pool: &PgPool, from: &str) -> Result<f64, BoxError> {
+    Ok(
+        sqlx::query_scalar("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::pg_lsn)::float8")
+            .bind(from)
+            .fetch_one(pool)
+            .await?,
+    )
+}
+
+/// The baseline's rate, and the WAL bytes it wrote per job.
+async fn baseline_drain(server: &Server, docs: usize) -> Result<(f64, f64), BoxError> {
     let (pool, _) = server.database("bench_baseline", 10).await?;
     sqlx::raw_sql("CREATE TABLE jobs (id bigserial PRIMARY KEY, payload jsonb NOT NULL);")
         .execute(&pool)
         .await?;
     super::fill_jobs(&pool, docs).await?;
+    let wal_start = wal_position(&pool).await?;
     let start = Instant::now();
     run_clients(8, |_| {
             let pool = pool.clone();
@@ -140,6 +174,7 @@ async fn baseline_drain(server: &Server, docs: usize) -> Result<f64, BoxError> {
         })
     .await?;
     let rate = docs as f64 / start.elapsed().as_secs_f64();
+    let wal = wal_since(&pool, &wal_start).await? / docs as f64;
     pool.close().await;
-    Ok(rate)
+    Ok((rate, wal))
 }

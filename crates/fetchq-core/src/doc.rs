@@ -331,8 +331,8 @@ fn check_subject(subject: &str) -> Result<()> {
     })
 }
 
-/// The engine's version rule: 0 or more.
-fn check_version(version: i32) -> Result<()> {
+/// The engine's version rule: 0 or more (pushes and picks).
+pub(crate) fn check_version(version: i32) -> Result<()> {
     if version >= 0 {
         return Ok(());
     }

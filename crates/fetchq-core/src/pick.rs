@@ -10,7 +10,7 @@ use sqlx::query::Query;
 use sqlx::{PgExecutor, Postgres, Row};
 use uuid::Uuid;
 
-use crate::doc::Schedule;
+use crate::doc::{Schedule, check_version};
 use crate::error::{Error, Result};
 use crate::per_queue::{per_queue, queue_error, statement};
 use crate::queue::validate_queue_name;
@@ -86,9 +86,8 @@ impl PickOptions {
     /// The engine's rules for a pick, checked before anything is sent:
     /// version 0 or more, limit at least 1, a lease longer than zero.
     fn check(&self) -> Result<()> {
-        let problem = if self.version < 0 {
-            format!("version must be 0 or more, got {}", self.version)
-        } else if self.limit < 1 {
+        check_version(self.version)?;
+        let problem = if self.limit < 1 {
             format!("limit must be at least 1, got {}", self.limit)
         } else if self.lease.is_zero() {
             "lease duration must be positive, got 0".to_owned()

@@ -52,6 +52,8 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!(7, "worker", "0007_worker.sql"),
     migration!(8, "notify_once", "0008_notify_once.sql"),
     migration!(9, "pending_hint", "0009_pending_hint.sql"),
+    migration!(10, "faults", "0010_faults.sql"),
+    migration!(11, "v4_compat", "0011_v4_compat.sql"),
 ];
 
 /// Key of the advisory lock that serializes concurrent migrations.

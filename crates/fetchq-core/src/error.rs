@@ -120,6 +120,28 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether trying the same call again later may succeed: the server is
+    /// unreachable, restarting or shutting down, the pool had no free
+    /// connection within its acquire timeout, or the transaction lost a
+    /// deadlock or serialization conflict. Everything else (bad input, a
+    /// missing queue, a lost lease, a payload PostgreSQL refuses) fails the
+    /// same way every time and must not be retried forever.
+    ///
+    /// ```
+    /// use fetchq_core::Error;
+    ///
+    /// let timeout = Error::Database(sqlx::Error::PoolTimedOut);
+    /// assert!(timeout.is_transient());
+    /// let bad = Error::InvalidArgument { message: "version must be 0 or more".into() };
+    /// assert!(!bad.is_transient());
+    /// ```
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Database(e) => is_transient_sqlx(e),
+            _ => false,
+        }
+    }
+
     /// The fetchq SQLSTATE code this error corresponds to, if it is one raised
     /// by the SQL engine.
     ///
@@ -210,4 +232,51 @@ fn quoted_part(message: &str) -> String {
         .split(quote)
         .nth(1)
         .map_or_else(|| message.to_owned(), str::to_owned)
+}
+
+/// Connection-level failures and lost concurrency races: retrying may succeed.
+fn is_transient_sqlx(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Protocol(_) => true,
+        _ => e
+            .as_database_error()
+            .and_then(|d| d.code())
+            .is_some_and(|c| {
+                // 08: connection exception; 57P: operator intervention (admin
+                // shutdown, crash shutdown, cannot connect now); 53: insufficient
+                // resources (too many connections, out of memory or disk);
+                // 40001/40P01: serialization failure and deadlock
+                c.starts_with("08")
+                    || c.starts_with("57P")
+                    || c.starts_with("53")
+                    || c == "40001"
+                    || c == "40P01"
+            }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_trouble_is_transient_and_bad_input_is_not() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        assert!(Error::Database(sqlx::Error::Io(io)).is_transient());
+        assert!(Error::Database(sqlx::Error::PoolTimedOut).is_transient());
+        assert!(!Error::Database(sqlx::Error::RowNotFound).is_transient());
+        assert!(
+            !Error::LeaseLost {
+                queue: "q".into(),
+                subject: "s".into()
+            }
+            .is_transient()
+        );
+        assert!(!Error::QueueNotFound { queue: "q".into() }.is_transient());
+    }
 }

@@ -368,7 +368,36 @@ impl EmbeddedPostgres {
         };
         cmd.args(args)
             .current_dir(self.data_dir.parent().unwrap_or(Path::new("/")));
+        keep_inherited_fds_from_children();
         run(&mut cmd)
+    }
+}
+
+/// Marks every descriptor above stderr close-on-exec, so the server that
+/// `pg_ctl` leaves running does not keep them open.
+///
+/// Rust opens its own files close-on-exec, but descriptors inherited from the
+/// caller are not: a wrapper such as `flock 9 cargo run ...` passes its lock on
+/// descriptor 9, and a server started from here would hold that lock until it
+/// stops. The descriptors stay open in this process; only children no longer
+/// inherit them.
+fn keep_inherited_fds_from_children() {
+    use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+    let Ok(entries) = fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Some(fd) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if fd > 2 {
+            // a descriptor closed meanwhile (the listing's own) fails: harmless
+            let _ = fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
+        }
     }
 }
 

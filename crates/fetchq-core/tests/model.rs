@@ -15,7 +15,7 @@
 //! anything. Retries use a fixed backoff without jitter.
 //!
 //! `PROPTEST_CASES` sets the number of cases (default 48), `MODEL_STEPS` the
-//! longest sequence (default 40), `PROPTEST_RNG_SEED` the seed (default: a
+//! longest sequence (default 48), `PROPTEST_RNG_SEED` the seed (default: a
 //! fixed one, so that every run tries the same sequences; `random` for new ones). `FETCHQ_MODEL_STRICT_PICK=1` checks the
 //! client's `pick` against the global pick order that `fetchq.doc_pick`
 //! follows (see `client_pick_ignores_due_planned_documents_of_higher_priority`).
@@ -115,6 +115,9 @@ enum Op {
     Mnt {
         limit: i32,
     },
+    /// The workers crashed: an hour and a minute pass (every lease of up to
+    /// an hour expires) and maintenance runs.
+    Crash,
     Pause,
     Resume,
     Truncate {
@@ -136,7 +139,7 @@ fn payload() -> impl Strategy<Value = Option<i64>> {
 }
 
 fn spec() -> impl Strategy<Value = Spec> {
-    (0..SUBJECTS.len(), 0i32..3, -1i32..3, when(), payload()).prop_map(
+    (0..SUBJECTS.len(), version(), -1i32..3, when(), payload()).prop_map(
         |(subject, version, priority, when, payload)| Spec {
             subject,
             version,
@@ -147,8 +150,18 @@ fn spec() -> impl Strategy<Value = Spec> {
     )
 }
 
+/// Mostly version 0, which most picks ask for.
+fn version() -> impl Strategy<Value = i32> {
+    prop_oneof![4 => Just(0i32), 1 => 1i32..3]
+}
+
+/// Which of the recent leases (0: the newest); mostly the newest ones.
+fn lease_idx() -> impl Strategy<Value = usize> {
+    prop_oneof![3 => Just(0usize), 2 => 1usize..3, 1 => 0..RECENT_LEASES]
+}
+
 fn lease_min() -> impl Strategy<Value = i64> {
-    prop::sample::select(vec![1i64, 30, 60])
+    prop::sample::select(vec![1i64, 1, 30, 60])
 }
 
 fn how() -> impl Strategy<Value = How> {
@@ -164,29 +177,32 @@ fn how() -> impl Strategy<Value = How> {
 }
 
 fn leases() -> impl Strategy<Value = Vec<usize>> {
-    prop::collection::vec(0..RECENT_LEASES, 1..4)
+    prop::collection::vec(lease_idx(), 1..4)
 }
 
+/// Weights out of 86: mostly pushes, picks and resolutions; time passing and
+/// maintenance often enough for leases to expire and orphans to be handled.
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        4 => spec().prop_map(Op::Push),
-        2 => prop::collection::vec(spec(), 1..5).prop_map(Op::PushMany),
-        2 => spec().prop_map(Op::Upsert),
-        1 => (0i32..3, -1i32..3, 0i64..100)
+        8 => spec().prop_map(Op::Push),
+        4 => prop::collection::vec(spec(), 1..5).prop_map(Op::PushMany),
+        4 => spec().prop_map(Op::Upsert),
+        2 => (version(), -1i32..3, 0i64..100)
             .prop_map(|(version, priority, payload)| Op::Append { version, priority, payload }),
-        6 => (any::<bool>(), prop_oneof![3 => Just(0i32), 1 => 1i32..3], 1i32..4, lease_min())
+        14 => (any::<bool>(), version(), 1i32..4, lease_min())
             .prop_map(|(sql, version, limit, lease_min)| Op::Pick { sql, version, limit, lease_min }),
-        8 => (0..RECENT_LEASES, how()).prop_map(|(lease, how)| Op::Resolve { lease, how }),
-        1 => (leases(), payload()).prop_map(|(leases, payload)| Op::CompleteMany { leases, payload }),
-        1 => (leases(), when()).prop_map(|(leases, when)| Op::RescheduleMany { leases, when }),
-        1 => leases().prop_map(|leases| Op::Release { leases }),
-        1 => (leases(), lease_min()).prop_map(|(leases, lease_min)| Op::ExtendMany { leases, lease_min }),
-        3 => prop::sample::select(vec![1i64, 29, 30, 31, 60, 120]).prop_map(Op::Advance),
-        2 => prop::sample::select(vec![1i32, 2, 100]).prop_map(|limit| Op::Mnt { limit }),
+        14 => (lease_idx(), how()).prop_map(|(lease, how)| Op::Resolve { lease, how }),
+        2 => (leases(), payload()).prop_map(|(leases, payload)| Op::CompleteMany { leases, payload }),
+        2 => (leases(), when()).prop_map(|(leases, when)| Op::RescheduleMany { leases, when }),
+        2 => leases().prop_map(|leases| Op::Release { leases }),
+        2 => (leases(), lease_min()).prop_map(|(leases, lease_min)| Op::ExtendMany { leases, lease_min }),
+        8 => prop::sample::select(vec![1i64, 29, 30, 31, 60, 120]).prop_map(Op::Advance),
+        9 => prop::sample::select(vec![1i32, 2, 100]).prop_map(|limit| Op::Mnt { limit }),
+        4 => Just(Op::Crash),
         1 => Just(Op::Pause),
-        1 => Just(Op::Resume),
+        4 => Just(Op::Resume),
         1 => any::<bool>().prop_map(|empty| Op::Truncate { empty }),
-        1 => (1i32..5).prop_map(Op::SetMaxAttempts),
+        2 => (1i32..5).prop_map(Op::SetMaxAttempts),
     ]
 }
 
@@ -196,7 +212,7 @@ fn case() -> impl Strategy<Value = (i64, i32, Vec<Op>)> {
     (
         prop::sample::select(vec![0i64, 10]),
         1i32..5,
-        prop::collection::vec(op(), 1..=max_steps()),
+        prop::collection::vec(op(), (max_steps() / 4).max(1)..=max_steps()),
     )
 }
 
@@ -657,7 +673,7 @@ fn recent(model: &Model, idxs: &[usize]) -> Vec<Lease> {
     let window = n.min(RECENT_LEASES);
     let mut out: Vec<Lease> = Vec::new();
     for i in idxs {
-        let l = &model.leases[n - window + i % window];
+        let l = &model.leases[n - 1 - i % window];
         if !out.contains(l) {
             out.push(l.clone());
         }
@@ -1051,17 +1067,13 @@ async fn step(client: &Client, m: &mut Model, op: &Op) -> Result<(), String> {
                 m.release(s);
             }
         }
-        Op::Advance(min) => {
-            sqlx::query(&format!(
-                "UPDATE fetchq_data.{Q}__docs SET next_iteration = next_iteration - make_interval(mins => $1)"
-            ))
-            .bind(i32::try_from(*min).unwrap())
-            .execute(client.pool())
-            .await
-            .unwrap();
-            m.now += min;
-        }
+        Op::Advance(min) => advance(client, m, *min).await,
         Op::Mnt { limit } => mnt(client, m, *limit).await?,
+        Op::Crash => {
+            advance(client, m, 61).await;
+            m.seq += 1;
+            mnt(client, m, 100).await?;
+        }
         Op::Pause | Op::Resume => {
             let pause = matches!(op, Op::Pause);
             let got = if pause {
@@ -1100,6 +1112,18 @@ async fn step(client: &Client, m: &mut Model, op: &Op) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Time passes: every planned time and lease expiry comes `min` minutes closer.
+async fn advance(client: &Client, m: &mut Model, min: i64) {
+    sqlx::query(&format!(
+        "UPDATE fetchq_data.{Q}__docs SET next_iteration = next_iteration - make_interval(mins => $1)"
+    ))
+    .bind(i32::try_from(min).unwrap())
+    .execute(client.pool())
+    .await
+    .unwrap();
+    m.now += min;
 }
 
 /// A batched resolution: it acts on exactly the leases still held.
@@ -1214,7 +1238,7 @@ fn max_steps() -> usize {
     std::env::var("MODEL_STEPS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(40)
+        .unwrap_or(48)
 }
 
 fn cases() -> u32 {
@@ -1253,5 +1277,45 @@ fn engine_follows_the_model() {
     });
     if let Err(e) = result {
         panic!("{e}");
+    }
+}
+
+/// The minimal sequence the model finds with `FETCHQ_MODEL_STRICT_PICK=1`:
+/// a pending document of priority 0, and a planned one of priority 10 whose
+/// time has come. `fetchq.doc_pick` promotes the planned one first and
+/// leases it (priority first, as the README says); the client's `pick`
+/// promotes it in the same statement that picks, cannot see it there, and
+/// leases the lower priority one, though the README says both paths have
+/// the same semantics.
+#[tokio::test]
+#[ignore = "engine defect: the client's pick skips due planned documents of higher priority (run with --ignored)"]
+async fn client_pick_ignores_due_planned_documents_of_higher_priority() {
+    let db = TestDb::new().await;
+    let c = &db.client;
+    c.queue_create(Q).await.unwrap();
+    for sql in [true, false] {
+        c.queue_truncate(Q, true).await.unwrap();
+        c.push(Q, &NewDoc::new("low")).await.unwrap();
+        c.push(Q, &NewDoc::new("high").priority(10).at(minutes(1)))
+            .await
+            .unwrap();
+        sqlx::query(&format!(
+            "UPDATE fetchq_data.{Q}__docs SET next_iteration = next_iteration - interval '2 minutes'"
+        ))
+        .execute(c.pool())
+        .await
+        .unwrap();
+        let got = pick(c, sql, 0, 1, minutes(5)).await;
+        let subjects: Vec<&str> = got.iter().map(|p| p.subject.as_str()).collect();
+        assert_eq!(
+            subjects,
+            ["high"],
+            "pick through {}",
+            if sql {
+                "fetchq.doc_pick"
+            } else {
+                "Client::pick"
+            }
+        );
     }
 }

@@ -363,12 +363,7 @@ impl Writer {
         }
     }
 
-    fn settle(
-        &self,
-        r: &Resolution,
-        applied: bool,
-        counter: impl Fn(&Counters) -> &AtomicU64,
-    ) {
+    fn settle(&self, r: &Resolution, applied: bool, counter: impl Fn(&Counters) -> &AtomicU64) {
         let lease = &r.lease;
         if applied {
             bump(counter(&r.counters), 1);

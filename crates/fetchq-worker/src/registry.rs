@@ -91,8 +91,7 @@ impl Registry {
         let mut due: HashMap<(String, Duration), Vec<Lease>> = HashMap::new();
         for e in self.lock().values() {
             let stale = e.state == State::Submitted
-                && e
-                    .submitted_at
+                && e.submitted_at
                     .is_some_and(|at| now.saturating_duration_since(at) > e.lease_duration);
             if e.state != State::Lost
                 && !stale
@@ -144,9 +143,9 @@ impl Registry {
     /// Whether the lease has run out by the local clock (or is no longer held
     /// here): an outcome still waiting for it is not worth writing any more.
     pub(crate) fn expired(&self, lease: &Lease, now: Instant) -> bool {
-        self.lock()
-            .get(&key(lease))
-            .is_none_or(|e| e.lease.token != lease.token || e.state == State::Lost || now >= e.expires)
+        self.lock().get(&key(lease)).is_none_or(|e| {
+            e.lease.token != lease.token || e.state == State::Lost || now >= e.expires
+        })
     }
 
     /// How many leases are held.

@@ -56,6 +56,8 @@ struct Writer {
     registry: Registry,
     trouble: Trouble,
     incidents: Incidents,
+    /// Outcomes dropped because shutdown ran out of time.
+    unwritten: std::sync::atomic::AtomicUsize,
     /// Give up: shutdown's deadline passed, or it was forced.
     hard: CancellationToken,
 }
@@ -76,6 +78,7 @@ pub(crate) async fn run(
         registry,
         trouble: Trouble::new("writing outcomes", &incidents),
         incidents,
+        unwritten: std::sync::atomic::AtomicUsize::new(0),
         hard,
     };
     loop {
@@ -83,6 +86,13 @@ pub(crate) async fn run(
             r = rx.recv() => r,
             _ = w.hard.cancelled() => break,
         };
+        if w.hard.is_cancelled() {
+            // out of time while writing the previous batch
+            if let Some(r) = first {
+                w.abandon(&r);
+            }
+            break;
+        }
         let Some(first) = first else { return };
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -95,11 +105,10 @@ pub(crate) async fn run(
     }
     // out of time: what is left is not written
     rx.close();
-    let mut left = 0;
     while let Ok(r) = rx.try_recv() {
-        w.registry.remove(&r.lease);
-        left += 1;
+        w.abandon(&r);
     }
+    let left = w.unwritten.load(std::sync::atomic::Ordering::Relaxed);
     if left > 0 {
         tracing::warn!(
             outcomes = left,
@@ -168,11 +177,17 @@ impl Writer {
 
     fn abandon(&self, r: &Resolution) {
         let lease = &r.lease;
-        if !self.hard.is_cancelled() {
+        if self.hard.is_cancelled() {
+            // shutdown is out of time: counted and logged once, in `run`
+            self.unwritten
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::debug!(queue = %lease.queue, subject = %lease.subject, outcome = r.outcome.kind(),
+                "shutdown deadline: outcome not written");
+        } else {
             bump(&r.counters.lease_lost, 1);
+            tracing::warn!(queue = %lease.queue, subject = %lease.subject, outcome = r.outcome.kind(),
+                "outcome not written before its lease ran out: the document comes back as an orphan");
         }
-        tracing::warn!(queue = %lease.queue, subject = %lease.subject, outcome = r.outcome.kind(),
-            "outcome not written in time: the document comes back after its lease");
         self.registry.remove(lease);
     }
 

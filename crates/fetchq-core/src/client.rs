@@ -27,6 +27,13 @@ pub struct Client {
     pool: PgPool,
 }
 
+/// How long a call of a [`Client::connect`]ed client waits for a connection.
+///
+/// ```
+/// assert_eq!(fetchq_core::CONNECT_ACQUIRE_TIMEOUT.as_secs(), 5);
+/// ```
+pub const CONNECT_ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Versions reported by `fetchq.info()`.
 ///
 /// ```no_run
@@ -56,11 +63,15 @@ impl Client {
         Self { pool }
     }
 
-    /// Connects a new pool (10 connections at most) to `url`.
+    /// Connects a new pool (10 connections at most) to `url`. A call waits at
+    /// most [`CONNECT_ACQUIRE_TIMEOUT`] (5 s) for a connection, so an outage
+    /// fails fast with a transient error ([`Error::is_transient`](crate::Error::is_transient))
+    /// instead of queueing silently; for other settings build your own pool
+    /// and use [`Client::new`].
     ///
     /// # Errors
     ///
-    /// When the database cannot be reached.
+    /// When the database cannot be reached within the acquire timeout.
     ///
     /// ```no_run
     /// # async fn run() -> fetchq_core::Result<()> {
@@ -70,6 +81,7 @@ impl Client {
     pub async fn connect(url: &str) -> Result<Self> {
         let pool = PgPoolOptions::new()
             .max_connections(10)
+            .acquire_timeout(CONNECT_ACQUIRE_TIMEOUT)
             .connect(url)
             .await?;
         Ok(Self::new(pool))

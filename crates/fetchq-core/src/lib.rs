@@ -51,7 +51,7 @@ mod per_queue;
 mod pick;
 mod queue;
 
-pub use client::{Client, Info};
+pub use client::{CONNECT_ACQUIRE_TIMEOUT, Client, Info};
 pub use doc::{DocState, NewDoc, Schedule, Status, Upserted};
 pub use error::{Error, Result, codes};
 pub use logs::TraceStep;

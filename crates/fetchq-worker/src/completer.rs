@@ -2,22 +2,41 @@
 //! queue into one round-trip. Batching is natural: whatever arrived while the
 //! previous write ran goes in the next one, so an idle system adds no delay and
 //! a busy one gets large batches (at most `MAX_BATCH`).
+//!
+//! Failures are classified ([`fetchq_core::Error::is_transient`]):
+//! - **transient** (connection trouble, a lost race): the batch is retried with
+//!   backoff; outcomes whose lease ran out meanwhile are dropped (their
+//!   documents come back as orphans);
+//! - **permanent** (bad input, a payload PostgreSQL or the queue refuses, a
+//!   target version out of range...): the batch is written again one outcome at
+//!   a time, so only the refused outcome is affected. Its document is rejected
+//!   instead, with the error in its error log (message stripped of NULs, the
+//!   offending payload dropped); if even that is refused, it stops being
+//!   heartbeated and returns to the queue as an orphan after its lease. A
+//!   dropped queue has nothing left to write to: its outcomes are dropped.
+//!
+//! Outcomes waiting here are bounded by a semaphore (see `Runtime::max_pending_outcomes`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use fetchq_core::{Client, Error, Lease, Schedule};
 use serde_json::Value;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::handler::Outcome;
 use crate::registry::Registry;
 use crate::stats::{Counters, bump};
-use crate::trouble::Trouble;
+use crate::trouble::{Incidents, Trouble};
 
 const MAX_BATCH: usize = 500;
+
+/// The longest error message written in a document's error log for a refused outcome.
+const MAX_MESSAGE: usize = 2000;
 
 /// One outcome to write.
 #[derive(Debug)]
@@ -28,23 +47,52 @@ pub(crate) struct Resolution {
     pub(crate) version: i32,
     pub(crate) migrate_to: Option<i32>,
     pub(crate) counters: Arc<Counters>,
+    /// Its place among the outcomes waiting to be written; freed once written.
+    pub(crate) _slot: OwnedSemaphorePermit,
+}
+
+struct Writer {
+    client: Client,
+    registry: Registry,
+    trouble: Trouble,
+    incidents: Incidents,
+    /// Outcomes dropped because shutdown ran out of time.
+    unwritten: std::sync::atomic::AtomicUsize,
+    /// Give up: shutdown's deadline passed, or it was forced.
+    hard: CancellationToken,
 }
 
 /// Runs until every sender is gone and the last batch is written, or until
-/// `force` fires (then pending outcomes are dropped: their documents come back
-/// as orphans after their lease).
+/// `hard` fires (the shutdown deadline passed or shutdown was forced; pending
+/// outcomes are then dropped and their documents come back as orphans after
+/// their lease).
 pub(crate) async fn run(
     client: Client,
-    mut rx: mpsc::UnboundedReceiver<Resolution>,
+    mut rx: mpsc::Receiver<Resolution>,
     registry: Registry,
-    force: CancellationToken,
+    hard: CancellationToken,
+    incidents: Incidents,
 ) {
-    let mut trouble = Trouble::new("writing outcomes");
+    let mut w = Writer {
+        client,
+        registry,
+        trouble: Trouble::new("writing outcomes", &incidents),
+        incidents,
+        unwritten: std::sync::atomic::AtomicUsize::new(0),
+        hard,
+    };
     loop {
         let first = tokio::select! {
             r = rx.recv() => r,
-            _ = force.cancelled() => return,
+            _ = w.hard.cancelled() => break,
         };
+        if w.hard.is_cancelled() {
+            // out of time while writing the previous batch
+            if let Some(r) = first {
+                w.abandon(&r);
+            }
+            break;
+        }
         let Some(first) = first else { return };
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -53,85 +101,188 @@ pub(crate) async fn run(
                 Err(_) => break,
             }
         }
-        loop {
-            match write(&client, &batch, &registry).await {
-                Ok(()) => {
-                    trouble.ok();
-                    break;
-                }
-                Err(e) => {
-                    let wait = trouble.failed(&e);
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
-                        _ = force.cancelled() => return,
-                    }
-                }
-            }
-        }
+        w.write_batch(batch).await;
+    }
+    // out of time: what is left is not written
+    rx.close();
+    while let Ok(r) = rx.try_recv() {
+        w.abandon(&r);
+    }
+    let left = w.unwritten.load(std::sync::atomic::Ordering::Relaxed);
+    if left > 0 {
+        tracing::warn!(
+            outcomes = left,
+            "shutdown deadline passed: outcomes not written, their documents come back after their lease"
+        );
     }
 }
 
-/// Writes one batch; on success every resolution is accounted for (applied or
-/// lease lost) and retired from the registry.
-async fn write(client: &Client, batch: &[Resolution], registry: &Registry) -> Result<(), Error> {
-    let mut completes: HashMap<&str, Vec<&Resolution>> = HashMap::new();
-    let mut reschedules: HashMap<&str, Vec<&Resolution>> = HashMap::new();
-    let mut singles = Vec::new();
-    for r in batch {
-        match &r.outcome {
-            Outcome::Complete { .. } => {
-                completes.entry(r.lease.queue.as_str()).or_default().push(r)
+/// What became of one attempt to write.
+enum Step<T> {
+    Done(T),
+    Refused(Error),
+    /// Out of time, or the lease ran out while retrying: forget it.
+    GaveUp,
+}
+
+impl Writer {
+    /// Writes a batch; every resolution ends settled, dropped or abandoned.
+    async fn write_batch(&mut self, mut batch: Vec<Resolution>) {
+        loop {
+            let failed = match self.write_groups(batch).await {
+                Ok(()) => {
+                    self.trouble.ok();
+                    return;
+                }
+                Err(failed) => failed,
+            };
+            let (e, rest) = failed;
+            if !e.is_transient() {
+                tracing::debug!(error = %e, outcomes = rest.len(),
+                    "a batch of outcomes was refused: writing them one by one");
+                for r in rest {
+                    self.write_alone(r).await;
+                }
+                return;
             }
-            Outcome::Reschedule { .. } => reschedules
-                .entry(r.lease.queue.as_str())
-                .or_default()
-                .push(r),
-            _ => singles.push(r),
+            let wait = self.trouble.failed(&e);
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.hard.cancelled() => {}
+            }
+            batch = self.prune(rest);
+            if batch.is_empty() {
+                return;
+            }
         }
     }
-    // a retried batch cannot apply twice: every write below is fenced by the
-    // lease token, so a second attempt finds the lease gone
-    for (queue, items) in &completes {
-        let args: Vec<(Lease, Option<Value>)> = items
-            .iter()
-            .map(|r| match &r.outcome {
-                Outcome::Complete { payload } => (r.lease.clone(), payload.clone()),
-                _ => (r.lease.clone(), None),
-            })
-            .collect();
-        let done: HashSet<String> = client
-            .complete_many(queue, &args)
-            .await?
+
+    /// Drops the outcomes that can no longer be written (out of time, or their
+    /// lease ran out while waiting).
+    fn prune(&self, batch: Vec<Resolution>) -> Vec<Resolution> {
+        let now = Instant::now();
+        let hard = self.hard.is_cancelled();
+        batch
             .into_iter()
-            .collect();
-        for r in items {
-            settle(registry, r, done.contains(&r.lease.subject), |c| {
-                &c.completed
-            });
-        }
-    }
-    for (queue, items) in &reschedules {
-        let args: Vec<(Lease, Schedule, Option<Value>)> = items
-            .iter()
-            .map(|r| match &r.outcome {
-                Outcome::Reschedule { at, payload } => (r.lease.clone(), *at, payload.clone()),
-                _ => (r.lease.clone(), Schedule::Now, None),
+            .filter(|r| {
+                if hard || self.registry.expired(&r.lease, now) {
+                    self.abandon(r);
+                    false
+                } else {
+                    true
+                }
             })
-            .collect();
-        let done: HashSet<String> = client
-            .reschedule_many(queue, &args)
-            .await?
-            .into_iter()
-            .collect();
-        for r in items {
-            settle(registry, r, done.contains(&r.lease.subject), |c| {
-                &c.rescheduled
-            });
-        }
+            .collect()
     }
-    for r in singles {
+
+    fn abandon(&self, r: &Resolution) {
         let lease = &r.lease;
-        let applied = match &r.outcome {
+        if self.hard.is_cancelled() {
+            // shutdown is out of time: counted and logged once, in `run`
+            self.unwritten
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::debug!(queue = %lease.queue, subject = %lease.subject, outcome = r.outcome.kind(),
+                "shutdown deadline: outcome not written");
+        } else {
+            bump(&r.counters.lease_lost, 1);
+            tracing::warn!(queue = %lease.queue, subject = %lease.subject, outcome = r.outcome.kind(),
+                "outcome not written before its lease ran out: the document comes back as an orphan");
+        }
+        self.registry.remove(lease);
+    }
+
+    /// Writes completions and reschedules grouped by queue, the rest one by
+    /// one. On a failure, returns the error and every resolution not yet
+    /// settled (the failed group first).
+    async fn write_groups(
+        &mut self,
+        batch: Vec<Resolution>,
+    ) -> Result<(), (Error, Vec<Resolution>)> {
+        let mut groups: Vec<Vec<Resolution>> = Vec::new();
+        let mut index: HashMap<(bool, String), usize> = HashMap::new();
+        for r in batch {
+            let grouped = match &r.outcome {
+                Outcome::Complete { .. } => Some(true),
+                Outcome::Reschedule { .. } => Some(false),
+                _ => None,
+            };
+            match grouped {
+                Some(complete) => {
+                    let k = (complete, r.lease.queue.clone());
+                    let i = *index.entry(k).or_insert_with(|| {
+                        groups.push(Vec::new());
+                        groups.len() - 1
+                    });
+                    groups[i].push(r);
+                }
+                None => groups.push(vec![r]),
+            }
+        }
+        let mut groups = groups.into_iter();
+        while let Some(group) = groups.next() {
+            if let Err(e) = self.write_group(&group).await {
+                let rest = group.into_iter().chain(groups.flatten()).collect();
+                return Err((e, rest));
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes one group (same kind, same queue) and settles it.
+    async fn write_group(&self, group: &[Resolution]) -> Result<(), Error> {
+        let Some(first) = group.first() else {
+            return Ok(());
+        };
+        let queue = first.lease.queue.as_str();
+        // a retried write cannot apply twice: every write below is fenced by
+        // the lease token, so a second attempt finds the lease gone
+        match &first.outcome {
+            Outcome::Complete { .. } => {
+                let args: Vec<(Lease, Option<Value>)> = group
+                    .iter()
+                    .map(|r| match &r.outcome {
+                        Outcome::Complete { payload } => (r.lease.clone(), payload.clone()),
+                        _ => (r.lease.clone(), None),
+                    })
+                    .collect();
+                let done = self.client.complete_many(queue, &args).await?;
+                for r in group {
+                    self.settle(r, done.contains(&r.lease.subject), |c| &c.completed);
+                }
+            }
+            Outcome::Reschedule { .. } => {
+                let args: Vec<(Lease, Schedule, Option<Value>)> = group
+                    .iter()
+                    .map(|r| match &r.outcome {
+                        Outcome::Reschedule { at, payload } => {
+                            (r.lease.clone(), *at, payload.clone())
+                        }
+                        _ => (r.lease.clone(), Schedule::Now, None),
+                    })
+                    .collect();
+                let done = self.client.reschedule_many(queue, &args).await?;
+                for r in group {
+                    self.settle(r, done.contains(&r.lease.subject), |c| &c.rescheduled);
+                }
+            }
+            _ => {
+                for r in group {
+                    let applied = match self.write_single(r).await {
+                        Ok(()) => true,
+                        Err(Error::LeaseLost { .. }) => false,
+                        Err(e) => return Err(e),
+                    };
+                    self.settle(r, applied, counter_of(&r.outcome));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn write_single(&self, r: &Resolution) -> Result<(), Error> {
+        let client = &self.client;
+        let lease = &r.lease;
+        match &r.outcome {
             Outcome::Reject {
                 message,
                 details,
@@ -148,42 +299,188 @@ async fn write(client: &Client, batch: &[Resolution], registry: &Registry) -> Re
                 payload,
                 at,
             } => {
-                let to = to_version.or(r.migrate_to).unwrap_or(r.version + 1);
+                let to = to_version
+                    .or(r.migrate_to)
+                    .unwrap_or(r.version.saturating_add(1));
                 client
                     .migrate_version(lease, to, payload.as_ref(), *at)
                     .await
             }
-            Outcome::Complete { .. } | Outcome::Reschedule { .. } => Ok(()),
-        };
-        let applied = match applied {
-            Ok(()) => true,
-            Err(Error::LeaseLost { .. }) => false,
-            Err(e) => return Err(e),
-        };
-        let counter: fn(&Counters) -> &AtomicU64 = match &r.outcome {
-            Outcome::Reject { .. } => |c| &c.rejected,
-            Outcome::Kill { .. } => |c| &c.killed,
-            Outcome::Drop => |c| &c.dropped,
-            _ => |c| &c.migrated,
-        };
-        settle(registry, r, applied, counter);
+            Outcome::Complete { payload } => {
+                let done = client
+                    .complete_many(&lease.queue, &[(lease.clone(), payload.clone())])
+                    .await?;
+                lost_unless(lease, !done.is_empty())
+            }
+            Outcome::Reschedule { at, payload } => {
+                let done = client
+                    .reschedule_many(&lease.queue, &[(lease.clone(), *at, payload.clone())])
+                    .await?;
+                lost_unless(lease, !done.is_empty())
+            }
+        }
     }
-    Ok(())
+
+    /// Writes one outcome on its own; if the database refuses it, rejects the
+    /// document instead (or lets it expire).
+    async fn write_alone(&self, r: Resolution) {
+        if self.hard.is_cancelled() {
+            self.abandon(&r);
+            return;
+        }
+        let mut trouble = Trouble::new("writing outcomes", &self.incidents);
+        let step = retrying(&mut trouble, &self.registry, &self.hard, &r.lease, || {
+            self.write_single(&r)
+        })
+        .await;
+        match step {
+            Step::Done(()) => self.settle(&r, true, counter_of(&r.outcome)),
+            Step::Refused(Error::LeaseLost { .. }) => self.settle(&r, false, |c| &c.completed),
+            Step::Refused(e) => self.refused(r, e).await,
+            Step::GaveUp => self.abandon(&r),
+        }
+    }
+
+    /// The database refused this outcome for good.
+    async fn refused(&self, r: Resolution, e: Error) {
+        let lease = &r.lease;
+        bump(&r.counters.refused, 1);
+        if let Error::QueueNotFound { .. } = e {
+            tracing::warn!(queue = %lease.queue, subject = %lease.subject, outcome = r.outcome.kind(),
+                "the queue no longer exists: outcome dropped");
+            self.registry.remove(lease);
+            return;
+        }
+        let message = refusal_message(&r.outcome, &e);
+        tracing::error!(queue = %lease.queue, subject = %lease.subject, outcome = r.outcome.kind(), error = %e,
+            "the database refused this outcome: the document is rejected instead");
+        let mut trouble = Trouble::new("writing outcomes", &self.incidents);
+        let client = &self.client;
+        let step = retrying(&mut trouble, &self.registry, &self.hard, lease, || {
+            client.reject(lease, &message, None, None)
+        })
+        .await;
+        match step {
+            Step::Done(()) => self.settle(&r, true, |c| &c.rejected),
+            Step::Refused(Error::LeaseLost { .. }) => self.settle(&r, false, |c| &c.rejected),
+            Step::Refused(e2) => {
+                // even a plain reject is refused: record the error if we can,
+                // stop heartbeating, and let the lease run out
+                let _ = self
+                    .client
+                    .log_error(&lease.queue, &lease.subject, &message, None, None)
+                    .await;
+                tracing::error!(queue = %lease.queue, subject = %lease.subject, error = %e2,
+                    "the reject was refused too: the document returns to the queue after its lease");
+                self.registry.remove(lease);
+            }
+            Step::GaveUp => self.abandon(&r),
+        }
+    }
+
+    fn settle(&self, r: &Resolution, applied: bool, counter: impl Fn(&Counters) -> &AtomicU64) {
+        let lease = &r.lease;
+        if applied {
+            bump(counter(&r.counters), 1);
+        } else {
+            // counted once, whether the heartbeat noticed first or we do now
+            self.registry.lost(lease);
+            tracing::debug!(queue = %lease.queue, subject = %lease.subject, "lease lost: outcome discarded");
+        }
+        self.registry.remove(lease);
+    }
 }
 
-fn settle(
+/// Retries `op` while it fails transiently (until out of time or the lease ran out).
+async fn retrying<T, F, Fut>(
+    trouble: &mut Trouble,
     registry: &Registry,
-    r: &Resolution,
-    applied: bool,
-    counter: impl Fn(&Counters) -> &AtomicU64,
-) {
-    let lease = &r.lease;
-    if applied {
-        bump(counter(&r.counters), 1);
-    } else {
-        // counted once, whether the heartbeat noticed first or we do now
-        registry.lost(lease);
-        tracing::debug!(queue = %lease.queue, subject = %lease.subject, "lease lost: outcome discarded");
+    hard: &CancellationToken,
+    lease: &Lease,
+    mut op: F,
+) -> Step<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, Error>>,
+{
+    loop {
+        match op().await {
+            Ok(v) => {
+                trouble.ok();
+                return Step::Done(v);
+            }
+            Err(e) if e.is_transient() => {
+                let wait = trouble.failed(&e);
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = hard.cancelled() => {}
+                }
+                if hard.is_cancelled() || registry.expired(lease, Instant::now()) {
+                    return Step::GaveUp;
+                }
+            }
+            Err(e) => return Step::Refused(e),
+        }
     }
-    registry.remove(lease);
+}
+
+fn counter_of(outcome: &Outcome) -> fn(&Counters) -> &AtomicU64 {
+    match outcome {
+        Outcome::Complete { .. } => |c| &c.completed,
+        Outcome::Reschedule { .. } => |c| &c.rescheduled,
+        Outcome::Reject { .. } => |c| &c.rejected,
+        Outcome::Kill { .. } => |c| &c.killed,
+        Outcome::Drop => |c| &c.dropped,
+        Outcome::Migrate { .. } => |c| &c.migrated,
+    }
+}
+
+fn lost_unless(lease: &Lease, applied: bool) -> Result<(), Error> {
+    if applied {
+        Ok(())
+    } else {
+        Err(Error::LeaseLost {
+            queue: lease.queue.clone(),
+            subject: lease.subject.clone(),
+        })
+    }
+}
+
+/// The error log message for a refused outcome: what was refused and why,
+/// without NUL characters (PostgreSQL cannot store them) and bounded in length.
+pub(crate) fn refusal_message(outcome: &Outcome, err: &Error) -> String {
+    let mut message = match outcome {
+        Outcome::Reject { message, .. } => {
+            format!("{message} (this reject was refused by the database: {err})")
+        }
+        other => format!(
+            "the handler's {} outcome was refused by the database: {err}",
+            other.kind()
+        ),
+    };
+    message.retain(|c| c != '\0');
+    if message.len() > MAX_MESSAGE {
+        let mut end = MAX_MESSAGE;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusal_messages_lose_nuls_and_length() {
+        let err = Error::InvalidArgument {
+            message: "bad".into(),
+        };
+        let m = refusal_message(&Outcome::reject(format!("a\0b{}", "é".repeat(3000))), &err);
+        assert!(!m.contains('\0') && m.starts_with("ab") && m.len() <= MAX_MESSAGE);
+        let m = refusal_message(&Outcome::complete(), &err);
+        assert!(m.contains("complete outcome was refused") && m.contains("bad"));
+    }
 }

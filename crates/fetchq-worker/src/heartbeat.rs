@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::registry::Registry;
-use crate::trouble::Trouble;
+use crate::trouble::{Incidents, Trouble};
 
 /// How often to look, given the shortest lease of the registered handlers.
 pub(crate) fn tick_for(shortest_lease: Duration) -> Duration {
@@ -22,8 +22,9 @@ pub(crate) async fn run(
     registry: Registry,
     tick: Duration,
     stop: CancellationToken,
+    incidents: Incidents,
 ) {
-    let mut trouble = Trouble::new("heartbeat");
+    let mut trouble = Trouble::new("heartbeat", &incidents);
     let mut interval = tokio::time::interval(tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -33,7 +34,11 @@ pub(crate) async fn run(
         }
         let now = Instant::now();
         for ((queue, duration), leases) in registry.due_for_heartbeat(now) {
-            match client.extend_leases(&queue, &leases, duration).await {
+            let extended = tokio::select! {
+                r = client.extend_leases(&queue, &leases, duration) => r,
+                _ = stop.cancelled() => return,
+            };
+            match extended {
                 Ok(held) => {
                     trouble.ok();
                     let until = now + duration;
@@ -44,6 +49,15 @@ pub(crate) async fn run(
                             tracing::warn!(queue = %lease.queue, subject = %lease.subject,
                                 "lease lost: the handler is cancelled and its result will be discarded");
                         }
+                    }
+                }
+                Err(e @ fetchq_core::Error::QueueNotFound { .. }) => {
+                    // the queue was dropped under us: nothing is held any more
+                    trouble.ok();
+                    tracing::warn!(queue = %queue, error = %e, leases = leases.len(),
+                        "queue dropped: its handlers are cancelled and their results discarded");
+                    for lease in &leases {
+                        registry.lost(lease);
                     }
                 }
                 Err(e) => {

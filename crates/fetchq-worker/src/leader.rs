@@ -9,7 +9,7 @@ use fetchq_core::Client;
 use sqlx::{Connection, PgConnection};
 use tokio_util::sync::CancellationToken;
 
-use crate::trouble::Trouble;
+use crate::trouble::{Incidents, Trouble};
 
 /// How often the leader looks for tables to vacuum.
 const VACUUM_EVERY: Duration = Duration::from_secs(5);
@@ -19,10 +19,20 @@ const LEADER_KEY: i64 = 0x6665_7463_686d; // "fetchm"
 
 /// Runs until `stop` fires. `interval` is how often the leader runs due jobs,
 /// and how often a follower tries to become the leader.
-pub(crate) async fn run(client: Client, interval: Duration, stop: CancellationToken) {
-    let mut trouble = Trouble::new("maintenance");
+pub(crate) async fn run(
+    client: Client,
+    interval: Duration,
+    stop: CancellationToken,
+    incidents: Incidents,
+) {
+    let mut trouble = Trouble::new("maintenance", &incidents);
     loop {
-        match lead(&client, interval, &stop, &mut trouble).await {
+        let led = tokio::select! {
+            r = lead(&client, interval, &stop, &mut trouble) => r,
+            // stuck on an unreachable server: dropping the connection unlocks
+            _ = stop.cancelled() => return,
+        };
+        match led {
             Ok(()) => return, // stopped
             Err(e) => {
                 let wait = trouble.failed(&e).max(interval);

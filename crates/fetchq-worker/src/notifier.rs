@@ -9,7 +9,7 @@ use sqlx::postgres::PgListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::trouble::Trouble;
+use crate::trouble::{Incidents, Trouble};
 
 /// Channels the engine notifies on, with the queue name as payload.
 const CHANNELS: [&str; 2] = ["fetchq_pending", "fetchq_queue_resume"];
@@ -19,10 +19,15 @@ pub(crate) async fn run(
     pool: PgPool,
     wakers: HashMap<String, Vec<Arc<Notify>>>,
     stop: CancellationToken,
+    incidents: Incidents,
 ) {
-    let mut trouble = Trouble::new("listening for notifications");
+    let mut trouble = Trouble::new("listening for notifications", &incidents);
     loop {
-        let mut listener = match connect(&pool).await {
+        let connected = tokio::select! {
+            c = connect(&pool) => c,
+            _ = stop.cancelled() => return,
+        };
+        let mut listener = match connected {
             Ok(l) => {
                 trouble.ok();
                 l

@@ -1,12 +1,16 @@
 //! One pool per registered handler: picks as many documents as it has free
 //! slots (never more), runs each in its own task, and on shutdown lets them
-//! finish until the deadline, then gives back what is left.
+//! finish until the deadline, then cancels them and gives back what is left.
+//!
+//! A slot is free once its outcome is handed to the completer, which takes at
+//! most `max_pending_outcomes` of them at a time: when writes are slow, pools
+//! stop picking instead of piling up documents that are picked but unwritten.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use fetchq_core::{Client, Document, Error, Lease, PickOptions};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -17,20 +21,25 @@ use crate::erased::Registered;
 use crate::handler::{Context, HandlerError, Outcome};
 use crate::registry::{Entry, Registry, State};
 use crate::stats::{Counters, bump};
-use crate::trouble::Trouble;
+use crate::trouble::{Incidents, Trouble};
 
 /// What a pool shares with the rest of the runtime.
 #[derive(Debug, Clone)]
 pub(crate) struct Shared {
     pub(crate) client: Client,
     pub(crate) registry: Registry,
-    pub(crate) outcomes: mpsc::UnboundedSender<Resolution>,
+    pub(crate) outcomes: mpsc::Sender<Resolution>,
+    /// Places among the outcomes waiting to be written.
+    pub(crate) slots: Arc<Semaphore>,
     /// Stop picking and drain.
     pub(crate) shutdown: CancellationToken,
-    /// Stop now.
-    pub(crate) force: CancellationToken,
-    /// How long in-flight handlers may still run once shutdown starts.
-    pub(crate) grace: Duration,
+    /// In-flight handlers ran out of time: cancel them (their tokens are children).
+    pub(crate) deadline: CancellationToken,
+    /// Out of time to write anything (the end of `shutdown_timeout`), or forced.
+    pub(crate) hard: CancellationToken,
+    /// How long cancelled handlers get to return after `deadline`.
+    pub(crate) cancel_wait: Duration,
+    pub(crate) incidents: Incidents,
 }
 
 /// How long a busy pool waits for more free slots before a small pick.
@@ -53,7 +62,7 @@ pub(crate) async fn run(
         .limit(i32::try_from(opts.batch).unwrap_or(i32::MAX));
     let mut tasks: JoinSet<()> = JoinSet::new();
     let mut leases: Vec<Lease> = Vec::new();
-    let mut trouble = Trouble::new(format!("picking for {name}"));
+    let mut trouble = Trouble::new(format!("picking for {name}"), &shared.incidents);
     let low_water = opts.batch.min(opts.concurrency).div_ceil(2);
     let mut waited = false;
     tracing::info!(handler = %name, queue = %opts.queue, version = opts.version, concurrency = opts.concurrency, "pool started");
@@ -87,10 +96,19 @@ pub(crate) async fn run(
         // after one bounded wait, pick whatever is free
         waited = false;
         let limit = i32::try_from(free.min(opts.batch)).unwrap_or(i32::MAX);
-        match shared.client.pick(&opts.queue, &pick.limit(limit)).await {
+        let this_pick = pick.limit(limit);
+        let picked = tokio::select! {
+            p = shared.client.pick(&opts.queue, &this_pick) => p,
+            // stuck on an unreachable server past the deadline: give up on it
+            _ = shared.deadline.cancelled() => break,
+        };
+        match picked {
             Ok(docs) if docs.is_empty() => {
                 trouble.ok();
-                let wait = idle_wait(&shared.client, &opts.queue, opts.idle_poll).await;
+                let wait = tokio::select! {
+                    w = idle_wait(&shared.client, &opts.queue, opts.idle_poll) => w,
+                    _ = shared.shutdown.cancelled() => Duration::ZERO,
+                };
                 tokio::select! {
                     _ = wake.notified() => {}
                     _ = tokio::time::sleep(wait) => {}
@@ -144,13 +162,16 @@ fn spawn(
     doc: Document,
 ) {
     let opts = &reg.options;
-    let cancel = shared.shutdown.child_token();
+    // fires on a lost lease, past max runtime, or when shutdown stops waiting
+    // (not when shutdown starts: in-flight work may finish within the deadline)
+    let cancel = shared.deadline.child_token();
     shared.registry.insert(Entry {
         lease: doc.lease.clone(),
         lease_duration: opts.lease,
         expires: Instant::now() + opts.lease,
         cancel: cancel.clone(),
         state: State::Running,
+        submitted_at: None,
         counters: counters.clone(),
     });
     let span = tracing::info_span!("fetchq.doc", queue = %opts.queue, subject = %doc.subject,
@@ -172,20 +193,40 @@ fn spawn(
             // the guard aborts it if this task is aborted
             let handle = AbortOnDrop(tokio::spawn(future.in_current_span()));
             let outcome = run_handler(handle, max_runtime, &cancel, &counters).await;
+            if shared.deadline.is_cancelled() && matches!(outcome, Outcome::Reject { .. }) {
+                // cut short by shutdown, which is not the document's fault: it
+                // stays held (running) and the drain releases it, so no attempt
+                // is burned and nothing is logged against it
+                tracing::debug!("stopped by shutdown: the document will be released");
+                return;
+            }
             if !shared.registry.submit(&lease) {
                 // the lease was lost meanwhile (already counted): discard
                 shared.registry.remove(&lease);
                 return;
             }
             tracing::debug!(outcome = outcome.kind(), "handled");
+            // back-pressure: the slot stays taken until the outcome has a place
+            let slot = tokio::select! {
+                s = shared.slots.clone().acquire_owned() => s,
+                _ = shared.hard.cancelled() => {
+                    shared.registry.remove(&lease);
+                    return;
+                }
+            };
+            let Ok(slot) = slot else {
+                shared.registry.remove(&lease);
+                return;
+            };
             let resolution = Resolution {
                 lease,
                 outcome,
                 version,
                 migrate_to,
                 counters,
+                _slot: slot,
             };
-            if let Err(unsent) = shared.outcomes.send(resolution) {
+            if let Err(unsent) = shared.outcomes.send(resolution).await {
                 shared.registry.remove(&unsent.0.lease);
             }
         }
@@ -247,8 +288,10 @@ async fn run_handler(
     }
 }
 
-/// Shutdown: wait for in-flight handlers until the grace period ends (or the
-/// force token fires), then abort the rest and release their documents.
+/// Shutdown: wait for in-flight handlers until the deadline; then fire their
+/// cancellation tokens, give them `cancel_wait` to return, abort the rest and
+/// release their documents (attempts not burned). Forced or out of time: the
+/// documents come back as orphans after their lease.
 async fn drain(
     name: &str,
     tasks: &mut JoinSet<()>,
@@ -259,23 +302,26 @@ async fn drain(
     if !tasks.is_empty() {
         tracing::info!(handler = %name, in_flight = tasks.len(), "shutting down: waiting for in-flight handlers");
     }
-    let deadline = tokio::time::sleep(shared.grace);
-    tokio::pin!(deadline);
     while !tasks.is_empty() {
         tokio::select! {
             _ = tasks.join_next() => {}
-            _ = &mut deadline => break,
-            _ = shared.force.cancelled() => break,
+            _ = shared.deadline.cancelled() => break,
         }
     }
-    if tasks.is_empty() {
-        return;
-    }
-    tracing::warn!(handler = %name, left = tasks.len(), "grace period over: cancelling the rest");
-    tasks.abort_all();
-    while tasks.join_next().await.is_some() {}
-    if shared.force.is_cancelled() {
-        return; // forced: the documents come back as orphans after their lease
+    if !tasks.is_empty() {
+        // the deadline token is the parent of every handler's token
+        tracing::warn!(handler = %name, left = tasks.len(), "shutdown deadline: cancelling the rest");
+        let wait = tokio::time::sleep(shared.cancel_wait);
+        tokio::pin!(wait);
+        while !tasks.is_empty() {
+            tokio::select! {
+                _ = tasks.join_next() => {}
+                _ = &mut wait => break,
+                _ = shared.hard.cancelled() => break,
+            }
+        }
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
     }
     let mut by_queue: std::collections::HashMap<String, Vec<Lease>> =
         std::collections::HashMap::new();
@@ -283,13 +329,21 @@ async fn drain(
         by_queue.entry(lease.queue.clone()).or_default().push(lease);
     }
     for (queue, leases) in by_queue {
-        match shared.client.release(&queue, &leases).await {
-            Ok(released) => {
-                bump(&counters.released, released.len() as u64);
-                tracing::info!(handler = %name, released = released.len(), "gave back unfinished documents");
-            }
-            Err(e) => {
-                tracing::warn!(handler = %name, error = %e, "could not give documents back: they return after their lease")
+        if shared.hard.is_cancelled() {
+            tracing::warn!(handler = %name, left = leases.len(), "out of time: unfinished documents come back after their lease");
+        } else {
+            let released = tokio::select! {
+                r = shared.client.release(&queue, &leases) => r,
+                _ = shared.hard.cancelled() => Err(fetchq_core::Error::Database(sqlx::Error::PoolTimedOut)),
+            };
+            match released {
+                Ok(released) => {
+                    bump(&counters.released, released.len() as u64);
+                    tracing::info!(handler = %name, released = released.len(), "gave back unfinished documents");
+                }
+                Err(e) => {
+                    tracing::warn!(handler = %name, error = %e, "could not give documents back: they return after their lease")
+                }
             }
         }
         for lease in &leases {

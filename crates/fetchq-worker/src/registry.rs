@@ -30,6 +30,8 @@ pub(crate) struct Entry {
     pub(crate) expires: Instant,
     pub(crate) cancel: CancellationToken,
     pub(crate) state: State,
+    /// When the handler handed its outcome over (state `Submitted`).
+    pub(crate) submitted_at: Option<Instant>,
     pub(crate) counters: Arc<Counters>,
 }
 
@@ -59,6 +61,7 @@ impl Registry {
         match self.lock().get_mut(&key(lease)) {
             Some(e) if e.lease.token == lease.token && e.state == State::Running => {
                 e.state = State::Submitted;
+                e.submitted_at = Some(Instant::now());
                 true
             }
             _ => false,
@@ -77,14 +80,21 @@ impl Registry {
     }
 
     /// Leases to extend now: those past half of their lease, grouped by queue
-    /// and lease duration.
+    /// and lease duration. An outcome that has waited to be written for longer
+    /// than one lease is no longer extended: if it cannot be written, its
+    /// document returns to the queue as an orphan instead of staying active
+    /// with no live handler.
     pub(crate) fn due_for_heartbeat(
         &self,
         now: Instant,
     ) -> HashMap<(String, Duration), Vec<Lease>> {
         let mut due: HashMap<(String, Duration), Vec<Lease>> = HashMap::new();
         for e in self.lock().values() {
+            let stale = e.state == State::Submitted
+                && e.submitted_at
+                    .is_some_and(|at| now.saturating_duration_since(at) > e.lease_duration);
             if e.state != State::Lost
+                && !stale
                 && e.expires.saturating_duration_since(now) < e.lease_duration / 2
             {
                 due.entry((e.lease.queue.clone(), e.lease_duration))
@@ -128,6 +138,14 @@ impl Registry {
         self.lock()
             .get(&key(lease))
             .is_some_and(|e| e.lease.token == lease.token && e.state == State::Running)
+    }
+
+    /// Whether the lease has run out by the local clock (or is no longer held
+    /// here): an outcome still waiting for it is not worth writing any more.
+    pub(crate) fn expired(&self, lease: &Lease, now: Instant) -> bool {
+        self.lock().get(&key(lease)).is_none_or(|e| {
+            e.lease.token != lease.token || e.state == State::Lost || now >= e.expires
+        })
     }
 
     /// How many leases are held.

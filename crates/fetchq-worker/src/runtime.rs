@@ -9,7 +9,7 @@ use std::time::Duration;
 use fetchq_core::Client;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -18,7 +18,7 @@ use crate::handler::Handler;
 use crate::pool::Shared;
 use crate::registry::Registry;
 use crate::stats::Stats;
-use crate::trouble::Trouble;
+use crate::trouble::{Incidents, Trouble};
 use crate::{completer, heartbeat, leader, notifier, pool};
 
 /// Why the runtime could not run, or how it stopped.
@@ -104,7 +104,13 @@ pub struct Runtime {
     migrate: bool,
     create_queues: bool,
     max_connections: u32,
+    acquire_timeout: Duration,
+    max_pending_outcomes: Option<usize>,
 }
+
+/// How much of `shutdown_timeout` is kept, at most, for releasing the
+/// documents of cancelled handlers and writing the last outcomes.
+const FINAL_RESERVE: Duration = Duration::from_secs(2);
 
 impl Runtime {
     /// A runtime on a database URL, a pool or a [`Client`].
@@ -122,6 +128,8 @@ impl Runtime {
             migrate: true,
             create_queues: true,
             max_connections: 20,
+            acquire_timeout: Duration::from_secs(5),
+            max_pending_outcomes: None,
         }
     }
 
@@ -138,7 +146,24 @@ impl Runtime {
         self
     }
 
-    /// How long in-flight handlers may finish after shutdown starts (default 30 s).
+    /// How long a graceful shutdown may take in all (default 30 s): [`run`](Self::run)
+    /// returns within it, whatever the handlers or the database do.
+    ///
+    /// In-flight handlers keep running (their cancellation tokens do not fire
+    /// when shutdown starts) until the last fifth of it (at most the last 2 s),
+    /// which is kept for giving documents back: then their tokens fire, they
+    /// get a moment to return, and the documents of those still running, or
+    /// that returned an error or a reject once cancelled, are released (pending
+    /// again at once, the attempt not counted). Outcomes that still cannot be
+    /// written when it ends (database down) are dropped: their documents come
+    /// back after their lease.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # fn run(runtime: fetchq_worker::Runtime) {
+    /// let runtime = runtime.shutdown_timeout(Duration::from_secs(60));
+    /// # let _ = runtime; }
+    /// ```
     pub fn shutdown_timeout(mut self, grace: Duration) -> Self {
         self.grace = grace;
         self
@@ -172,6 +197,39 @@ impl Runtime {
     /// Pool size when the runtime connects from a URL (default 20).
     pub fn max_connections(mut self, n: u32) -> Self {
         self.max_connections = n;
+        self
+    }
+
+    /// How long a database call waits for a free connection of the runtime's
+    /// pool before failing with a transient error (default 5 s), so an outage
+    /// is noticed, logged and retried instead of every call queueing silently.
+    /// Applies when the runtime opens its own pool (from a URL); a pool you pass
+    /// in keeps its own `acquire_timeout` (set it with
+    /// [`PgPoolOptions::acquire_timeout`](sqlx::postgres::PgPoolOptions::acquire_timeout)).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let runtime = fetchq_worker::Runtime::new("postgres://localhost/app")
+    ///     .acquire_timeout(Duration::from_secs(2));
+    /// # let _ = runtime;
+    /// ```
+    pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
+        self.acquire_timeout = timeout;
+        self
+    }
+
+    /// How many handler outcomes may wait to be written at once (default: the
+    /// sum of the handlers' concurrency). A handler's slot is freed only once
+    /// its outcome has a place among them, so when writes are slow the pools
+    /// stop picking: documents picked but not yet written never exceed the
+    /// total concurrency plus this bound.
+    ///
+    /// ```
+    /// let runtime = fetchq_worker::Runtime::new("postgres://localhost/app").max_pending_outcomes(64);
+    /// # let _ = runtime;
+    /// ```
+    pub fn max_pending_outcomes(mut self, n: usize) -> Self {
+        self.max_pending_outcomes = Some(n.max(1));
         self
     }
 
@@ -209,6 +267,7 @@ impl Runtime {
             Source::Pool(pool) => pool.clone(),
             Source::Url(url) => PgPoolOptions::new()
                 .max_connections(self.max_connections)
+                .acquire_timeout(self.acquire_timeout)
                 .connect_lazy(url)
                 .map_err(fetchq_core::Error::from)?,
         };
@@ -216,17 +275,39 @@ impl Runtime {
         if self.signals {
             spawn_signal_handler(self.shutdown.clone(), self.force.clone());
         }
-        self.setup(&client).await?;
+        let incidents = Incidents::default();
+        self.setup(&client, &incidents).await?;
+
+        // shutdown's clock: handlers are cancelled at `deadline`, writing
+        // stops at `hard` (the end of shutdown_timeout, or forced)
+        let hard = self.force.child_token();
+        let deadline = hard.child_token();
+        let reserve = (self.grace / 5).min(FINAL_RESERVE);
+        let clock = tokio::spawn(shutdown_clock(
+            self.shutdown.clone(),
+            deadline.clone(),
+            hard.clone(),
+            self.grace,
+            reserve,
+        ));
 
         let registry = Registry::default();
-        let (tx, rx) = mpsc::unbounded_channel();
+        let bound = self.max_pending_outcomes.unwrap_or_else(|| {
+            self.handlers
+                .iter()
+                .map(|h| h.options.concurrency)
+                .sum::<usize>()
+                .max(1)
+        });
+        let (tx, rx) = mpsc::channel(bound);
         let background = CancellationToken::new();
         let mut services = JoinSet::new();
         let completer = tokio::spawn(completer::run(
             client.clone(),
             rx,
             registry.clone(),
-            self.force.clone(),
+            hard.clone(),
+            incidents.clone(),
         ));
         let shortest = self
             .handlers
@@ -239,18 +320,27 @@ impl Runtime {
             registry.clone(),
             heartbeat::tick_for(shortest),
             background.clone(),
+            incidents.clone(),
         ));
         if let Some(every) = self.maintenance {
-            services.spawn(leader::run(client.clone(), every, background.clone()));
+            services.spawn(leader::run(
+                client.clone(),
+                every,
+                background.clone(),
+                incidents.clone(),
+            ));
         }
 
         let shared = Shared {
             client: client.clone(),
             registry: registry.clone(),
             outcomes: tx,
+            slots: Arc::new(Semaphore::new(bound)),
             shutdown: self.shutdown.clone(),
-            force: self.force.clone(),
-            grace: self.grace,
+            deadline,
+            hard,
+            cancel_wait: reserve / 2,
+            incidents: incidents.clone(),
         };
         let mut wakers: HashMap<String, Vec<Arc<Notify>>> = HashMap::new();
         let mut pools = JoinSet::new();
@@ -263,15 +353,28 @@ impl Runtime {
             let counters = self.stats.handler(&reg.options.name());
             pools.spawn(pool::run(reg, shared.clone(), wake, counters));
         }
-        services.spawn(notifier::run(pool.clone(), wakers, background.clone()));
+        services.spawn(notifier::run(
+            pool.clone(),
+            wakers,
+            background.clone(),
+            incidents.clone(),
+        ));
         drop(shared);
 
         // pools return once shut down and drained
         while pools.join_next().await.is_some() {}
         // the completer writes what the handlers left, then stops
         let _ = completer.await;
+        clock.abort();
         background.cancel();
-        while services.join_next().await.is_some() {}
+        // services stop at once when cancelled; do not let one hold us up
+        let stopped = async { while services.join_next().await.is_some() {} };
+        if tokio::time::timeout(Duration::from_millis(500), stopped)
+            .await
+            .is_err()
+        {
+            services.abort_all();
+        }
         if self.force.is_cancelled() {
             tracing::warn!(leases = registry.len(), "forced shutdown");
             return Err(WorkerError::Forced);
@@ -282,8 +385,8 @@ impl Runtime {
 
     /// Installs the schema and creates the queues, retrying while the
     /// database is unreachable (until shutdown).
-    async fn setup(&self, client: &Client) -> Result<(), WorkerError> {
-        let mut trouble = Trouble::new("starting up");
+    async fn setup(&self, client: &Client, incidents: &Incidents) -> Result<(), WorkerError> {
+        let mut trouble = Trouble::new("starting up", incidents);
         loop {
             let attempt = async {
                 if self.migrate {
@@ -296,9 +399,13 @@ impl Runtime {
                 }
                 Ok::<(), fetchq_core::Error>(())
             };
-            match attempt.await {
+            let attempt = tokio::select! {
+                a = attempt => a,
+                _ = self.shutdown.cancelled() => return Ok(()),
+            };
+            match attempt {
                 Ok(()) => return Ok(()),
-                Err(fetchq_core::Error::Database(e)) if is_transient(&e) => {
+                Err(e) if e.is_transient() => {
                     let wait = trouble.failed(&e);
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {}
@@ -311,18 +418,20 @@ impl Runtime {
     }
 }
 
-/// Connection-level failures worth retrying (the server is restarting or unreachable).
-fn is_transient(e: &sqlx::Error) -> bool {
-    matches!(
-        e,
-        sqlx::Error::Io(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Tls(_)
-    ) || e
-        .as_database_error()
-        .and_then(|d| d.code())
-        .is_some_and(|c| c.starts_with("57P") || c.starts_with("08"))
+/// Fires `deadline` when handlers must stop (`grace - reserve` after shutdown
+/// starts) and `hard` when shutdown must be over (`grace` after it starts).
+async fn shutdown_clock(
+    shutdown: CancellationToken,
+    deadline: CancellationToken,
+    hard: CancellationToken,
+    grace: Duration,
+    reserve: Duration,
+) {
+    shutdown.cancelled().await;
+    tokio::time::sleep(grace.saturating_sub(reserve)).await;
+    deadline.cancel();
+    tokio::time::sleep(reserve).await;
+    hard.cancel();
 }
 
 fn spawn_signal_handler(shutdown: CancellationToken, force: CancellationToken) {

@@ -18,6 +18,7 @@ pub(crate) struct Counters {
     pub(crate) timed_out: AtomicU64,
     pub(crate) lease_lost: AtomicU64,
     pub(crate) released: AtomicU64,
+    pub(crate) refused: AtomicU64,
 }
 
 pub(crate) fn bump(counter: &AtomicU64, n: u64) {
@@ -49,6 +50,10 @@ pub struct HandlerStats {
     pub lease_lost: u64,
     /// Documents given back at shutdown.
     pub released: u64,
+    /// Outcomes the database refused for good (a payload it cannot store or
+    /// that is over the queue's limit, a version out of range, a dropped
+    /// queue...): the document was rejected instead, or left to expire.
+    pub refused: u64,
 }
 
 /// Live counters of every handler of a runtime; cheap to clone.
@@ -91,6 +96,7 @@ impl Stats {
                     timed_out: get(&c.timed_out),
                     lease_lost: get(&c.lease_lost),
                     released: get(&c.released),
+                    refused: get(&c.refused),
                 };
                 (name.clone(), stats)
             })
@@ -113,6 +119,7 @@ impl Stats {
                 timed_out: a.timed_out + s.timed_out,
                 lease_lost: a.lease_lost + s.lease_lost,
                 released: a.released + s.released,
+                refused: a.refused + s.refused,
             })
     }
 }

@@ -9,7 +9,7 @@
 //!
 //! Each handler run appends two JSON lines to the runs file: a `start` line
 //! (subject, lease token, pid, attempt, time in µs since the epoch) when it
-//! begins and an `end` line (token, time, outcome kind or `aborted`, whether
+//! begins and an `end` line (subject, token, time, outcome kind or `aborted`, whether
 //! the handler saw its cancellation token fire) when it returns or is dropped.
 //! The runs go to a local file, not to the database, so that recording them
 //! never waits for a connection and never flushes the server's WAL (which
@@ -66,6 +66,7 @@ impl Runs {
 /// future writes `aborted`).
 struct RunGuard {
     runs: Runs,
+    subject: String,
     token: String,
     outcome: &'static str,
     cancelled: bool,
@@ -74,7 +75,7 @@ struct RunGuard {
 impl Drop for RunGuard {
     fn drop(&mut self) {
         self.runs.write(&json!({
-            "ev": "end", "token": self.token, "t": now_micros(),
+            "ev": "end", "subject": self.subject, "token": self.token, "t": now_micros(),
             "outcome": self.outcome, "cancelled": self.cancelled,
         }));
     }
@@ -110,6 +111,7 @@ impl Handler for Faulty {
         }));
         let mut guard = RunGuard {
             runs: self.runs.clone(),
+            subject: doc.subject.clone(),
             token,
             outcome: "aborted",
             cancelled: false,

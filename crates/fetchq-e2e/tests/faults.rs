@@ -6,7 +6,8 @@
 //! - **no document lost**: every pushed subject is still in the queue (unless
 //!   the test dropped it);
 //! - **none leased twice at once**: no two handler runs of one subject overlap
-//!   in time, and no lease token was handed to two runs;
+//!   in time, and no lease (subject and token) was handed to two runs (one
+//!   pick gives one token to all the documents it leases);
 //! - **no completion applied twice**: a document's `iterations` never exceed
 //!   the handler runs it had;
 //! - **none stuck active**: no document is active with its lease expired
@@ -225,7 +226,8 @@ struct RunRecord {
 
 fn read_runs(dir: &Path) -> Vec<RunRecord> {
     let mut runs: Vec<RunRecord> = Vec::new();
-    let mut by_token: HashMap<String, Vec<usize>> = HashMap::new();
+    // one pick gives one token to all its documents: a run is (subject, token)
+    let mut by_lease: HashMap<(String, String), Vec<usize>> = HashMap::new();
     let mut ends: Vec<Value> = Vec::new();
     let Ok(entries) = std::fs::read_dir(dir) else {
         return runs;
@@ -240,9 +242,13 @@ fn read_runs(dir: &Path) -> Vec<RunRecord> {
             match v["ev"].as_str() {
                 Some("start") => {
                     let token = v["token"].as_str().unwrap_or_default().to_owned();
-                    by_token.entry(token.clone()).or_default().push(runs.len());
+                    let subject = v["subject"].as_str().unwrap_or_default().to_owned();
+                    by_lease
+                        .entry((subject.clone(), token.clone()))
+                        .or_default()
+                        .push(runs.len());
                     runs.push(RunRecord {
-                        subject: v["subject"].as_str().unwrap_or_default().to_owned(),
+                        subject,
                         token,
                         pid: v["pid"].as_i64().unwrap_or(0),
                         started: v["t"].as_i64().unwrap_or(0),
@@ -256,8 +262,11 @@ fn read_runs(dir: &Path) -> Vec<RunRecord> {
         }
     }
     for v in ends {
-        let token = v["token"].as_str().unwrap_or_default();
-        if let Some(idx) = by_token.get(token) {
+        let key = (
+            v["subject"].as_str().unwrap_or_default().to_owned(),
+            v["token"].as_str().unwrap_or_default().to_owned(),
+        );
+        if let Some(idx) = by_lease.get(&key) {
             for &i in idx {
                 runs[i].ended = v["t"].as_i64();
                 runs[i].outcome = v["outcome"].as_str().map(str::to_owned);
@@ -368,13 +377,13 @@ async fn check_invariants(
     }
     let reused = scalar(
         pool,
-        "SELECT count(*) FROM (SELECT token FROM fault_runs GROUP BY token HAVING count(*) > 1) t",
+        "SELECT count(*) FROM (SELECT 1 FROM fault_runs GROUP BY subject, token HAVING count(*) > 1) t",
     )
     .await;
     if reused > 0 {
         run.violation(
             "none leased twice at once",
-            format!("{reused} lease tokens were handed to more than one handler run"),
+            format!("{reused} leases (subject and token) were handed to more than one handler run"),
         );
     }
     let unended = scalar(pool, "SELECT count(*) FROM fault_runs WHERE ended IS NULL").await;

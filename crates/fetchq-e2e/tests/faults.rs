@@ -501,6 +501,17 @@ async fn status_summary(pool: &PgPool, check: Check) -> String {
     format!("{rows:?}")
 }
 
+/// Transactions the database ran during `window` (plus the 1.5 s it takes
+/// backends to report their statistics): what an idle worker costs.
+async fn idle_transactions(pool: &PgPool, window: Duration) -> i64 {
+    let xacts = "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()";
+    let before = scalar(pool, xacts).await;
+    tokio::time::sleep(window).await;
+    // backends report their statistics at most once a second
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    scalar(pool, xacts).await - before
+}
+
 const COMPLETED: &str = "SELECT count(*) FROM fetchq_data.faults__docs WHERE status = 3";
 
 async fn completed_of(pool: &PgPool, subjects: &[String]) -> i64 {
@@ -721,12 +732,7 @@ async fn queue_paused_mid_flight_then_resumed() {
     client.push_many(QUEUE, &docs).await.unwrap();
     // in-flight handlers finish (400 ms of work each), then silence
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let xacts = "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()";
-    let before = scalar(&db.pool, xacts).await;
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    // backends report their statistics at most once a second
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let spent = scalar(&db.pool, xacts).await - before;
+    let spent = idle_transactions(&db.pool, Duration::from_secs(4)).await;
     eprintln!("paused: {spent} transactions in the database in 4 s while paused and idle");
     if spent > 200 {
         run.violation(
@@ -952,14 +958,27 @@ async fn long_open_pushing_transaction_does_not_delay_others() {
     let client = &db.client;
     client.queue_create(QUEUE).await.unwrap();
     let mut run = Run::new("longtx", db.url());
-    run.spawn(&[("FQ_CONCURRENCY", "4"), ("FQ_IDLE_POLL_MS", "30000")]);
+    run.spawn(&[
+        ("FQ_CONCURRENCY", "4"),
+        ("FQ_IDLE_POLL_MS", "30000"),
+        ("FQ_MAINTENANCE_MS", "0"),
+    ]);
     // the worker is up and idle (listening) once it handled a first document
     client.push(QUEUE, &NewDoc::new("warmup")).await.unwrap();
     assert!(
         reached(&db.pool, COMPLETED, 1, Duration::from_secs(30)).await,
         "the worker never handled its first document"
     );
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // promptness below must come from wake-ups, not from a worker that polls
+    // in a tight loop: an idle worker with idle_poll 30 s is nearly silent
+    let spent = idle_transactions(&db.pool, Duration::from_secs(3)).await;
+    eprintln!("longtx: {spent} transactions in 3 s from an idle worker (idle_poll 30 s)");
+    if spent > 60 {
+        run.violation(
+            "idle worker polls at idle_poll",
+            format!("{spent} transactions in 3 s from an idle worker with idle_poll 30 s: it polls in a tight loop"),
+        );
+    }
 
     let mut tx = db.pool.begin().await.unwrap();
     client

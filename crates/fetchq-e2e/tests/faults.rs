@@ -227,6 +227,8 @@ struct RunRecord {
     started: i64,
     ended: Option<i64>,
     outcome: Option<String>,
+    /// The handler saw its cancellation token fire.
+    cancelled: bool,
 }
 
 fn read_runs(dir: &Path) -> Vec<RunRecord> {
@@ -259,6 +261,7 @@ fn read_runs(dir: &Path) -> Vec<RunRecord> {
                         started: v["t"].as_i64().unwrap_or(0),
                         ended: None,
                         outcome: None,
+                        cancelled: false,
                     });
                 }
                 Some("end") => ends.push(v),
@@ -275,6 +278,7 @@ fn read_runs(dir: &Path) -> Vec<RunRecord> {
             for &i in idx {
                 runs[i].ended = v["t"].as_i64();
                 runs[i].outcome = v["outcome"].as_str().map(str::to_owned);
+                runs[i].cancelled = v["cancelled"].as_bool().unwrap_or(false);
             }
         }
     }
@@ -1095,5 +1099,48 @@ async fn full_connection_pool_does_not_deadlock() {
         );
     }
     run.stop_all().await;
+    check_invariants(&db.pool, client, &mut run, &docs, Check::default()).await;
+}
+
+/// SIGTERM while handlers are busy (2 s of work each, shutdown_timeout 10 s):
+/// the in-flight handlers are not cancelled, they finish and their documents
+/// are completed; the worker exits in time.
+#[tokio::test]
+async fn sigterm_lets_in_flight_handlers_finish_uncancelled() {
+    let db = TestDb::new().await;
+    let client = &db.client;
+    client.queue_create(QUEUE).await.unwrap();
+    let docs = subjects("busy", 12);
+    push_all(client, &docs, json!({"work_ms": 2000})).await;
+    let mut run = Run::new("sigterm", db.url());
+    run.spawn(&[("FQ_CONCURRENCY", "4"), ("FQ_GRACE_MS", "10000")]);
+    assert!(
+        run.wait_started(4, Duration::from_secs(30)).await,
+        "the worker never started handling"
+    );
+    run.stop_all().await;
+    let runs = run.runs();
+    let cancelled: Vec<&str> = runs
+        .iter()
+        .filter(|r| r.cancelled)
+        .map(|r| r.subject.as_str())
+        .collect();
+    if !cancelled.is_empty() {
+        run.violation(
+            "graceful shutdown lets in-flight work finish",
+            format!("handlers cancelled by SIGTERM within the shutdown_timeout: {cancelled:?}"),
+        );
+    }
+    let started: Vec<String> = runs.iter().map(|r| r.subject.clone()).collect();
+    let finished = completed_of(&db.pool, &started).await;
+    if finished < started.len() as i64 {
+        run.violation(
+            "graceful shutdown lets in-flight work finish",
+            format!(
+                "{finished} of {} documents in flight at SIGTERM were completed",
+                started.len()
+            ),
+        );
+    }
     check_invariants(&db.pool, client, &mut run, &docs, Check::default()).await;
 }

@@ -158,7 +158,9 @@ END $$;
 -- v4's per-document notifications: every insert and update of a document sends
 -- NOTIFY fetchq__<queue>__<pln|pnd|act|cpl|kll> with its subject. Off by
 -- default (a notification per write costs throughput); workers of this engine
--- do not need it (they listen on fetchq_pending). Idempotent.
+-- do not need it (they listen on fetchq_pending). Idempotent. Creating the
+-- triggers waits for open transactions that wrote documents of the queue, and
+-- holds new writes back meanwhile.
 CREATE FUNCTION fetchq.queue_enable_notify(queue text, OUT success boolean)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_variable
@@ -207,7 +209,8 @@ END $$;
 
 -- Drops the secondary indexes of the queue's documents (the primary key stays),
 -- e.g. before a bulk load; queue_create_indexes puts them back. Picks and
--- maintenance stay correct without them, only slower. Always true.
+-- maintenance stay correct without them, only slower. Always true. Like any
+-- DROP INDEX it waits for, then blocks, every use of the queue's documents.
 CREATE FUNCTION fetchq.queue_drop_indexes(queue text, OUT was_dropped boolean)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_variable

@@ -1900,3 +1900,51 @@ async fn mnt_run_all_01() {
         assert_eq!(t.metric(q, "pln").await, 1);
     }
 }
+
+/// `queue_truncate_all` while another transaction drops one of the queues: it
+/// waits for the drop, then skips that queue instead of failing.
+#[tokio::test]
+async fn queue_truncate_all_skips_a_queue_dropped_meanwhile() {
+    let db = TestDb::new().await;
+    sqlx::raw_sql(
+        "SELECT fetchq.queue_create('faa'); SELECT fetchq.queue_create('foo');
+         SELECT fetchq.doc_push('foo', 'a'); SELECT fetchq.doc_push('faa', 'a');",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let mut dropper = db.pool.begin().await.unwrap();
+    sqlx::query("SELECT fetchq.queue_drop('faa')")
+        .execute(&mut *dropper)
+        .await
+        .unwrap();
+    let pool = db.pool.clone();
+    let truncate = tokio::spawn(async move {
+        sqlx::query_scalar::<_, bool>("SELECT success FROM fetchq.queue_truncate_all()")
+            .fetch_one(&pool)
+            .await
+    });
+    // wait until the truncate is blocked behind the drop
+    let mut waiting = false;
+    for _ in 0..600 {
+        waiting = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database()
+                            AND wait_event_type = 'Lock' AND query LIKE '%queue_truncate_all%')",
+        )
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+        if waiting {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(waiting, "queue_truncate_all did not wait for the drop");
+    dropper.commit().await.unwrap();
+    assert!(truncate.await.unwrap().unwrap());
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM fetchq_data.foo__docs")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+}

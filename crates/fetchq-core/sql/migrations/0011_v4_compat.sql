@@ -252,7 +252,8 @@ BEGIN
     was_created := fetchq.queue_create_indexes(queue);
 END $$;
 
--- queue_truncate for every queue (in name order).
+-- queue_truncate for every queue (in name order). A queue dropped meanwhile
+-- by another transaction is skipped.
 CREATE FUNCTION fetchq.queue_truncate_all(empty boolean DEFAULT false, OUT success boolean)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_variable
@@ -260,7 +261,11 @@ DECLARE
     q text;
 BEGIN
     FOR q IN SELECT t.name FROM fetchq.queues AS t ORDER BY t.name LOOP
-        PERFORM fetchq.queue_truncate(q, empty);
+        BEGIN
+            PERFORM fetchq.queue_truncate(q, empty);
+        EXCEPTION WHEN SQLSTATE 'FQ002' OR undefined_table THEN
+            NULL;
+        END;
     END LOOP;
     success := true;
 END $$;

@@ -145,7 +145,9 @@ END $$;
 
 -- Removes the per-document notification triggers (nothing if there are none).
 CREATE FUNCTION fetchq.queue_disable_notify(queue text, OUT success boolean)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+SET client_min_messages = warning -- no "does not exist, skipping" notices
+AS $$
 #variable_conflict use_variable
 DECLARE
     tbl text := fetchq.queue_table((fetchq.queue_get(queue)).name, 'docs');

@@ -11,6 +11,8 @@
 --    transaction.
 -- 4. Counter repair: metric_reset and queue_truncate are serialized with each
 --    other and with metric_log_pack.
+-- 5. Pushing a planned document wakes idle workers too (they sleep until the
+--    earliest planned time they know of).
 
 -- The time an idle worker picking `version` of the queue should look again:
 -- the earliest planned time of a planned document of that version, NULL when
@@ -142,4 +144,18 @@ BEGIN
     END IF;
     PERFORM fetchq.metric_reset(queue);
     success := true;
+END $$;
+
+-- As in schema 9, and documents entering the queue as planned ask for a
+-- wake-up too: an idle worker sleeps until the earliest planned time it knows,
+-- so it has to hear of an earlier one pushed while it sleeps.
+CREATE OR REPLACE FUNCTION fetchq.metric_write(queue text, metrics text[], increments bigint[]) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO fetchq.metrics_writes (queue, metric, increment)
+    SELECT $1, u.m, u.i FROM unnest($2, $3) AS u(m, i) WHERE u.i <> 0;
+    IF EXISTS (SELECT 1 FROM unnest($2, $3) AS u(m, i)
+               WHERE u.i > 0 AND (u.m = 'pnd' OR (u.m = 'pln' AND 'ent' = ANY ($2)))) THEN
+        PERFORM fetchq.pending_hint($1);
+    END IF;
 END $$;

@@ -7,7 +7,7 @@
 -- array wins (the others are dropped before the insert); subjects already in
 -- the queue are skipped. Subjects and versions are checked by the client; a
 -- payload over the limit raises FQ005 and nothing is written.
--- Returns queued_docs.
+-- New documents, pending or planned, ask for a wake-up. Returns queued_docs.
 WITH q AS (
     SELECT q FROM fetchq.queues AS q WHERE q.name = $1::text
 ), input AS (
@@ -39,5 +39,5 @@ WITH q AS (
     HAVING sum(v.increment) <> 0
 )
 SELECT count(*)::integer AS queued_docs,
-       (SELECT fetchq.pending_hint($1::text) WHERE EXISTS (SELECT 1 FROM inserted WHERE status = 1)) AS hinted
+       (SELECT fetchq.pending_hint($1::text) WHERE EXISTS (SELECT 1 FROM inserted)) AS hinted
 FROM inserted

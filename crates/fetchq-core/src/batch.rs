@@ -9,7 +9,7 @@ use serde_json::Value;
 use sqlx::Row;
 use uuid::Uuid;
 
-use crate::doc::Schedule;
+use crate::doc::{Schedule, check_version};
 use crate::error::Result;
 use crate::per_queue::{per_queue, queue_error, statement};
 use crate::pick::Lease;
@@ -68,6 +68,38 @@ impl Client {
         validate_queue_name(queue)?;
         let row = sqlx::query(sql!("queue_next_due_in"))
             .bind(queue)
+            .fetch_one(self.pool())
+            .await?;
+        let secs: Option<f64> = row.try_get(0)?;
+        Ok(secs.map(|s| Duration::try_from_secs_f64(s).unwrap_or_default()))
+    }
+
+    /// How long an idle worker picking `version` of `queue` may sleep: until
+    /// the earliest planned document of that version, measured on the
+    /// database's clock. `None` when nothing of that version is planned or
+    /// the queue is paused (a push or `queue_resume` sends a notification).
+    /// Planned documents already due for more than 100 ms are not counted:
+    /// a pick just before would have taken them unless another transaction
+    /// holds their row, and waiting for that must not become a busy loop.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::QueueNotFound`](crate::Error::QueueNotFound),
+    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) for a negative
+    /// version, database errors.
+    ///
+    /// ```no_run
+    /// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+    /// let poll = std::time::Duration::from_secs(1);
+    /// let sleep = client.queue_next_due_for("avengers", 0).await?.map_or(poll, |d| d.min(poll));
+    /// # Ok(()) }
+    /// ```
+    pub async fn queue_next_due_for(&self, queue: &str, version: i32) -> Result<Option<Duration>> {
+        validate_queue_name(queue)?;
+        check_version(version)?;
+        let row = sqlx::query(sql!("queue_next_due_for"))
+            .bind(queue)
+            .bind(version)
             .fetch_one(self.pool())
             .await?;
         let secs: Option<f64> = row.try_get(0)?;

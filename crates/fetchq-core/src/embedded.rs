@@ -293,6 +293,29 @@ impl EmbeddedPostgres {
         Ok(())
     }
 
+    /// Stops the server if it runs, the way a crash would (`pg_ctl stop -m
+    /// immediate`): no checkpoint, nothing flushed; the next start runs crash
+    /// recovery. For tests of durability.
+    ///
+    /// # Errors
+    ///
+    /// When `pg_ctl stop` fails.
+    ///
+    /// ```no_run
+    /// let pg = fetchq_core::embedded::EmbeddedPostgres::new("/tmp/crash-test-pg")?;
+    /// pg.start()?;
+    /// pg.stop_immediate()?;
+    /// pg.start()?; // recovers from the WAL
+    /// # Ok::<(), fetchq_core::embedded::EmbeddedError>(())
+    /// ```
+    pub fn stop_immediate(&self) -> Result<()> {
+        if self.running_port().is_some() {
+            let data = self.data_dir.display().to_string();
+            self.pg("pg_ctl", &["-D", &data, "-w", "-m", "immediate", "stop"])?;
+        }
+        Ok(())
+    }
+
     /// The server's `share/extension` directory (from `pg_config --sharedir`).
     ///
     /// # Errors

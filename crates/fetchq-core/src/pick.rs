@@ -350,6 +350,8 @@ impl Client {
         payload: Option<&Value>,
         when: Schedule,
     ) -> Result<()> {
+        // refused here, before anything is sent: a permanent error, not a retry
+        check_version(to_version)?;
         let (at, delay) = when.binds();
         let query = sqlx::query(sql!("doc_migrate"))
             .bind(&lease.queue)

@@ -106,7 +106,7 @@ pub(crate) async fn run(
             Ok(docs) if docs.is_empty() => {
                 trouble.ok();
                 let wait = tokio::select! {
-                    w = idle_wait(&shared.client, &opts.queue, opts.idle_poll) => w,
+                    w = idle_wait(&shared.client, &opts.queue, opts.version, opts.idle_poll) => w,
                     _ = shared.shutdown.cancelled() => Duration::ZERO,
                 };
                 tokio::select! {
@@ -145,10 +145,11 @@ pub(crate) async fn run(
     drain(&name, &mut tasks, leases, &shared, &counters).await;
 }
 
-/// How long to sleep when nothing is due: until the next planned document,
-/// at most `idle_poll`. The wait is measured on the database's clock.
-async fn idle_wait(client: &Client, queue: &str, idle_poll: Duration) -> Duration {
-    match client.queue_next_due_in(queue).await {
+/// How long to sleep when nothing is due: until the next planned document of
+/// this pool's version, at most `idle_poll`; `idle_poll` when none is planned
+/// or the queue is paused. The wait is measured on the database's clock.
+async fn idle_wait(client: &Client, queue: &str, version: i32, idle_poll: Duration) -> Duration {
+    match client.queue_next_due_for(queue, version).await {
         Ok(Some(due_in)) => due_in.clamp(MIN_IDLE_WAIT, idle_poll),
         _ => idle_poll,
     }

@@ -1,2 +1,161 @@
--- fetchq schema 10: fixes for faults found in review (filled in by this change).
-SELECT 1;
+-- fetchq schema 10: fixes for faults found in review.
+--
+-- 1. Idle workers: queue_next_due(queue, version), the time an idle pool of one
+--    version may sleep until; nothing for a paused queue, and documents that
+--    were due before the pool's last pick (row-locked by someone else) do not
+--    count, so an idle pool cannot spin on them.
+-- 2. Backoff: retry_backoff is computed in seconds and capped, so a large base
+--    delay and many attempts can no longer overflow an interval.
+-- 3. Wake-ups: the notification debounce is taken at commit time, by a deferred
+--    constraint trigger, instead of for the whole life of the pushing
+--    transaction.
+-- 4. Counter repair: metric_reset and queue_truncate are serialized with each
+--    other and with metric_log_pack.
+-- 5. Pushing a planned document wakes idle workers too (they sleep until the
+--    earliest planned time they know of).
+
+-- The time an idle worker picking `version` of the queue should look again:
+-- the earliest planned time of a planned document of that version, NULL when
+-- there is none or the queue is paused (queue_resume sends a notification).
+-- Planned documents due more than 100 ms ago are not counted: a pick right
+-- before this call would have promoted them unless another transaction holds
+-- their row, and waiting for that one must not become a busy loop. At most
+-- 1,000 planned documents of other versions are looked at; when that many come
+-- first, the time of the last of them is returned (look again then).
+CREATE FUNCTION fetchq.queue_next_due(queue text, version integer, OUT next_iteration timestamptz)
+LANGUAGE plpgsql STABLE AS $$
+#variable_conflict use_variable
+DECLARE
+    q fetchq.queues := fetchq.queue_get(queue);
+BEGIN
+    PERFORM fetchq.arg_check(version >= 0, format('version must be 0 or more, got %s', coalesce(version::text, 'NULL')));
+    IF NOT q.is_active THEN
+        RETURN;
+    END IF;
+    EXECUTE format($q$
+        SELECT coalesce(min(p.next_iteration) FILTER (WHERE p.version = $1),
+                        CASE WHEN count(*) >= 1000 THEN max(p.next_iteration) END)
+        FROM (SELECT d.version, d.next_iteration FROM %s AS d
+              WHERE d.status = 0 AND d.next_iteration > clock_timestamp() - interval '100 milliseconds'
+              ORDER BY d.next_iteration LIMIT 1000) AS p$q$, fetchq.queue_table(queue, 'docs'))
+    INTO next_iteration
+    USING version;
+END $$;
+
+-- Delay before a rejected document is retried: delay * 2^(attempts-1), capped at
+-- max_delay, times (1 +/- jitter * r) with r in [-1, 1], and never more than
+-- 365 days whatever the settings (computed in seconds: the interval arithmetic
+-- of schema 4 overflowed once attempts reached 31 with a base of hours).
+CREATE OR REPLACE FUNCTION fetchq.retry_backoff(attempts integer, delay interval, max_delay interval,
+                                                jitter double precision, r double precision) RETURNS interval
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT make_interval(secs => least(
+        least(extract(epoch FROM $3)::float8,
+              extract(epoch FROM $2)::float8 * power(2::float8, least(greatest($1, 1) - 1, 1000)::float8))
+        * (1 + $4 * $5),
+        31536000::float8))
+$$;
+
+-- Wake-up wishes of open transactions, one row per (transaction, queue); the
+-- deferred trigger below turns each into a notification at commit and deletes
+-- it. Rows of a transaction that rolls back vanish with it.
+CREATE UNLOGGED TABLE fetchq.pending_hints (
+    xid   xid8 NOT NULL DEFAULT pg_current_xact_id(),
+    queue text NOT NULL,
+    CONSTRAINT pending_hints_pkey PRIMARY KEY (xid, queue)
+);
+
+-- At commit: NOTIFY fetchq_pending unless another transaction committing at
+-- the same moment already notifies for the queue (NOTIFY serializes commits;
+-- one wake-up is enough). The debounce lock is held from here to the end of
+-- the commit only, so an open transaction never mutes other pushes.
+CREATE FUNCTION fetchq.pending_hint_send() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM fetchq.pending_hints AS h WHERE h.xid = NEW.xid AND h.queue = NEW.queue;
+    -- key space 0x66710001 is fetchq's notification debounce, per queue
+    IF pg_try_advisory_xact_lock(1718681601, hashtext(NEW.queue)) THEN
+        PERFORM pg_notify('fetchq_pending', NEW.queue);
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE CONSTRAINT TRIGGER pending_hints_send AFTER INSERT ON fetchq.pending_hints
+DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION fetchq.pending_hint_send();
+
+-- Asks for a wake-up notification for the queue when the transaction commits
+-- (once per transaction and queue; nothing if it rolls back). Returns true
+-- when this call registered the wish, false when it was already registered.
+CREATE OR REPLACE FUNCTION fetchq.pending_hint(queue text) RETURNS boolean
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF $1 IS NULL OR $1 !~ '^[a-z][a-z0-9_]{0,39}$'
+       OR current_setting('fetchq.hint_' || $1, true) IS NOT DISTINCT FROM 'on' THEN
+        RETURN false;
+    END IF;
+    PERFORM set_config('fetchq.hint_' || $1, 'on', true);
+    INSERT INTO fetchq.pending_hints (queue) VALUES ($1) ON CONFLICT DO NOTHING;
+    RETURN true;
+END $$;
+
+-- As in schema 5, but serialized: every repair takes the lock metric_log_pack
+-- takes (blocking, before any table lock), so two repairs, or a repair and a
+-- pack, never interleave; the inserts tolerate rows written meanwhile.
+CREATE OR REPLACE FUNCTION fetchq.metric_reset(queue text,
+    OUT cnt bigint, OUT pln bigint, OUT pnd bigint, OUT act bigint, OUT kll bigint, OUT cpl bigint)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_variable
+DECLARE
+    tbl text := fetchq.queue_table(queue, 'docs');
+BEGIN
+    PERFORM fetchq.queue_get(queue);
+    PERFORM pg_advisory_xact_lock(hashtext('fetchq.metric_log_pack'));
+    EXECUTE format('LOCK TABLE %s IN SHARE MODE', tbl);
+    SELECT c.cnt, c.pln, c.pnd, c.act, c.kll, c.cpl INTO cnt, pln, pnd, act, kll, cpl
+    FROM fetchq.metric_compute(queue) AS c;
+    DELETE FROM fetchq.metrics_writes AS w
+    WHERE w.queue = queue AND (w.metric IN ('cnt', 'pln', 'pnd', 'act', 'kll', 'cpl') OR w.metric ~ '^v[0-9]+$');
+    DELETE FROM fetchq.metrics AS m
+    WHERE m.queue = queue AND m.metric ~ '^v[0-9]+$';
+    INSERT INTO fetchq.metrics AS t (queue, metric, value, updated_at)
+    SELECT queue, u.metric, u.value, now()
+    FROM unnest(ARRAY['cnt', 'pln', 'pnd', 'act', 'kll', 'cpl'], ARRAY[cnt, pln, pnd, act, kll, cpl]) AS u(metric, value)
+    ON CONFLICT ON CONSTRAINT metrics_pkey DO UPDATE SET value = excluded.value, updated_at = now();
+    EXECUTE format($q$
+        INSERT INTO fetchq.metrics AS t (queue, metric, value, updated_at)
+        SELECT $1, 'v' || d.version, count(*), now() FROM %s AS d GROUP BY d.version
+        ON CONFLICT ON CONSTRAINT metrics_pkey DO UPDATE SET value = excluded.value, updated_at = now()$q$, tbl)
+    USING queue;
+END $$;
+
+-- As in schema 5, but the repair lock is taken before the TRUNCATE, so a
+-- truncate waiting for it never holds the queue's table against a packer.
+CREATE OR REPLACE FUNCTION fetchq.queue_truncate(queue text, empty boolean DEFAULT false, OUT success boolean)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_variable
+BEGIN
+    PERFORM fetchq.queue_get(queue);
+    PERFORM pg_advisory_xact_lock(hashtext('fetchq.metric_log_pack'));
+    EXECUTE format('TRUNCATE %s', fetchq.queue_table(queue, 'docs'));
+    IF empty THEN
+        EXECUTE format('TRUNCATE %s, %s', fetchq.queue_table(queue, 'logs'), fetchq.queue_table(queue, 'metrics'));
+        DELETE FROM fetchq.metrics AS m WHERE m.queue = queue;
+        DELETE FROM fetchq.metrics_writes AS w WHERE w.queue = queue;
+    END IF;
+    PERFORM fetchq.metric_reset(queue);
+    success := true;
+END $$;
+
+-- As in schema 9, and documents entering the queue as planned ask for a
+-- wake-up too: an idle worker sleeps until the earliest planned time it knows,
+-- so it has to hear of an earlier one pushed while it sleeps.
+CREATE OR REPLACE FUNCTION fetchq.metric_write(queue text, metrics text[], increments bigint[]) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO fetchq.metrics_writes (queue, metric, increment)
+    SELECT $1, u.m, u.i FROM unnest($2, $3) AS u(m, i) WHERE u.i <> 0;
+    IF EXISTS (SELECT 1 FROM unnest($2, $3) AS u(m, i)
+               WHERE u.i > 0 AND (u.m = 'pnd' OR (u.m = 'pln' AND 'ent' = ANY ($2)))) THEN
+        PERFORM fetchq.pending_hint($1);
+    END IF;
+END $$;

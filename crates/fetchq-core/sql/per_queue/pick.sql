@@ -14,10 +14,10 @@
 -- `= ANY (ARRAY(...))` so that even a plan made for a large limit looks them
 -- up by primary key instead of joining the whole table.
 --
--- The commit does not wait for its WAL flush (synchronous_commit off for this
--- transaction only): should the server crash before the flush, the lease
--- simply never happened and the worker's resolution fails on its token, so
--- nothing is completed twice.
+-- The commit waits for its WAL flush like any other (synchronous_commit as the
+-- server has it): a lease is durable before its handler starts. Committing it
+-- asynchronously let a crash in the next few hundred ms erase the lease while
+-- the worker ran the handler, and lease the document again to another worker.
 WITH active AS (
     SELECT 1 FROM fetchq.queues AS q WHERE q.name = $1::text AND q.is_active
 ), promoted AS (
@@ -53,6 +53,5 @@ WITH active AS (
 )
 SELECT c.promoted, l.subject::text, l.payload, l.version, l.priority, l.attempts, l.iterations, l.created_at,
        l.last_iteration, l.next_iteration, l.lease_token
-FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit,
-     counted AS c LEFT JOIN (leased AS l JOIN picked AS p ON p.subject = l.subject) ON true
+FROM counted AS c LEFT JOIN (leased AS l JOIN picked AS p ON p.subject = l.subject) ON true
 ORDER BY l.priority DESC, p.due_at, l.attempts

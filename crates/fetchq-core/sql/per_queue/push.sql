@@ -1,7 +1,9 @@
 -- doc_push for one queue. $1 queue, $2 subject, $3 version, $4 priority,
 -- $5 absolute time or NULL, $6 delay (NULL: now), $7 payload (NULL: {}).
 -- Returns queued_docs (0 for a duplicate subject). Subject and version are
--- checked by the client; the payload limit is checked here.
+-- checked by the client; the payload limit is checked here. A new document,
+-- pending or planned, asks for a wake-up: an idle worker then picks it, or
+-- learns the new planned time it may have to wake up for.
 WITH doc AS (
     SELECT coalesce($5::timestamptz, now() + coalesce($6::interval, interval '0')) AS at,
            CASE WHEN pg_column_size($7::jsonb) > q.max_payload_size THEN fetchq.payload_check(q, $7::jsonb)
@@ -22,5 +24,5 @@ WITH doc AS (
     WHERE v.increment <> 0
 )
 SELECT count(*)::integer AS queued_docs,
-       count(CASE WHEN i.status = 1 THEN fetchq.pending_hint($1::text) END) AS hinted
+       count(fetchq.pending_hint($1::text)) AS hinted
 FROM inserted AS i

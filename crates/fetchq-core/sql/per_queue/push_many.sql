@@ -1,23 +1,28 @@
 -- doc_push_many for one queue, from parallel arrays: $1 queue, $2 subjects,
 -- $3 versions, $4 priorities, $5 absolute times (NULL: now() + $6), $6 delays,
--- $7 payloads (NULL: {}). Rows are inserted in array order, so the first of
--- repeated subjects wins (ON CONFLICT DO NOTHING skips the later ones); subjects
--- already in the queue are skipped. Subjects and versions are checked by the
--- client; a payload over the limit raises FQ005 and nothing is written.
--- Returns queued_docs.
+-- $7 payloads (NULL: {}). Rows are inserted in subject order, as
+-- fetchq.doc_push_many does: two batches with overlapping subjects then wait
+-- for each other instead of deadlocking (each insert of a subject another open
+-- transaction inserted waits for it). Of repeated subjects the first in the
+-- array wins (the others are dropped before the insert); subjects already in
+-- the queue are skipped. Subjects and versions are checked by the client; a
+-- payload over the limit raises FQ005 and nothing is written.
+-- New documents, pending or planned, ask for a wake-up. Returns queued_docs.
 WITH q AS (
     SELECT q FROM fetchq.queues AS q WHERE q.name = $1::text
 ), input AS (
-    SELECT u.subject, u.version, u.priority,
+    SELECT DISTINCT ON (u.subject) u.subject, u.version, u.priority,
            coalesce(u.at, now() + coalesce(u.delay, interval '0')) AS at,
            CASE WHEN pg_column_size(u.payload) > (q.q).max_payload_size THEN fetchq.payload_check(q.q, u.payload)
                 ELSE coalesce(u.payload, '{}'::jsonb) END AS payload
     FROM q, unnest($2::text[], $3::integer[], $4::integer[], $5::timestamptz[], $6::interval[], $7::jsonb[])
-         AS u(subject, version, priority, at, delay, payload)
+         WITH ORDINALITY AS u(subject, version, priority, at, delay, payload, n)
+    ORDER BY u.subject, u.n
 ), inserted AS (
     INSERT INTO {docs} (subject, version, priority, status, next_iteration, payload)
     SELECT i.subject, i.version, i.priority, CASE WHEN i.at <= now() THEN 1 ELSE 0 END, i.at, i.payload
     FROM input AS i
+    ORDER BY i.subject
     ON CONFLICT (subject) DO NOTHING
     RETURNING version, status
 ), counters AS (
@@ -34,5 +39,5 @@ WITH q AS (
     HAVING sum(v.increment) <> 0
 )
 SELECT count(*)::integer AS queued_docs,
-       (SELECT fetchq.pending_hint($1::text) WHERE EXISTS (SELECT 1 FROM inserted WHERE status = 1)) AS hinted
+       (SELECT fetchq.pending_hint($1::text) WHERE EXISTS (SELECT 1 FROM inserted)) AS hinted
 FROM inserted

@@ -100,26 +100,38 @@ async fn next_due_is_the_earliest_planned_time() {
 }
 
 #[tokio::test]
-async fn a_document_becoming_pending_notifies_listeners() {
+async fn pushes_notify_listeners_and_reschedules_do_not() {
     let db = TestDb::new().await;
     let c = &db.client;
     c.queue_create("q").await.unwrap();
     let mut listener = PgListener::connect_with(&db.pool).await.unwrap();
     listener.listen("fetchq_pending").await.unwrap();
 
+    // a planned push notifies too: an idle pool then sleeps until its time
     c.push("q", &NewDoc::new("later").at(Duration::from_secs(3600)))
         .await
         .unwrap();
+    let note = tokio::time::timeout(Duration::from_secs(5), listener.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((note.channel(), note.payload()), ("fetchq_pending", "q"));
     c.push("q", &NewDoc::new("now")).await.unwrap();
     let note = tokio::time::timeout(Duration::from_secs(5), listener.recv())
         .await
         .unwrap()
         .unwrap();
     assert_eq!((note.channel(), note.payload()), ("fetchq_pending", "q"));
-    // the planned push did not notify: nothing else is waiting
+
+    // a reschedule into the future makes nothing due: no notification
+    let doc = c.pick("q", &PickOptions::new()).await.unwrap().remove(0);
+    c.reschedule(&doc.lease, Schedule::after(Duration::from_secs(3600)), None)
+        .await
+        .unwrap();
     assert!(
-        tokio::time::timeout(Duration::from_millis(200), listener.recv())
+        tokio::time::timeout(Duration::from_millis(300), listener.recv())
             .await
-            .is_err()
+            .is_err(),
+        "a reschedule into the future notified"
     );
 }

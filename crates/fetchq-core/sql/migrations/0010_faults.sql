@@ -159,3 +159,179 @@ BEGIN
         PERFORM fetchq.pending_hint($1);
     END IF;
 END $$;
+
+-- 6. Dropping, truncating or repairing a queue while maintenance runs on it:
+--    queue_drop took the queue's tables and then waited for its job rows,
+--    which a running mnt_job_run holds while it waits for those tables (a
+--    deadlock, 40P01); maintenance that woke up after a drop failed on the
+--    vanished tables. Every function touching a queue's tables now takes the
+--    queue's locks in one order:
+--      1. the counter repair lock (advisory, the one metric_log_pack tries),
+--         destructive operations only;
+--      2. the queue's rows of fetchq.jobs, in id order (mnt_job_pick holds
+--         them, SKIP LOCKED, for the whole maintenance transaction);
+--      3. the queue's row of fetchq.queues: FOR KEY SHARE by maintenance
+--         (settings updates do not conflict), FOR UPDATE or DELETE by
+--         destructive operations;
+--      4. the queue's tables, documents first, then logs, then snapshots;
+--      5. the counter rows of fetchq.metrics and fetchq.metrics_writes.
+--    Maintenance never waits for 1 or 2 (it tries or skips them), so it cannot
+--    close a cycle with an operation holding them.
+
+-- Takes locks 1 to 3 (see above) for an operation that replaces or removes
+-- the queue's tables or counters; held to the end of the transaction. Waits
+-- for maintenance running on the queue to commit, and keeps new maintenance
+-- of the queue out. FQ002 when the queue does not exist (or was dropped while
+-- this waited).
+CREATE FUNCTION fetchq.queue_lock_exclusive(queue text) RETURNS void
+LANGUAGE plpgsql AS $$
+#variable_conflict use_variable
+BEGIN
+    PERFORM fetchq.queue_name_check(queue);
+    PERFORM pg_advisory_xact_lock(hashtext('fetchq.metric_log_pack'));
+    PERFORM 1 FROM fetchq.jobs AS j WHERE j.queue = queue ORDER BY j.id FOR UPDATE;
+    PERFORM 1 FROM fetchq.queues AS t WHERE t.name = queue FOR UPDATE;
+    IF NOT FOUND THEN
+        PERFORM fetchq.queue_get(queue);
+    END IF;
+END $$;
+
+-- As in schema 2, with the lock order above: the repair lock, the queue's job
+-- rows and its queue row are taken before its tables, so running maintenance
+-- finishes first and new maintenance skips the queue.
+CREATE OR REPLACE FUNCTION fetchq.queue_drop(queue text, OUT was_dropped boolean, OUT queue_id integer)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_variable
+BEGIN
+    PERFORM fetchq.queue_name_check(queue);
+    PERFORM pg_advisory_xact_lock(hashtext('fetchq.metric_log_pack'));
+    PERFORM 1 FROM fetchq.jobs AS j WHERE j.queue = queue ORDER BY j.id FOR UPDATE;
+    DELETE FROM fetchq.queues AS t WHERE t.name = queue RETURNING t.id INTO queue_id;
+    was_dropped := queue_id IS NOT NULL;
+    IF NOT was_dropped THEN
+        RETURN;
+    END IF;
+    EXECUTE format('DROP TABLE IF EXISTS %I.%I, %I.%I, %I.%I',
+        'fetchq_data', queue || '__docs', 'fetchq_data', queue || '__logs', 'fetchq_data', queue || '__metrics');
+    DELETE FROM fetchq.jobs AS j WHERE j.queue = queue;
+    DELETE FROM fetchq.metrics AS m WHERE m.queue = queue;
+    DELETE FROM fetchq.metrics_writes AS w WHERE w.queue = queue;
+    PERFORM pg_notify('fetchq_queue_drop', queue);
+END $$;
+
+-- As above in this schema, with the lock order: running maintenance of the
+-- queue finishes before the tables are truncated. FQ002 for a queue dropped
+-- meanwhile (queue_truncate_all skips it).
+CREATE OR REPLACE FUNCTION fetchq.queue_truncate(queue text, empty boolean DEFAULT false, OUT success boolean)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_variable
+BEGIN
+    PERFORM fetchq.queue_lock_exclusive(queue);
+    EXECUTE format('TRUNCATE %s', fetchq.queue_table(queue, 'docs'));
+    IF empty THEN
+        EXECUTE format('TRUNCATE %s, %s', fetchq.queue_table(queue, 'logs'), fetchq.queue_table(queue, 'metrics'));
+        DELETE FROM fetchq.metrics AS m WHERE m.queue = queue;
+        DELETE FROM fetchq.metrics_writes AS w WHERE w.queue = queue;
+    END IF;
+    PERFORM fetchq.metric_reset(queue);
+    success := true;
+END $$;
+
+-- As above in this schema, but the queue is looked up after the repair lock
+-- and kept (FOR KEY SHARE) to the end: a queue dropped while this waited is
+-- FQ002, not a missing table.
+CREATE OR REPLACE FUNCTION fetchq.metric_reset(queue text,
+    OUT cnt bigint, OUT pln bigint, OUT pnd bigint, OUT act bigint, OUT kll bigint, OUT cpl bigint)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_variable
+DECLARE
+    tbl text := fetchq.queue_table(queue, 'docs');
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext('fetchq.metric_log_pack'));
+    PERFORM 1 FROM fetchq.queues AS t WHERE t.name = queue FOR KEY SHARE;
+    IF NOT FOUND THEN
+        PERFORM fetchq.queue_get(queue);
+    END IF;
+    EXECUTE format('LOCK TABLE %s IN SHARE MODE', tbl);
+    SELECT c.cnt, c.pln, c.pnd, c.act, c.kll, c.cpl INTO cnt, pln, pnd, act, kll, cpl
+    FROM fetchq.metric_compute(queue) AS c;
+    DELETE FROM fetchq.metrics_writes AS w
+    WHERE w.queue = queue AND (w.metric IN ('cnt', 'pln', 'pnd', 'act', 'kll', 'cpl') OR w.metric ~ '^v[0-9]+$');
+    DELETE FROM fetchq.metrics AS m
+    WHERE m.queue = queue AND m.metric ~ '^v[0-9]+$';
+    INSERT INTO fetchq.metrics AS t (queue, metric, value, updated_at)
+    SELECT queue, u.metric, u.value, now()
+    FROM unnest(ARRAY['cnt', 'pln', 'pnd', 'act', 'kll', 'cpl'], ARRAY[cnt, pln, pnd, act, kll, cpl]) AS u(metric, value)
+    ON CONFLICT ON CONSTRAINT metrics_pkey DO UPDATE SET value = excluded.value, updated_at = now();
+    EXECUTE format($q$
+        INSERT INTO fetchq.metrics AS t (queue, metric, value, updated_at)
+        SELECT $1, 'v' || d.version, count(*), now() FROM %s AS d GROUP BY d.version
+        ON CONFLICT ON CONSTRAINT metrics_pkey DO UPDATE SET value = excluded.value, updated_at = now()$q$, tbl)
+    USING queue;
+END $$;
+
+-- As in schema 5, but the queues are listed after the repair lock is taken:
+-- no queue dropped before the list was read can fail the repair.
+CREATE OR REPLACE FUNCTION fetchq.metric_reset_all()
+RETURNS TABLE (queue varchar, cnt bigint, pln bigint, pnd bigint, act bigint, kll bigint, cpl bigint)
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext('fetchq.metric_log_pack'));
+    RETURN QUERY
+    SELECT q.name, c.* FROM fetchq.queues AS q, LATERAL fetchq.metric_reset(q.name) AS c ORDER BY q.name;
+END $$;
+
+-- As in schema 6, but the queue's row is held FOR KEY SHARE before its tables
+-- are touched: a queue_drop or queue_truncate under way finishes first, and a
+-- queue dropped meanwhile is FQ002 instead of a missing table.
+CREATE OR REPLACE FUNCTION fetchq.mnt_run(queue text, max_docs integer DEFAULT 500,
+                                          OUT activated_count integer, OUT rescheduled_count integer, OUT killed_count integer)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_variable
+BEGIN
+    PERFORM fetchq.arg_check(max_docs >= 1, 'limit must be at least 1');
+    PERFORM fetchq.queue_name_check(queue);
+    PERFORM 1 FROM fetchq.queues AS t WHERE t.name = queue FOR KEY SHARE;
+    IF NOT FOUND THEN
+        PERFORM fetchq.queue_get(queue);
+    END IF;
+    killed_count := fetchq.mnt_mark_dead(queue, max_docs);
+    rescheduled_count := fetchq.mnt_reschedule_orphans(queue, max_docs);
+    activated_count := fetchq.mnt_make_pending(queue, max_docs);
+END $$;
+
+-- As in schema 6, but a queue dropped after the list was read is skipped
+-- instead of failing the whole pass.
+CREATE OR REPLACE FUNCTION fetchq.mnt_run_all(max_docs integer DEFAULT 500)
+RETURNS TABLE (queue varchar, activated_count integer, rescheduled_count integer, killed_count integer)
+LANGUAGE plpgsql AS $$
+DECLARE
+    qname varchar;
+BEGIN
+    FOR qname IN SELECT t.name FROM fetchq.queues AS t ORDER BY t.name LOOP
+        PERFORM 1 FROM fetchq.queues AS t WHERE t.name = qname FOR KEY SHARE;
+        CONTINUE WHEN NOT FOUND;
+        RETURN QUERY
+        SELECT qname, r.activated_count, r.rescheduled_count, r.killed_count
+        FROM fetchq.mnt_run(qname, max_docs) AS r;
+    END LOOP;
+END $$;
+
+-- As in schema 6, but the jobs made due now are claimed SKIP LOCKED, like
+-- mnt_job_pick does: a job row another transaction holds (running maintenance,
+-- a queue being dropped or truncated) is left alone instead of waited for
+-- while this holds the rows it already updated.
+CREATE OR REPLACE FUNCTION fetchq.mnt(lock_duration interval DEFAULT '5 minutes', OUT processed integer, OUT packed integer)
+LANGUAGE plpgsql AS $$
+DECLARE
+    r record;
+BEGIN
+    UPDATE fetchq.jobs AS j SET next_iteration = now()
+    FROM (SELECT l.id FROM fetchq.jobs AS l
+          WHERE l.queue <> '*' AND l.next_iteration > now()
+          FOR UPDATE SKIP LOCKED) AS due
+    WHERE j.id = due.id;
+    SELECT * INTO r FROM fetchq.mnt_job_run(lock_duration, 1000000);
+    processed := r.processed;
+    packed := fetchq.metric_log_pack();
+END $$;

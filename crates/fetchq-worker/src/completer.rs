@@ -101,7 +101,17 @@ pub(crate) async fn run(
                 Err(_) => break,
             }
         }
-        w.write_batch(batch).await;
+        // a write blocked in the database (a row lock held elsewhere, a hung
+        // connection) must not hold shutdown past its end: give up on it then
+        let (n, hard) = (batch.len(), w.hard.clone());
+        tokio::select! {
+            () = w.write_batch(batch) => {}
+            () = hard.cancelled() => {
+                // some of them may have been written: counted as not written
+                w.unwritten.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                break;
+            }
+        }
     }
     // out of time: what is left is not written
     rx.close();

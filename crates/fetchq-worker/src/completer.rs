@@ -193,8 +193,7 @@ impl Writer {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::debug!(queue = %lease.queue, subject = %lease.subject, outcome = r.outcome.kind(),
                 "shutdown deadline: outcome not written");
-        } else {
-            bump(&r.counters.lease_lost, 1);
+        } else if self.registry.discard(lease) {
             tracing::warn!(queue = %lease.queue, subject = %lease.subject, outcome = r.outcome.kind(),
                 "outcome not written before its lease ran out: the document comes back as an orphan");
         }
@@ -394,7 +393,7 @@ impl Writer {
             bump(counter(&r.counters), 1);
         } else {
             // counted once, whether the heartbeat noticed first or we do now
-            self.registry.lost(lease);
+            self.registry.discard(lease);
             tracing::debug!(queue = %lease.queue, subject = %lease.subject, "lease lost: outcome discarded");
         }
         self.registry.remove(lease);

@@ -24,7 +24,7 @@ use std::sync::atomic::AtomicU64;
 
 use fetchq_core::{Client, Error, Lease, Schedule};
 use serde_json::Value;
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::sync::{Notify, OwnedSemaphorePermit, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -54,6 +54,9 @@ pub(crate) struct Resolution {
 struct Writer {
     client: Client,
     registry: Registry,
+    /// The idle pools of each queue, woken after a reschedule is written: they
+    /// may sleep past its planned time, having looked before it was written.
+    wakers: HashMap<String, Vec<Arc<Notify>>>,
     trouble: Trouble,
     incidents: Incidents,
     /// Outcomes dropped because shutdown ran out of time.
@@ -72,10 +75,12 @@ pub(crate) async fn run(
     registry: Registry,
     hard: CancellationToken,
     incidents: Incidents,
+    wakers: HashMap<String, Vec<Arc<Notify>>>,
 ) {
     let mut w = Writer {
         client,
         registry,
+        wakers,
         trouble: Trouble::new("writing outcomes", &incidents),
         incidents,
         unwritten: std::sync::atomic::AtomicUsize::new(0),
@@ -272,6 +277,11 @@ impl Writer {
                 let done = self.client.reschedule_many(queue, &args).await?;
                 for r in group {
                     self.settle(r, done.contains(&r.lease.subject), |c| &c.rescheduled);
+                }
+                if !done.is_empty() {
+                    for w in self.wakers.get(queue).into_iter().flatten() {
+                        w.notify_one();
+                    }
                 }
             }
             _ => {

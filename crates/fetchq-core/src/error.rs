@@ -122,8 +122,9 @@ pub enum Error {
 impl Error {
     /// Whether trying the same call again later may succeed: the server is
     /// unreachable, restarting or shutting down, the pool had no free
-    /// connection within its acquire timeout, or the transaction lost a
-    /// deadlock or serialization conflict. Everything else (bad input, a
+    /// connection within its acquire timeout, the transaction lost a
+    /// deadlock or serialization conflict, or it was cancelled by
+    /// `statement_timeout`, `lock_timeout` or a cancel request. Everything else (bad input, a
     /// missing queue, a lost lease, a payload PostgreSQL refuses) fails the
     /// same way every time and must not be retried forever.
     ///
@@ -250,12 +251,15 @@ fn is_transient_sqlx(e: &sqlx::Error) -> bool {
                 // 08: connection exception; 57P: operator intervention (admin
                 // shutdown, crash shutdown, cannot connect now); 53: insufficient
                 // resources (too many connections, out of memory or disk);
-                // 40001/40P01: serialization failure and deadlock
+                // 40001/40P01: serialization failure and deadlock; 57014:
+                // statement_timeout or a cancel request; 55P03: lock_timeout
                 c.starts_with("08")
                     || c.starts_with("57P")
                     || c.starts_with("53")
                     || c == "40001"
                     || c == "40P01"
+                    || c == "57014"
+                    || c == "55P03"
             }),
     }
 }

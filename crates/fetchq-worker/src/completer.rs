@@ -24,7 +24,7 @@ use std::sync::atomic::AtomicU64;
 
 use fetchq_core::{Client, Error, Lease, Schedule};
 use serde_json::Value;
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::sync::{Notify, OwnedSemaphorePermit, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -54,6 +54,9 @@ pub(crate) struct Resolution {
 struct Writer {
     client: Client,
     registry: Registry,
+    /// The idle pools of each queue, woken after a reschedule is written: they
+    /// may sleep past its planned time, having looked before it was written.
+    wakers: HashMap<String, Vec<Arc<Notify>>>,
     trouble: Trouble,
     incidents: Incidents,
     /// Outcomes dropped because shutdown ran out of time.
@@ -72,10 +75,12 @@ pub(crate) async fn run(
     registry: Registry,
     hard: CancellationToken,
     incidents: Incidents,
+    wakers: HashMap<String, Vec<Arc<Notify>>>,
 ) {
     let mut w = Writer {
         client,
         registry,
+        wakers,
         trouble: Trouble::new("writing outcomes", &incidents),
         incidents,
         unwritten: std::sync::atomic::AtomicUsize::new(0),
@@ -101,7 +106,17 @@ pub(crate) async fn run(
                 Err(_) => break,
             }
         }
-        w.write_batch(batch).await;
+        // a write blocked in the database (a row lock held elsewhere, a hung
+        // connection) must not hold shutdown past its end: give up on it then
+        let (n, hard) = (batch.len(), w.hard.clone());
+        tokio::select! {
+            () = w.write_batch(batch) => {}
+            () = hard.cancelled() => {
+                // some of them may have been written: counted as not written
+                w.unwritten.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                break;
+            }
+        }
     }
     // out of time: what is left is not written
     rx.close();
@@ -183,8 +198,7 @@ impl Writer {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::debug!(queue = %lease.queue, subject = %lease.subject, outcome = r.outcome.kind(),
                 "shutdown deadline: outcome not written");
-        } else {
-            bump(&r.counters.lease_lost, 1);
+        } else if self.registry.discard(lease) {
             tracing::warn!(queue = %lease.queue, subject = %lease.subject, outcome = r.outcome.kind(),
                 "outcome not written before its lease ran out: the document comes back as an orphan");
         }
@@ -263,6 +277,11 @@ impl Writer {
                 let done = self.client.reschedule_many(queue, &args).await?;
                 for r in group {
                     self.settle(r, done.contains(&r.lease.subject), |c| &c.rescheduled);
+                }
+                if !done.is_empty() {
+                    for w in self.wakers.get(queue).into_iter().flatten() {
+                        w.notify_one();
+                    }
                 }
             }
             _ => {
@@ -384,7 +403,7 @@ impl Writer {
             bump(counter(&r.counters), 1);
         } else {
             // counted once, whether the heartbeat noticed first or we do now
-            self.registry.lost(lease);
+            self.registry.discard(lease);
             tracing::debug!(queue = %lease.queue, subject = %lease.subject, "lease lost: outcome discarded");
         }
         self.registry.remove(lease);

@@ -114,20 +114,41 @@ impl Registry {
         }
     }
 
-    /// Records a lost lease: cancels the handler. Returns true the first time.
+    /// The heartbeat found the lease gone. A running handler is cancelled and
+    /// the loss counted (returns true the first time). An outcome waiting in
+    /// the completer is left to it: the heartbeat may have raced the write of
+    /// that very outcome, so the completer decides (and counts) whether it was
+    /// written or lost; its lease is marked run out so it stops retrying.
     pub(crate) fn lost(&self, lease: &Lease) -> bool {
         let mut map = self.lock();
         match map.get_mut(&key(lease)) {
-            Some(e) if e.lease.token == lease.token && e.state != State::Lost => {
-                let was_submitted = e.state == State::Submitted;
+            Some(e) if e.lease.token == lease.token && e.state == State::Submitted => {
+                e.expires = Instant::now();
+                false
+            }
+            Some(e) if e.lease.token == lease.token && e.state == State::Running => {
                 e.state = State::Lost;
                 e.cancel.cancel();
                 crate::stats::bump(&e.counters.lease_lost, 1);
-                if was_submitted {
-                    // the completer will find it gone too; nothing waits on it
-                    map.remove(&key(lease));
-                }
                 true
+            }
+            _ => false,
+        }
+    }
+
+    /// The completer found the lease gone (or gave up on it before it ran
+    /// out): forgets it, and counts the loss unless already counted. Returns
+    /// true when counted here.
+    pub(crate) fn discard(&self, lease: &Lease) -> bool {
+        let mut map = self.lock();
+        match map.get(&key(lease)) {
+            Some(e) if e.lease.token == lease.token => {
+                let count = e.state != State::Lost;
+                if count {
+                    crate::stats::bump(&e.counters.lease_lost, 1);
+                }
+                map.remove(&key(lease));
+                count
             }
             _ => false,
         }

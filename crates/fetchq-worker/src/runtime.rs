@@ -302,12 +302,26 @@ impl Runtime {
         let (tx, rx) = mpsc::channel(bound);
         let background = CancellationToken::new();
         let mut services = JoinSet::new();
+        // one waker per pool, by queue: notifications and the completer wake them
+        let wakes: Vec<Arc<Notify>> = self
+            .handlers
+            .iter()
+            .map(|_| Arc::new(Notify::new()))
+            .collect();
+        let mut wakers: HashMap<String, Vec<Arc<Notify>>> = HashMap::new();
+        for (reg, wake) in self.handlers.iter().zip(&wakes) {
+            wakers
+                .entry(reg.options.queue.clone())
+                .or_default()
+                .push(wake.clone());
+        }
         let completer = tokio::spawn(completer::run(
             client.clone(),
             rx,
             registry.clone(),
             hard.clone(),
             incidents.clone(),
+            wakers.clone(),
         ));
         let shortest = self
             .handlers
@@ -342,14 +356,8 @@ impl Runtime {
             cancel_wait: reserve / 2,
             incidents: incidents.clone(),
         };
-        let mut wakers: HashMap<String, Vec<Arc<Notify>>> = HashMap::new();
         let mut pools = JoinSet::new();
-        for reg in self.handlers {
-            let wake = Arc::new(Notify::new());
-            wakers
-                .entry(reg.options.queue.clone())
-                .or_default()
-                .push(wake.clone());
+        for (reg, wake) in self.handlers.into_iter().zip(wakes) {
             let counters = self.stats.handler(&reg.options.name());
             pools.spawn(pool::run(reg, shared.clone(), wake, counters));
         }

@@ -208,6 +208,199 @@ async fn one_transaction_pushing_many_times_sends_one_wake_up_per_queue() {
     assert_eq!(left, 0, "hint rows are deleted at commit");
 }
 
+#[tokio::test]
+async fn the_engine_own_pushes_register_no_hint_row_or_setting() {
+    // The wake-up of a push rides on its 'ent' counter row: no per-transaction
+    // hint row, trigger or set_config on the hot path (they cost a fifth of
+    // one-document push throughput).
+    let db = TestDb::new().await;
+    let c = &db.client;
+    c.queue_create("q").await.unwrap();
+    let mut l = listener(&db).await;
+    let mut tx = c.pool().begin().await.unwrap();
+    c.push_with(&mut *tx, "q", &NewDoc::new("a")).await.unwrap();
+    c.push_many_with(&mut *tx, "q", &[NewDoc::new("b")])
+        .await
+        .unwrap();
+    sqlx::query("SELECT fetchq.doc_push('q', 'c')")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM fetchq.pending_hints")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    let setting: Option<String> =
+        sqlx::query_scalar("SELECT nullif(current_setting('fetchq.hint_q', true), '')")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+    assert_eq!((rows, setting), (0, None));
+    tx.commit().await.unwrap();
+    assert!(notified(&mut l, "q", Duration::from_secs(2)).await);
+}
+
+/// Drains notifications until none came for 300 ms; returns the queues heard.
+async fn drain(l: &mut PgListener) -> Vec<String> {
+    let mut got = Vec::new();
+    while let Ok(n) = tokio::time::timeout(Duration::from_millis(300), l.recv()).await {
+        got.push(n.unwrap().payload().to_owned());
+    }
+    got
+}
+
+#[tokio::test]
+async fn every_path_that_makes_documents_pending_or_pushes_wakes_and_reschedules_later_do_not() {
+    let db = TestDb::new().await;
+    let c = &db.client;
+    let pool = c.pool();
+    c.queue_create("q").await.unwrap();
+    let mut l = listener(&db).await;
+    let sql = |q: &'static str| sqlx::query(q).execute(pool);
+    let hour = Schedule::after(Duration::from_secs(3600));
+    let soon = || Schedule::after(Duration::from_millis(300));
+
+    c.push("q", &NewDoc::new("p1")).await.unwrap();
+    assert_eq!(drain(&mut l).await, ["q"], "per-queue push");
+    c.push("q", &NewDoc::new("planned").at(hour)).await.unwrap();
+    assert_eq!(drain(&mut l).await, ["q"], "per-queue push, planned");
+    c.push_many(
+        "q",
+        &[
+            NewDoc::new("m1"),
+            NewDoc::new("m2").at(hour),
+            NewDoc::new("m3"),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(drain(&mut l).await, ["q"], "per-queue push_many");
+    sql("SELECT fetchq.doc_push('q', 's1', '{}'::jsonb, now() + interval '1 hour')")
+        .await
+        .unwrap();
+    assert_eq!(drain(&mut l).await, ["q"], "doc_push, planned");
+    sql(r#"SELECT fetchq.doc_push_many('q', '[{"subject": "sm1"}, {"subject": "sm2"}]')"#)
+        .await
+        .unwrap();
+    assert_eq!(drain(&mut l).await, ["q"], "doc_push_many");
+    sql("SELECT fetchq.doc_append('q', '{}')").await.unwrap();
+    assert_eq!(drain(&mut l).await, ["q"], "doc_append");
+    sql("SELECT fetchq.doc_upsert('q', 'u1', 0, 0, now(), '{}')")
+        .await
+        .unwrap();
+    assert_eq!(drain(&mut l).await, ["q"], "doc_upsert");
+    // a duplicate push changes nothing and wakes nobody
+    c.push("q", &NewDoc::new("p1")).await.unwrap();
+    assert!(drain(&mut l).await.is_empty(), "a duplicate push notified");
+
+    // take every pending document; reschedules to later and completions are silent
+    let mut docs = c.pick("q", &PickOptions::new().limit(100)).await.unwrap();
+    assert_eq!(docs.len(), 7);
+    assert!(
+        drain(&mut l).await.is_empty(),
+        "a pick promoting nothing notified"
+    );
+    let d = docs.pop().unwrap();
+    c.reschedule(&d.lease, hour, None).await.unwrap();
+    let d = docs.pop().unwrap();
+    c.reschedule_many("q", &[(d.lease.clone(), hour, None)])
+        .await
+        .unwrap();
+    let d = docs.pop().unwrap();
+    c.complete(&d.lease, None).await.unwrap();
+    assert!(
+        drain(&mut l).await.is_empty(),
+        "a reschedule to later or a completion notified"
+    );
+
+    // back to pending: reschedule now, both ways; reject with no retry delay; release
+    let d = docs.pop().unwrap();
+    c.reschedule(&d.lease, Schedule::Now, None).await.unwrap();
+    assert_eq!(drain(&mut l).await, ["q"], "per-queue reschedule to now");
+    let d = docs.pop().unwrap();
+    c.reschedule_many("q", &[(d.lease.clone(), Schedule::Now, None)])
+        .await
+        .unwrap();
+    assert_eq!(
+        drain(&mut l).await,
+        ["q"],
+        "per-queue reschedule_many to now"
+    );
+    sql("SELECT fetchq.queue_set_retry_backoff('q', '0', '0', 0)")
+        .await
+        .unwrap();
+    let d = docs.pop().unwrap();
+    sqlx::query("SELECT fetchq.doc_reject('q', $1, 'again')")
+        .bind(&d.subject)
+        .execute(pool)
+        .await
+        .unwrap();
+    assert_eq!(drain(&mut l).await, ["q"], "reject to pending");
+    let d = docs.pop().unwrap();
+    sqlx::query("SELECT fetchq.doc_release('q', ARRAY[$1], ARRAY[$2])")
+        .bind(&d.subject)
+        .bind(d.lease.token)
+        .execute(pool)
+        .await
+        .unwrap();
+    assert_eq!(drain(&mut l).await, ["q"], "doc_release");
+
+    // planned documents falling due: promoted by a pick that leaves some pending,
+    // by the SQL doc_pick, and by mnt_make_pending
+    c.pick("q", &PickOptions::new().limit(100)).await.unwrap();
+    c.push_many(
+        "q",
+        &[
+            NewDoc::new("due1").at(soon()),
+            NewDoc::new("due2").at(soon()),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(drain(&mut l).await, ["q"]);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        c.pick("q", &PickOptions::new().limit(1))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        drain(&mut l).await,
+        ["q"],
+        "per-queue pick promoting more than it took"
+    );
+    c.push_many(
+        "q",
+        &[
+            NewDoc::new("due3").at(soon()),
+            NewDoc::new("due4").at(soon()),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(drain(&mut l).await, ["q"]);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    sql("SELECT * FROM fetchq.doc_pick('q', 0, 1, '5 minutes')")
+        .await
+        .unwrap();
+    assert_eq!(drain(&mut l).await, ["q"], "doc_pick promoting");
+    c.push("q", &NewDoc::new("due5").at(soon())).await.unwrap();
+    assert_eq!(drain(&mut l).await, ["q"]);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let made: i32 = sqlx::query_scalar("SELECT affected_rows FROM fetchq.mnt_make_pending('q')")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(made, 1);
+    assert_eq!(drain(&mut l).await, ["q"], "mnt_make_pending");
+
+    // the explicit hint still works for callers that write no counters
+    sql("SELECT fetchq.pending_hint('q')").await.unwrap();
+    assert_eq!(drain(&mut l).await, ["q"], "pending_hint");
+}
+
 // ---------------------------------------------------------------- counter repair
 
 #[tokio::test]

@@ -40,8 +40,7 @@ WITH active AS (
     RETURNING d.subject, d.payload, d.version, d.priority, d.attempts, d.iterations,
               d.created_at, d.last_iteration, d.next_iteration, d.lease_token
 ), counted AS (
-    SELECT c.picked, c.promoted,
-           CASE WHEN c.promoted > c.picked THEN fetchq.pending_hint($1::text) END AS hinted
+    SELECT c.picked, c.promoted
     FROM (SELECT (SELECT count(*) FROM leased) AS picked, (SELECT count(*) FROM promoted) AS promoted) AS c
 ), counters AS (
     INSERT INTO fetchq.metrics_writes (queue, metric, increment)

@@ -2,8 +2,9 @@
 -- $5 absolute time or NULL, $6 delay (NULL: now), $7 payload (NULL: {}).
 -- Returns queued_docs (0 for a duplicate subject). Subject and version are
 -- checked by the client; the payload limit is checked here. A new document,
--- pending or planned, asks for a wake-up: an idle worker then picks it, or
--- learns the new planned time it may have to wake up for.
+-- pending or planned, wakes idle workers at commit through its 'ent' counter
+-- row (trigger metrics_writes_wake): one then picks it, or learns the new
+-- planned time it may have to wake up for.
 WITH doc AS (
     SELECT coalesce($5::timestamptz, now() + coalesce($6::interval, interval '0')) AS at,
            CASE WHEN pg_column_size($7::jsonb) > q.max_payload_size THEN fetchq.payload_check(q, $7::jsonb)
@@ -23,6 +24,4 @@ WITH doc AS (
          AS v(metric, increment)
     WHERE v.increment <> 0
 )
-SELECT count(*)::integer AS queued_docs,
-       count(fetchq.pending_hint($1::text)) AS hinted
-FROM inserted AS i
+SELECT count(*)::integer AS queued_docs FROM inserted AS i

@@ -7,7 +7,8 @@
 -- array wins (the others are dropped before the insert); subjects already in
 -- the queue are skipped. Subjects and versions are checked by the client; a
 -- payload over the limit raises FQ005 and nothing is written.
--- New documents, pending or planned, ask for a wake-up. Returns queued_docs.
+-- New documents, pending or planned, wake idle workers at commit through their
+-- 'ent' counter row (trigger metrics_writes_wake). Returns queued_docs.
 WITH q AS (
     SELECT q FROM fetchq.queues AS q WHERE q.name = $1::text
 ), input AS (
@@ -38,6 +39,4 @@ WITH q AS (
     GROUP BY v.metric
     HAVING sum(v.increment) <> 0
 )
-SELECT count(*)::integer AS queued_docs,
-       (SELECT fetchq.pending_hint($1::text) WHERE EXISTS (SELECT 1 FROM inserted)) AS hinted
-FROM inserted
+SELECT count(*)::integer AS queued_docs FROM inserted

@@ -22,7 +22,7 @@ WITH input AS (
     FROM held WHERE d.subject = held.subject
     RETURNING d.subject, d.status
 ), counted AS (
-    SELECT c.n, c.pending, CASE WHEN c.pending > 0 THEN fetchq.pending_hint($1::text) END AS hinted
+    SELECT c.n, c.pending
     FROM (SELECT count(*) AS n, count(*) FILTER (WHERE status = 1) AS pending FROM moved) AS c
 ), counters AS (
     INSERT INTO fetchq.metrics_writes (queue, metric, increment)

@@ -117,13 +117,13 @@ async fn set_constraints_immediate_in_a_pushing_transaction_mutes_other_pushes()
 
 // ---------------------------------------------------------------- lock order
 
-/// FINDING (medium): queue_drop (and queue_truncate, metric_reset) take the
-/// global counter-repair lock first and then wait for the queue's tables,
-/// which any open transaction that pushed to the queue holds. Meanwhile
-/// metric_log_pack (try-lock) packs nothing for every queue, and every other
-/// queue's repair, truncate or drop waits.
+/// FINDING (medium, fixed): queue_drop (and queue_truncate, metric_reset) took
+/// the global counter-repair lock first and then waited for the queue's
+/// tables, which any open transaction that pushed to the queue holds.
+/// Meanwhile metric_log_pack (try-lock) packed nothing for every queue, and
+/// every other queue's repair, truncate or drop waited. Now the exclusion is
+/// per queue (the queue's row in fetchq.queues).
 #[tokio::test]
-#[ignore = "review finding, not fixed: a drop behind an open push stops counter packing for all queues"]
 async fn a_drop_waiting_for_an_open_push_does_not_stop_packing_for_other_queues() {
     let db = TestDb::with_pool_size(6).await;
     let c = db.client.clone();
@@ -159,12 +159,89 @@ async fn a_drop_waiting_for_an_open_push_does_not_stop_packing_for_other_queues(
     assert!(waiting, "the drop never waited");
 
     c.push("other", &NewDoc::new("x")).await.unwrap();
+    c.metric_log_increment("not_a_queue", "hits", 3)
+        .await
+        .unwrap();
     let packed = c.metric_log_pack().await.unwrap();
+    // repairs and truncates of another queue do not wait for the drop either
+    // (before the fix they waited for the open transaction: 30 s is generous)
+    let others = tokio::time::timeout(Duration::from_secs(30), async {
+        c.push("other", &NewDoc::new("y")).await?;
+        let repaired = c.metric_reset("other").await?;
+        c.queue_truncate("other", false).await?;
+        Ok::<_, fetchq_core::Error>(repaired)
+    })
+    .await;
     tx.rollback().await.unwrap();
     assert!(dropper.await.unwrap().unwrap());
     assert!(
         packed > 0,
         "metric_log_pack packed nothing for another queue while a drop waited"
+    );
+    let repaired = others
+        .expect("a repair of another queue waited for the drop")
+        .unwrap();
+    assert_eq!(repaired.total, 2);
+    assert_eq!(
+        c.metric_get("not_a_queue", "hits")
+            .await
+            .unwrap()
+            .map(|m| m.value),
+        Some(3),
+        "a user metric under a name that is not a queue is packed"
+    );
+    c.metric_log_pack().await.unwrap();
+    assert_eq!(c.metric_get_common("other").await.unwrap().total, 0);
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM fetchq.metrics WHERE queue = 'q'")
+        .fetch_one(c.pool())
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "the dropped queue's counters are gone");
+}
+
+/// The pack leaves the writes of a queue whose counters are being replaced
+/// (its row held by metric_reset or a truncate) for a later pack, instead of
+/// folding them into counters the repair then overwrites or waiting for it.
+#[tokio::test]
+async fn a_pack_skips_a_queue_under_repair_and_packs_it_later() {
+    let db = TestDb::with_pool_size(6).await;
+    let c = db.client.clone();
+    c.queue_create("q").await.unwrap();
+    c.queue_create("other").await.unwrap();
+    c.push("q", &NewDoc::new("a")).await.unwrap();
+    c.push("other", &NewDoc::new("b")).await.unwrap();
+    c.metric_log_increment("q", "custom", 5).await.unwrap();
+
+    let mut tx = c.pool().begin().await.unwrap();
+    sqlx::query("SELECT fetchq.queue_lock_exclusive('q')")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let packed = tokio::time::timeout(Duration::from_secs(30), c.metric_log_pack())
+        .await
+        .expect("the pack waited for the locked queue")
+        .unwrap();
+    let q_writes: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM fetchq.metrics_writes WHERE queue = 'q'")
+            .fetch_one(c.pool())
+            .await
+            .unwrap();
+    assert!(packed > 0, "the other queue's writes were not packed");
+    assert!(q_writes > 0, "the locked queue's writes were packed");
+    assert_eq!(c.metric_get_common("other").await.unwrap().total, 1);
+    tx.commit().await.unwrap();
+
+    c.metric_log_pack().await.unwrap();
+    let q_writes: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM fetchq.metrics_writes WHERE queue = 'q'")
+            .fetch_one(c.pool())
+            .await
+            .unwrap();
+    assert_eq!(q_writes, 0);
+    assert_eq!(c.metric_get_common("q").await.unwrap().total, 1);
+    assert_eq!(
+        c.metric_get("q", "custom").await.unwrap().map(|m| m.value),
+        Some(5)
     );
 }
 

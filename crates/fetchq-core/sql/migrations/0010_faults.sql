@@ -11,7 +11,7 @@
 --    or entered the queue, instead of for the whole life of the pushing
 --    transaction.
 -- 4. Counter repair: metric_reset and queue_truncate are serialized with each
---    other and with metric_log_pack.
+--    other and with metric_log_pack (per queue, see 6).
 -- 5. Pushing a planned document wakes idle workers too (they sleep until the
 --    earliest planned time they know of).
 
@@ -195,29 +195,33 @@ $$;
 --    deadlock, 40P01); maintenance that woke up after a drop failed on the
 --    vanished tables. Every function touching a queue's tables now takes the
 --    queue's locks in one order:
---      1. the counter repair lock (advisory, the one metric_log_pack tries),
---         destructive operations only;
+--      1. the packing lock (advisory), taken only by metric_log_pack, which
+--         only tries it: it keeps two packers apart and nothing else;
 --      2. the queue's rows of fetchq.jobs, in id order (mnt_job_pick holds
 --         them, SKIP LOCKED, for the whole maintenance transaction);
 --      3. the queue's row of fetchq.queues: FOR KEY SHARE by maintenance
---         (settings updates do not conflict), FOR UPDATE or DELETE by
---         destructive operations;
+--         (settings updates do not conflict) and, SKIP LOCKED, by
+--         metric_log_pack for the queues whose counter writes it folds;
+--         FOR UPDATE or DELETE by operations that replace or remove the
+--         queue's tables or counters (drop, truncate, metric_reset), which
+--         so keep packers off the queue's counters without a global lock;
 --      4. the queue's tables, documents first, then logs, then snapshots;
 --      5. the counter rows of fetchq.metrics and fetchq.metrics_writes.
---    Maintenance never waits for 1 or 2 (it tries or skips them), so it cannot
---    close a cycle with an operation holding them.
+--    Maintenance never waits for 1 or 2 (it tries or skips them), and
+--    metric_log_pack waits for nothing before 5, so neither can close a cycle
+--    with an operation holding them. Operations on several queues take each
+--    queue's locks in queue name order.
 
--- Takes locks 1 to 3 (see above) for an operation that replaces or removes
+-- Takes locks 2 and 3 (see above) for an operation that replaces or removes
 -- the queue's tables or counters; held to the end of the transaction. Waits
--- for maintenance running on the queue to commit, and keeps new maintenance
--- of the queue out. FQ002 when the queue does not exist (or was dropped while
--- this waited).
+-- for maintenance and packing running on the queue to commit, and keeps new
+-- maintenance and packing of the queue out (other queues are not affected).
+-- FQ002 when the queue does not exist (or was dropped while this waited).
 CREATE FUNCTION fetchq.queue_lock_exclusive(queue text) RETURNS void
 LANGUAGE plpgsql AS $$
 #variable_conflict use_variable
 BEGIN
     PERFORM fetchq.queue_name_check(queue);
-    PERFORM pg_advisory_xact_lock(hashtext('fetchq.metric_log_pack'));
     PERFORM 1 FROM fetchq.jobs AS j WHERE j.queue = queue ORDER BY j.id FOR UPDATE;
     PERFORM 1 FROM fetchq.queues AS t WHERE t.name = queue FOR UPDATE;
     IF NOT FOUND THEN
@@ -225,15 +229,14 @@ BEGIN
     END IF;
 END $$;
 
--- As in schema 2, with the lock order above: the repair lock, the queue's job
--- rows and its queue row are taken before its tables, so running maintenance
--- finishes first and new maintenance skips the queue.
+-- As in schema 2, with the lock order above: the queue's job rows and its
+-- queue row are taken before its tables, so running maintenance and packing of
+-- the queue finish first and new maintenance and packing skip the queue.
 CREATE OR REPLACE FUNCTION fetchq.queue_drop(queue text, OUT was_dropped boolean, OUT queue_id integer)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_variable
 BEGIN
     PERFORM fetchq.queue_name_check(queue);
-    PERFORM pg_advisory_xact_lock(hashtext('fetchq.metric_log_pack'));
     PERFORM 1 FROM fetchq.jobs AS j WHERE j.queue = queue ORDER BY j.id FOR UPDATE;
     DELETE FROM fetchq.queues AS t WHERE t.name = queue RETURNING t.id INTO queue_id;
     was_dropped := queue_id IS NOT NULL;
@@ -266,9 +269,10 @@ BEGIN
     success := true;
 END $$;
 
--- As above in this schema, but the queue is looked up after the repair lock
--- and kept (FOR KEY SHARE) to the end: a queue dropped while this waited is
--- FQ002, not a missing table.
+-- As above in this schema, but serialized per queue by queue_lock_exclusive
+-- (held to the end): repairs, truncates, maintenance and packing of the queue
+-- wait for each other, those of other queues do not. A queue dropped while
+-- this waited is FQ002, not a missing table.
 CREATE OR REPLACE FUNCTION fetchq.metric_reset(queue text,
     OUT cnt bigint, OUT pln bigint, OUT pnd bigint, OUT act bigint, OUT kll bigint, OUT cpl bigint)
 LANGUAGE plpgsql AS $$
@@ -276,11 +280,7 @@ LANGUAGE plpgsql AS $$
 DECLARE
     tbl text := fetchq.queue_table(queue, 'docs');
 BEGIN
-    PERFORM pg_advisory_xact_lock(hashtext('fetchq.metric_log_pack'));
-    PERFORM 1 FROM fetchq.queues AS t WHERE t.name = queue FOR KEY SHARE;
-    IF NOT FOUND THEN
-        PERFORM fetchq.queue_get(queue);
-    END IF;
+    PERFORM fetchq.queue_lock_exclusive(queue);
     EXECUTE format('LOCK TABLE %s IN SHARE MODE', tbl);
     SELECT c.cnt, c.pln, c.pnd, c.act, c.kll, c.cpl INTO cnt, pln, pnd, act, kll, cpl
     FROM fetchq.metric_compute(queue) AS c;
@@ -299,15 +299,22 @@ BEGIN
     USING queue;
 END $$;
 
--- As in schema 5, but the queues are listed after the repair lock is taken:
--- no queue dropped before the list was read can fail the repair.
+-- As in schema 5, queue by queue in name order (the lock order above); a
+-- queue dropped after the list was read is skipped instead of failing the
+-- repair.
 CREATE OR REPLACE FUNCTION fetchq.metric_reset_all()
 RETURNS TABLE (queue varchar, cnt bigint, pln bigint, pnd bigint, act bigint, kll bigint, cpl bigint)
 LANGUAGE plpgsql AS $$
+DECLARE
+    qname varchar;
 BEGIN
-    PERFORM pg_advisory_xact_lock(hashtext('fetchq.metric_log_pack'));
-    RETURN QUERY
-    SELECT q.name, c.* FROM fetchq.queues AS q, LATERAL fetchq.metric_reset(q.name) AS c ORDER BY q.name;
+    FOR qname IN SELECT t.name FROM fetchq.queues AS t ORDER BY t.name LOOP
+        BEGIN
+            RETURN QUERY SELECT qname, c.* FROM fetchq.metric_reset(qname) AS c;
+        EXCEPTION WHEN SQLSTATE 'FQ002' THEN
+            NULL;
+        END;
+    END LOOP;
 END $$;
 
 -- As in schema 6, but the queue's row is held FOR KEY SHARE before its tables

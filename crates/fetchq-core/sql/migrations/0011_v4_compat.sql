@@ -92,16 +92,29 @@ LANGUAGE sql AS $$
 $$;
 
 -- Writes dated in the future (by the wall clock) wait for a later pack, as in
--- v4. Otherwise unchanged from schema 5.
+-- v4. The writes of a queue whose row another transaction holds (a drop,
+-- truncate or metric_reset of it under way, see schema 10 section 6) wait for
+-- a later pack too; the queues whose writes are packed are held FOR KEY SHARE
+-- to the end, and writes under a name that is not a queue (user metrics) are
+-- packed as before. Otherwise unchanged from schema 5.
 CREATE OR REPLACE FUNCTION fetchq.metric_log_pack(OUT affected_rows integer)
 LANGUAGE plpgsql AS $$
+DECLARE
+    owned text[];
 BEGIN
     affected_rows := 0;
     IF NOT pg_try_advisory_xact_lock(hashtext('fetchq.metric_log_pack')) THEN
         RETURN;
     END IF;
+    SELECT coalesce(array_agg(q.name), '{}') INTO owned
+    FROM (SELECT t.name FROM fetchq.queues AS t
+          WHERE t.name IN (SELECT w.queue FROM fetchq.metrics_writes AS w)
+          FOR KEY SHARE OF t SKIP LOCKED) AS q;
     WITH moved AS (
-        DELETE FROM fetchq.metrics_writes AS w WHERE w.created_at <= clock_timestamp()
+        DELETE FROM fetchq.metrics_writes AS w
+        WHERE w.created_at <= clock_timestamp()
+          AND (w.queue = ANY (owned)
+               OR NOT EXISTS (SELECT 1 FROM fetchq.queues AS t WHERE t.name = w.queue))
         RETURNING w.id, w.queue, w.metric, w.increment, w.reset
     ), last_reset AS (
         SELECT DISTINCT ON (m.queue, m.metric) m.queue, m.metric, m.id, m.reset

@@ -181,7 +181,8 @@ impl Document {
     }
 
     /// A document from a row of `sql/per_queue/pick.sql` (column 0 is the
-    /// promotion count; NULL document columns mean nothing was leased).
+    /// promotion count, column 11 the next-due wait; NULL document columns
+    /// mean nothing was leased).
     fn from_row(queue: &str, row: &PgRow) -> Result<Option<Self>> {
         let Some(subject): Option<String> = row.try_get(1)? else {
             return Ok(None);
@@ -242,9 +243,64 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn pick(&self, queue: &str, options: &PickOptions) -> Result<Vec<Document>> {
+        Ok(self.pick_rounds(queue, options, false).await?.0)
+    }
+
+    /// [`pick`](Self::pick) for a worker that sleeps when nothing is due: when
+    /// no document was leased, the same statement also tells how long until
+    /// the next planned document of `options`' version is due (measured on
+    /// the database's clock, zero when already due), so an idle poll costs one
+    /// round trip instead of a pick and a
+    /// [`queue_next_due_for`](Self::queue_next_due_for).
+    ///
+    /// The duration is `None` when documents were leased, when no document of
+    /// that version is planned, or when the queue is paused (a push or
+    /// `queue_resume` sends a notification on `fetchq_pending`). As with
+    /// [`queue_next_due_for`](Self::queue_next_due_for), planned documents
+    /// already due for more than 100 ms are not counted: another transaction
+    /// holds their row, and waiting for it must not become a busy loop.
+    ///
+    /// # Errors
+    ///
+    /// As [`pick`](Self::pick).
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use fetchq_core::PickOptions;
+    /// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+    /// let poll = Duration::from_secs(1);
+    /// let (docs, next_due) = client.pick_idle("avengers", &PickOptions::new().limit(10)).await?;
+    /// if docs.is_empty() {
+    ///     // sleep until the next planned document, at most `poll`
+    ///     tokio::time::sleep(next_due.map_or(poll, |d| d.min(poll))).await;
+    /// }
+    /// for doc in docs {
+    ///     client.complete(&doc.lease, None).await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn pick_idle(
+        &self,
+        queue: &str,
+        options: &PickOptions,
+    ) -> Result<(Vec<Document>, Option<Duration>)> {
+        self.pick_rounds(queue, options, true).await
+    }
+
+    /// The statement of `sql/per_queue/pick.sql`, run once, or twice when the
+    /// first promoted due planned documents and came back short. With
+    /// `next_due`, an empty last round also returns the wait until the next
+    /// planned document.
+    async fn pick_rounds(
+        &self,
+        queue: &str,
+        options: &PickOptions,
+        next_due: bool,
+    ) -> Result<(Vec<Document>, Option<Duration>)> {
         validate_queue_name(queue)?;
         options.check()?;
         let mut docs = Vec::new();
+        let mut due_in = None;
         // A second round only when this one promoted due planned documents
         // (visible from the next statement on) and came back short.
         for _ in 0..2 {
@@ -256,13 +312,15 @@ impl Client {
                 .bind(queue)
                 .bind(options.version)
                 .bind(options.lease)
+                .bind(next_due)
                 .fetch_all(self.pool())
                 .await
                 .map_err(|e| queue_error(e, queue))?;
-            let promoted: i64 = match rows.first() {
-                Some(row) => row.try_get(0)?,
-                None => 0,
+            let (promoted, secs): (i64, Option<f64>) = match rows.first() {
+                Some(row) => (row.try_get(0)?, row.try_get(11)?),
+                None => (0, None),
             };
+            due_in = secs.map(|s| Duration::try_from_secs_f64(s).unwrap_or_default());
             let before = docs.len();
             for row in &rows {
                 docs.extend(Document::from_row(queue, row)?);
@@ -272,7 +330,10 @@ impl Client {
             }
         }
         docs.sort_by_key(|d| std::cmp::Reverse(d.priority));
-        Ok(docs)
+        if !docs.is_empty() {
+            due_in = None;
+        }
+        Ok((docs, due_in))
     }
 
     /// Plans the document's next run (the repetitive-task ending): pending if

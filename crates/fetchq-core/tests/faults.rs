@@ -635,6 +635,105 @@ async fn next_due_for_a_version_ignores_pauses_other_versions_and_locked_documen
     ));
 }
 
+#[tokio::test]
+async fn an_empty_pick_idle_says_when_the_next_document_of_its_version_is_due() {
+    let db = TestDb::new().await;
+    let c = &db.client;
+    c.queue_create("q").await.unwrap();
+    let v0 = PickOptions::new();
+    let v1 = PickOptions::new().version(1);
+    let (docs, due) = c.pick_idle("q", &v0).await.unwrap();
+    assert!(docs.is_empty());
+    assert_eq!(due, None, "empty queue");
+
+    c.push(
+        "q",
+        &NewDoc::new("v1-soon")
+            .version(1)
+            .at(Duration::from_secs(30)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        c.pick_idle("q", &v0).await.unwrap(),
+        (vec![], None),
+        "only another version"
+    );
+    let (docs, due) = c.pick_idle("q", &v1).await.unwrap();
+    assert!(docs.is_empty());
+    let due = due.unwrap();
+    assert!(
+        due > Duration::from_secs(25) && due <= Duration::from_secs(30),
+        "{due:?}"
+    );
+
+    // something leased: no look-up, no duration
+    c.push("q", &NewDoc::new("v0-now")).await.unwrap();
+    c.push("q", &NewDoc::new("v0-later").at(Duration::from_secs(600)))
+        .await
+        .unwrap();
+    let (docs, due) = c.pick_idle("q", &v0.limit(5)).await.unwrap();
+    assert_eq!(docs.len(), 1);
+    assert_eq!(docs[0].subject, "v0-now");
+    assert_eq!(due, None, "documents were leased");
+    let (docs, due) = c.pick_idle("q", &v0).await.unwrap();
+    assert!(docs.is_empty());
+    assert!(due.unwrap() > Duration::from_secs(500), "{due:?}");
+
+    // paused: nothing will be picked until it resumes (which notifies)
+    c.queue_pause("q").await.unwrap();
+    assert_eq!(
+        c.pick_idle("q", &v1).await.unwrap(),
+        (vec![], None),
+        "paused"
+    );
+    c.queue_resume("q").await.unwrap();
+
+    // a due planned document held by a long transaction: not "due now" forever
+    sqlx::query("UPDATE fetchq_data.q__docs SET next_iteration = now() - interval '1 minute' WHERE subject = 'v1-soon'")
+        .execute(c.pool())
+        .await
+        .unwrap();
+    let mut holder = c.pool().begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM fetchq_data.q__docs WHERE subject = 'v1-soon' FOR UPDATE")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    assert_eq!(
+        c.pick_idle("q", &v1).await.unwrap(),
+        (vec![], None),
+        "row-locked due document"
+    );
+    holder.rollback().await.unwrap();
+    let (docs, due) = c.pick_idle("q", &v1).await.unwrap();
+    assert_eq!(docs.len(), 1);
+    assert_eq!(due, None);
+
+    // a planned document due a moment ago is promoted and picked in the
+    // second round, as by pick
+    c.push(
+        "q",
+        &NewDoc::new("v1-next")
+            .version(1)
+            .at(Duration::from_millis(150)),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (docs, due) = c.pick_idle("q", &v1).await.unwrap();
+    assert_eq!(docs.len(), 1, "{due:?}");
+    assert_eq!(docs[0].subject, "v1-next");
+
+    assert!(matches!(
+        c.pick_idle("q", &PickOptions::new().version(-1)).await,
+        Err(Error::InvalidArgument { .. })
+    ));
+    assert!(matches!(
+        c.pick_idle("missing", &v0).await,
+        Err(Error::QueueNotFound { .. })
+    ));
+}
+
 // ---------------------------------------------------------------- bad input
 
 #[tokio::test]

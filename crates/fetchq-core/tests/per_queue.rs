@@ -297,3 +297,98 @@ async fn generic_plans_do_not_scan_the_documents_table() {
         "a per-queue statement scanned the table"
     );
 }
+
+/// EXPLAIN ANALYZE of `sql/per_queue/pick.sql` for queue `q`, version 0, one
+/// document, `next_due` as the fourth parameter; with `generic`, planned as
+/// a prepared statement reused many times is (`$4` unknown to the planner).
+async fn explain_pick(db: &TestDb, next_due: bool, generic: bool) -> String {
+    let sql = include_str!("../sql/per_queue/pick.sql")
+        .replace("{docs}", "\"fetchq_data\".\"q__docs\"")
+        .replace("{limit}", "1");
+    let mut tx = db.client.pool().begin().await.unwrap();
+    let rows: Vec<String> = if generic {
+        // EXECUTE of a prepared statement, as sqlx runs it once reused
+        sqlx::raw_sql(&format!(
+            "SET LOCAL plan_cache_mode = force_generic_plan; \
+             PREPARE pick_plan(text, integer, interval, boolean) AS {sql}"
+        ))
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+        sqlx::query_scalar(&format!(
+            "EXPLAIN (ANALYZE, COSTS OFF) EXECUTE pick_plan('q', 0, '300 seconds', {next_due})"
+        ))
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap()
+    } else {
+        sqlx::query_scalar(&format!("EXPLAIN (ANALYZE, COSTS OFF) {sql}"))
+            .bind("q")
+            .bind(0_i32)
+            .bind(Duration::from_secs(300))
+            .bind(next_due)
+            .fetch_all(&mut *tx)
+            .await
+            .unwrap()
+    };
+    if generic {
+        sqlx::query("DEALLOCATE pick_plan")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+    rows.join("\n")
+}
+
+/// The plan lines about the next-due look-up (its function scan).
+fn next_due_scan(plan: &str) -> Vec<&str> {
+    plan.lines()
+        .filter(|l| l.contains("Function Scan on queue_next_due"))
+        .collect()
+}
+
+/// The look-up is not run: never executed, or planned away.
+fn not_run(plan: &str) -> bool {
+    next_due_scan(plan)
+        .iter()
+        .all(|l| l.contains("never executed"))
+}
+
+#[tokio::test]
+async fn the_next_due_look_up_of_a_pick_runs_only_when_nothing_was_leased() {
+    let db = TestDb::new().await;
+    let c = &db.client;
+    c.queue_create("q").await.unwrap();
+    for i in 0..4 {
+        c.push("q", &NewDoc::new(format!("d{i}"))).await.unwrap();
+    }
+
+    // leased: the look-up is never run, whatever $4 says
+    for (next_due, generic) in [(true, false), (true, true), (false, false), (false, true)] {
+        let plan = explain_pick(&db, next_due, generic).await;
+        assert!(plan.contains("rows=1"), "{plan}");
+        assert!(not_run(&plan), "{plan}");
+        if next_due || generic {
+            assert_eq!(next_due_scan(&plan).len(), 1, "{plan}");
+        }
+    }
+
+    // empty pick, look-up not asked for: not run
+    c.push("q", &NewDoc::new("later").at(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    for generic in [false, true] {
+        let plan = explain_pick(&db, false, generic).await;
+        assert!(not_run(&plan), "{plan}");
+    }
+
+    // empty and asked for: run once
+    for generic in [false, true] {
+        let plan = explain_pick(&db, true, generic).await;
+        let scan = next_due_scan(&plan);
+        assert_eq!(scan.len(), 1, "{plan}");
+        assert!(scan[0].contains("loops=1"), "{plan}");
+        assert!(!not_run(&plan), "{plan}");
+    }
+}

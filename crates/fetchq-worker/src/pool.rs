@@ -98,17 +98,15 @@ pub(crate) async fn run(
         let limit = i32::try_from(free.min(opts.batch)).unwrap_or(i32::MAX);
         let this_pick = pick.limit(limit);
         let picked = tokio::select! {
-            p = shared.client.pick(&opts.queue, &this_pick) => p,
+            // an empty pick also says when the next planned document is due
+            p = shared.client.pick_idle(&opts.queue, &this_pick) => p,
             // stuck on an unreachable server past the deadline: give up on it
             _ = shared.deadline.cancelled() => break,
         };
         match picked {
-            Ok(docs) if docs.is_empty() => {
+            Ok((docs, next_due)) if docs.is_empty() => {
                 trouble.ok();
-                let wait = tokio::select! {
-                    w = idle_wait(&shared.client, &opts.queue, opts.version, opts.idle_poll) => w,
-                    _ = shared.shutdown.cancelled() => Duration::ZERO,
-                };
+                let wait = idle_wait(next_due, opts.idle_poll);
                 tokio::select! {
                     _ = wake.notified() => {}
                     _ = tokio::time::sleep(wait) => {}
@@ -116,7 +114,7 @@ pub(crate) async fn run(
                     Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
                 }
             }
-            Ok(docs) => {
+            Ok((docs, _)) => {
                 trouble.ok();
                 bump(&counters.picked, docs.len() as u64);
                 leases.retain(|l| shared.registry.is_running(l));
@@ -146,12 +144,14 @@ pub(crate) async fn run(
 }
 
 /// How long to sleep when nothing is due: until the next planned document of
-/// this pool's version, at most `idle_poll`; `idle_poll` when none is planned
-/// or the queue is paused. The wait is measured on the database's clock.
-async fn idle_wait(client: &Client, queue: &str, version: i32, idle_poll: Duration) -> Duration {
-    match client.queue_next_due_for(queue, version).await {
-        Ok(Some(due_in)) => due_in.clamp(MIN_IDLE_WAIT, idle_poll),
-        _ => idle_poll,
+/// this pool's version (`next_due`, as the empty pick measured it on the
+/// database's clock), at most `idle_poll`; `idle_poll` when none is planned or
+/// the queue is paused. Never below MIN_IDLE_WAIT unless `idle_poll` is
+/// (`clamp` would panic on an `idle_poll` shorter than MIN_IDLE_WAIT).
+fn idle_wait(next_due: Option<Duration>, idle_poll: Duration) -> Duration {
+    match next_due {
+        Some(due_in) => due_in.max(MIN_IDLE_WAIT).min(idle_poll),
+        None => idle_poll,
     }
 }
 
@@ -350,5 +350,31 @@ async fn drain(
         for lease in &leases {
             shared.registry.remove(lease);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idle_wait_sleeps_until_the_next_due_document_within_bounds() {
+        let poll = Duration::from_secs(1);
+        assert_eq!(idle_wait(None, poll), poll);
+        assert_eq!(idle_wait(Some(Duration::from_secs(9)), poll), poll);
+        assert_eq!(
+            idle_wait(Some(Duration::from_millis(300)), poll),
+            Duration::from_millis(300)
+        );
+        assert_eq!(idle_wait(Some(Duration::ZERO), poll), MIN_IDLE_WAIT);
+    }
+
+    #[test]
+    fn idle_wait_never_exceeds_an_idle_poll_shorter_than_the_minimum() {
+        // `Duration::clamp(MIN_IDLE_WAIT, idle_poll)` panicked here
+        let poll = Duration::from_millis(1);
+        assert_eq!(idle_wait(Some(Duration::ZERO), poll), poll);
+        assert_eq!(idle_wait(Some(Duration::from_secs(3)), poll), poll);
+        assert_eq!(idle_wait(None, poll), poll);
     }
 }

@@ -1,4 +1,5 @@
--- doc_pick for one queue. $1 queue, $2 version, $3 lease duration; {limit} is
+-- doc_pick for one queue. $1 queue, $2 version, $3 lease duration, $4 whether
+-- to say when to look again if nothing was leased; {limit} is
 -- the limit, written in as a number. Version, limit and lease are checked by
 -- the client.
 --
@@ -13,6 +14,18 @@
 -- call (0.8 ms of a 1.2 ms pick of one document). Rows are matched with
 -- `= ANY (ARRAY(...))` so that even a plan made for a large limit looks them
 -- up by primary key instead of joining the whole table.
+--
+-- The last column answers an idle worker's next question in the same
+-- statement: when $4 is true and nothing was leased, the seconds until the
+-- next planned document of version $2 is due (fetchq.queue_next_due, on the
+-- database's clock; negative when already due, which the client reads as 0;
+-- NULL when none is planned or the queue is paused). The subquery is an
+-- initplan, which PostgreSQL runs only when the CASE reaches it: a pick that
+-- leased documents, or one with $4 false, never calls it (EXPLAIN ANALYZE:
+-- "never executed"; tests/per_queue.rs checks it). It sees the statement's
+-- snapshot, so documents promoted here in their first 100 ms of being due
+-- still count as planned and due now; the client picks again right away
+-- after a promotion anyway.
 --
 -- The commit waits for its WAL flush like any other (synchronous_commit as the
 -- server has it): a lease is durable before its handler starts. Committing it
@@ -51,6 +64,10 @@ WITH active AS (
     WHERE v.increment <> 0
 )
 SELECT c.promoted, l.subject::text, l.payload, l.version, l.priority, l.attempts, l.iterations, l.created_at,
-       l.last_iteration, l.next_iteration, l.lease_token
+       l.last_iteration, l.next_iteration, l.lease_token,
+       CASE WHEN $4::boolean AND c.picked = 0 THEN
+           (SELECT extract(epoch FROM n.next_iteration - clock_timestamp())::float8
+            FROM fetchq.queue_next_due($1::text, $2::integer) AS n)
+       END AS next_due_in
 FROM counted AS c LEFT JOIN (leased AS l JOIN picked AS p ON p.subject = l.subject) ON true
 ORDER BY l.priority DESC, p.due_at, l.attempts

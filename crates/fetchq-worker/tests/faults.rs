@@ -4,79 +4,20 @@
 
 #![allow(clippy::unwrap_used)] // tests fail by panicking
 
-use std::future::Future;
-use std::pin::Pin;
+mod common;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use fetchq_core::{Client, NewDoc, Status};
 use fetchq_testing::TestDb;
-use fetchq_worker::{Context, Doc, Handler, HandlerError, HandlerOptions, Outcome, Runtime};
-use serde_json::{Value, json};
+use fetchq_worker::{HandlerError, HandlerOptions, Outcome, Runtime};
+use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-type Fut = Pin<Box<dyn Future<Output = Result<Outcome, HandlerError>> + Send>>;
-
-struct FnHandler<F> {
-    options: HandlerOptions,
-    f: F,
-}
-
-#[async_trait]
-impl<F> Handler for FnHandler<F>
-where
-    F: Fn(Doc<Value>, Context) -> Fut + Send + Sync + 'static,
-{
-    type Payload = Value;
-    fn options(&self) -> HandlerOptions {
-        self.options.clone()
-    }
-    async fn handle(&self, doc: Doc<Value>, ctx: Context) -> Result<Outcome, HandlerError> {
-        (self.f)(doc, ctx).await
-    }
-}
-
-fn handler<F>(options: HandlerOptions, f: F) -> FnHandler<F>
-where
-    F: Fn(Doc<Value>, Context) -> Fut + Send + Sync + 'static,
-{
-    FnHandler { options, f }
-}
-
-async fn eventually<F, Fu>(within: Duration, what: &str, check: F)
-where
-    F: Fn() -> Fu,
-    Fu: Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !check().await {
-        assert!(start.elapsed() < within, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
-async fn count(client: &Client, queue: &str, status: i32) -> i64 {
-    sqlx::query_scalar(&format!(
-        "SELECT count(*) FROM fetchq_data.{queue}__docs WHERE status = $1"
-    ))
-    .bind(status)
-    .fetch_one(client.pool())
-    .await
-    .unwrap()
-}
-
-async fn error_logs(client: &Client, queue: &str, subject: &str) -> Vec<String> {
-    sqlx::query_scalar(&format!(
-        "SELECT message::text FROM fetchq_data.{queue}__logs WHERE subject = $1"
-    ))
-    .bind(subject)
-    .fetch_all(client.pool())
-    .await
-    .unwrap()
-}
+use common::{count, error_logs, eventually, handler};
 
 /// Asks for shutdown and checks that `run` returns within `limit`.
 async fn shut_down_within(

@@ -3,8 +3,8 @@
 
 #![allow(clippy::unwrap_used)] // tests fail by panicking
 
-use std::future::Future;
-use std::pin::Pin;
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,50 +17,10 @@ use fetchq_worker::{
 };
 use serde_json::{Value, json};
 
-type Fut = Pin<Box<dyn Future<Output = Result<Outcome, HandlerError>> + Send>>;
-
-/// A handler made of a closure, for tests.
-struct FnHandler<F> {
-    options: HandlerOptions,
-    f: F,
-}
-
-#[async_trait]
-impl<F> Handler for FnHandler<F>
-where
-    F: Fn(Doc<Value>, Context) -> Fut + Send + Sync + 'static,
-{
-    type Payload = Value;
-    fn options(&self) -> HandlerOptions {
-        self.options.clone()
-    }
-    async fn handle(&self, doc: Doc<Value>, ctx: Context) -> Result<Outcome, HandlerError> {
-        (self.f)(doc, ctx).await
-    }
-}
-
-fn handler<F>(options: HandlerOptions, f: F) -> FnHandler<F>
-where
-    F: Fn(Doc<Value>, Context) -> Fut + Send + Sync + 'static,
-{
-    FnHandler { options, f }
-}
+use common::{eventually, handler};
 
 fn runtime(db: &TestDb) -> Runtime {
     Runtime::new(db.pool.clone()).handle_signals(false)
-}
-
-/// Polls `check` until it holds (or fails after `within`).
-async fn eventually<F, Fu>(within: Duration, what: &str, check: F)
-where
-    F: Fn() -> Fu,
-    Fu: Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !check().await {
-        assert!(start.elapsed() < within, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 async fn completed(client: &Client, queue: &str) -> i64 {

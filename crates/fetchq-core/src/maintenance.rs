@@ -117,13 +117,22 @@ impl Client {
         let tables: Vec<String> = sqlx::query_scalar(sql!("hot_tables"))
             .fetch_all(self.pool())
             .await?;
-        for table in &tables {
+        let mut vacuumed = Vec::with_capacity(tables.len());
+        for table in tables {
             // a catalog name quoted by format('%I.%I'); VACUUM cannot take a bind
-            sqlx::raw_sql(&format!("VACUUM (SKIP_LOCKED) {table}"))
+            let done = sqlx::raw_sql(&format!("VACUUM (SKIP_LOCKED) {table}"))
                 .execute(self.pool())
-                .await?;
+                .await;
+            match done {
+                Ok(_) => vacuumed.push(table),
+                // the queue was dropped since the list was read: nothing to do
+                Err(e)
+                    if e.as_database_error().and_then(|d| d.code()).as_deref() == Some("42P01") => {
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
-        Ok(tables)
+        Ok(vacuumed)
     }
 
     /// Runs every queue's maintenance now, then packs the counters; returns

@@ -257,3 +257,42 @@ async fn truncate_reset_and_index_rebuilds_never_deadlock_with_maintenance() {
         assert_eq!(computed, repaired, "{q}");
     }
 }
+
+#[tokio::test]
+async fn concurrent_index_rebuilds_of_one_queue_take_turns() {
+    let db = TestDb::new().await;
+    db.client.queue_create("q").await.unwrap();
+    fill(&db.client, "q").await.unwrap();
+    for round in 0..8 {
+        sqlx::query("SELECT * FROM fetchq.queue_drop_indexes('q')")
+            .execute(db.client.pool())
+            .await
+            .unwrap();
+        let calls: Vec<_> = (0..4)
+            .map(|_| {
+                let pool = db.client.pool().clone();
+                tokio::spawn(async move {
+                    sqlx::query_scalar::<_, bool>(
+                        "SELECT was_created FROM fetchq.queue_create_indexes('q')",
+                    )
+                    .fetch_one(&pool)
+                    .await
+                })
+            })
+            .collect();
+        for call in calls {
+            let created = call.await.unwrap();
+            assert!(matches!(created, Ok(true)), "round {round}: {created:?}");
+        }
+        let indexes: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_indexes WHERE schemaname = 'fetchq_data' AND tablename = 'q__docs'",
+        )
+        .fetch_one(db.client.pool())
+        .await
+        .unwrap();
+        assert_eq!(
+            indexes, 4,
+            "round {round}: the primary key and three partial indexes"
+        );
+    }
+}

@@ -239,13 +239,15 @@ BEGIN
 END $$;
 
 -- (Re)creates the document indexes queue_create makes (those missing only).
--- Always true.
+-- Always true. Concurrent calls take turns (SHARE ROW EXCLUSIVE conflicts with
+-- itself; CREATE INDEX IF NOT EXISTS alone lets two calls build the same name).
 CREATE FUNCTION fetchq.queue_create_indexes(queue text, OUT was_created boolean)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_variable
 DECLARE
     docs text := (fetchq.queue_get(queue)).name || '__docs';
 BEGIN
+    EXECUTE format('LOCK TABLE %I.%I IN SHARE ROW EXCLUSIVE MODE', 'fetchq_data', docs);
     EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %I.%I (version, priority DESC, next_iteration, attempts) WHERE status = 1',
         docs || '_pick_idx', 'fetchq_data', docs);
     EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %I.%I (next_iteration) WHERE status = 0',

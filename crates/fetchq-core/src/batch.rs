@@ -71,7 +71,7 @@ impl Client {
             .fetch_one(self.pool())
             .await?;
         let secs: Option<f64> = row.try_get(0)?;
-        Ok(secs.map(|s| Duration::try_from_secs_f64(s).unwrap_or_default()))
+        Ok(due_in(secs))
     }
 
     /// How long an idle worker picking `version` of `queue` may sleep: until
@@ -103,7 +103,7 @@ impl Client {
             .fetch_one(self.pool())
             .await?;
         let secs: Option<f64> = row.try_get(0)?;
-        Ok(secs.map(|s| Duration::try_from_secs_f64(s).unwrap_or_default()))
+        Ok(due_in(secs))
     }
 
     /// Heartbeat for many leases of `queue`: extends those still held to
@@ -228,4 +228,10 @@ impl Client {
             .bind(tokens);
         Ok(subjects_of(query, self).await?)
     }
+}
+
+/// A wait the database measured in seconds on its own clock, as a
+/// [`Duration`]: a document already due (negative seconds) waits zero.
+pub(crate) fn due_in(secs: Option<f64>) -> Option<Duration> {
+    secs.map(|s| Duration::try_from_secs_f64(s).unwrap_or_default())
 }

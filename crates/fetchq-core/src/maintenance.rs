@@ -5,6 +5,7 @@ use std::time::Duration;
 use sqlx::Row;
 
 use crate::error::Result;
+use crate::per_queue::is_missing_table;
 use crate::queue::validate_queue_name;
 use crate::{Client, sql};
 
@@ -126,9 +127,7 @@ impl Client {
             match done {
                 Ok(_) => vacuumed.push(table),
                 // the queue was dropped since the list was read: nothing to do
-                Err(e)
-                    if e.as_database_error().and_then(|d| d.code()).as_deref() == Some("42P01") => {
-                }
+                Err(e) if is_missing_table(&e) => {}
                 Err(e) => return Err(e.into()),
             }
         }

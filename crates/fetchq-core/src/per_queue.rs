@@ -23,14 +23,18 @@ pub(crate) fn statement(template: &str, queue: &str) -> String {
     template.replace("{docs}", &format!("\"fetchq_data\".\"{queue}__docs\""))
 }
 
+/// Whether `err` says a table does not exist (SQLSTATE 42P01): the queue
+/// behind it was never created or has been dropped.
+pub(crate) fn is_missing_table(err: &sqlx::Error) -> bool {
+    err.as_database_error()
+        .and_then(|db| db.code())
+        .is_some_and(|code| code == "42P01")
+}
+
 /// The error of a per-queue statement: a missing table (SQLSTATE 42P01)
 /// means the queue does not exist.
 pub(crate) fn queue_error(err: sqlx::Error, queue: &str) -> Error {
-    let missing_table = err
-        .as_database_error()
-        .and_then(|db| db.code())
-        .is_some_and(|code| code == "42P01");
-    if missing_table {
+    if is_missing_table(&err) {
         Error::QueueNotFound {
             queue: queue.to_owned(),
         }

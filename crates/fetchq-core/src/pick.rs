@@ -320,7 +320,7 @@ impl Client {
                 Some(row) => (row.try_get(0)?, row.try_get(11)?),
                 None => (0, None),
             };
-            due_in = secs.map(|s| Duration::try_from_secs_f64(s).unwrap_or_default());
+            due_in = crate::batch::due_in(secs);
             let before = docs.len();
             for row in &rows {
                 docs.extend(Document::from_row(queue, row)?);

@@ -11,7 +11,8 @@
 --    or entered the queue, instead of for the whole life of the pushing
 --    transaction.
 -- 4. Counter repair: metric_reset and queue_truncate are serialized with each
---    other and with metric_log_pack (per queue, see 6).
+--    other and with metric_log_pack, per queue (defined in 6, with the lock
+--    order they share with drop and maintenance).
 -- 5. Pushing a planned document wakes idle workers too (they sleep until the
 --    earliest planned time they know of).
 
@@ -130,54 +131,6 @@ BEGIN
     RETURN true;
 END $$;
 
--- As in schema 5, but serialized: every repair takes the lock metric_log_pack
--- takes (blocking, before any table lock), so two repairs, or a repair and a
--- pack, never interleave; the inserts tolerate rows written meanwhile.
-CREATE OR REPLACE FUNCTION fetchq.metric_reset(queue text,
-    OUT cnt bigint, OUT pln bigint, OUT pnd bigint, OUT act bigint, OUT kll bigint, OUT cpl bigint)
-LANGUAGE plpgsql AS $$
-#variable_conflict use_variable
-DECLARE
-    tbl text := fetchq.queue_table(queue, 'docs');
-BEGIN
-    PERFORM fetchq.queue_get(queue);
-    PERFORM pg_advisory_xact_lock(hashtext('fetchq.metric_log_pack'));
-    EXECUTE format('LOCK TABLE %s IN SHARE MODE', tbl);
-    SELECT c.cnt, c.pln, c.pnd, c.act, c.kll, c.cpl INTO cnt, pln, pnd, act, kll, cpl
-    FROM fetchq.metric_compute(queue) AS c;
-    DELETE FROM fetchq.metrics_writes AS w
-    WHERE w.queue = queue AND (w.metric IN ('cnt', 'pln', 'pnd', 'act', 'kll', 'cpl') OR w.metric ~ '^v[0-9]+$');
-    DELETE FROM fetchq.metrics AS m
-    WHERE m.queue = queue AND m.metric ~ '^v[0-9]+$';
-    INSERT INTO fetchq.metrics AS t (queue, metric, value, updated_at)
-    SELECT queue, u.metric, u.value, now()
-    FROM unnest(ARRAY['cnt', 'pln', 'pnd', 'act', 'kll', 'cpl'], ARRAY[cnt, pln, pnd, act, kll, cpl]) AS u(metric, value)
-    ON CONFLICT ON CONSTRAINT metrics_pkey DO UPDATE SET value = excluded.value, updated_at = now();
-    EXECUTE format($q$
-        INSERT INTO fetchq.metrics AS t (queue, metric, value, updated_at)
-        SELECT $1, 'v' || d.version, count(*), now() FROM %s AS d GROUP BY d.version
-        ON CONFLICT ON CONSTRAINT metrics_pkey DO UPDATE SET value = excluded.value, updated_at = now()$q$, tbl)
-    USING queue;
-END $$;
-
--- As in schema 5, but the repair lock is taken before the TRUNCATE, so a
--- truncate waiting for it never holds the queue's table against a packer.
-CREATE OR REPLACE FUNCTION fetchq.queue_truncate(queue text, empty boolean DEFAULT false, OUT success boolean)
-LANGUAGE plpgsql AS $$
-#variable_conflict use_variable
-BEGIN
-    PERFORM fetchq.queue_get(queue);
-    PERFORM pg_advisory_xact_lock(hashtext('fetchq.metric_log_pack'));
-    EXECUTE format('TRUNCATE %s', fetchq.queue_table(queue, 'docs'));
-    IF empty THEN
-        EXECUTE format('TRUNCATE %s, %s', fetchq.queue_table(queue, 'logs'), fetchq.queue_table(queue, 'metrics'));
-        DELETE FROM fetchq.metrics AS m WHERE m.queue = queue;
-        DELETE FROM fetchq.metrics_writes AS w WHERE w.queue = queue;
-    END IF;
-    PERFORM fetchq.metric_reset(queue);
-    success := true;
-END $$;
-
 -- As in schema 1 again: the rows it writes ask for the wake-up themselves
 -- (trigger metrics_writes_wake above), for documents that became pending and,
 -- now, for documents entering the queue as planned too: an idle worker sleeps
@@ -251,7 +204,7 @@ BEGIN
     PERFORM pg_notify('fetchq_queue_drop', queue);
 END $$;
 
--- As above in this schema, with the lock order: running maintenance of the
+-- As in schema 5, with the lock order: running maintenance of the
 -- queue finishes before the tables are truncated. FQ002 for a queue dropped
 -- meanwhile (queue_truncate_all skips it).
 CREATE OR REPLACE FUNCTION fetchq.queue_truncate(queue text, empty boolean DEFAULT false, OUT success boolean)
@@ -269,10 +222,11 @@ BEGIN
     success := true;
 END $$;
 
--- As above in this schema, but serialized per queue by queue_lock_exclusive
+-- As in schema 5, but serialized per queue by queue_lock_exclusive
 -- (held to the end): repairs, truncates, maintenance and packing of the queue
 -- wait for each other, those of other queues do not. A queue dropped while
--- this waited is FQ002, not a missing table.
+-- this waited is FQ002, not a missing table. The inserts tolerate counter
+-- rows written meanwhile (ON CONFLICT: two repairs used to collide on them).
 CREATE OR REPLACE FUNCTION fetchq.metric_reset(queue text,
     OUT cnt bigint, OUT pln bigint, OUT pnd bigint, OUT act bigint, OUT kll bigint, OUT cpl bigint)
 LANGUAGE plpgsql AS $$

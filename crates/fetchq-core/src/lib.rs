@@ -36,7 +36,9 @@
 //! ```
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
+mod admin;
 mod batch;
+mod browse;
 mod client;
 mod doc;
 #[cfg(feature = "embedded")]
@@ -51,6 +53,8 @@ mod per_queue;
 mod pick;
 mod queue;
 
+pub use admin::BulkAction;
+pub use browse::{DocFilter, LogEntry, MetricPoint};
 pub use client::{CONNECT_ACQUIRE_TIMEOUT, Client, Info};
 pub use doc::{DocState, NewDoc, Schedule, Status, Upserted};
 pub use error::{Error, Result, codes};

@@ -72,6 +72,14 @@ pub struct QueueInfo {
     pub logs_retention: Duration,
     /// When the queue was created.
     pub created_at: DateTime<Utc>,
+    /// Largest payload accepted, in bytes.
+    pub max_payload_size: i32,
+    /// Base delay of the retry backoff of rejected documents.
+    pub retry_delay: Duration,
+    /// Cap of the retry backoff.
+    pub retry_delay_max: Duration,
+    /// Spread of the retry backoff (a fraction from 0 to 1).
+    pub retry_jitter: f64,
 }
 
 impl QueueInfo {
@@ -85,6 +93,11 @@ impl QueueInfo {
             max_attempts: row.try_get(4)?,
             logs_retention: Duration::try_from_secs_f64(retention).unwrap_or_default(),
             created_at: row.try_get(6)?,
+            // TODO(engine): read these from queue_status.sql / queue_list.sql
+            max_payload_size: 1_048_576,
+            retry_delay: Duration::from_secs(1),
+            retry_delay_max: Duration::from_secs(3600),
+            retry_jitter: 0.2,
         })
     }
 }

@@ -1,0 +1,137 @@
+//! Looking inside a queue: documents by filter with keyset paging, the error
+//! log, and the history of metric snapshots. Reads only; nothing here takes a
+//! lease or changes a document.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use crate::Client;
+use crate::doc::{DocState, Status};
+use crate::error::{Error, Result};
+
+/// Which documents of a queue a listing or a bulk action covers. Every field
+/// left `None` matches everything.
+///
+/// ```
+/// use fetchq_core::{DocFilter, Status};
+/// let dead_v1 = DocFilter::new().status(Status::Dead).version(1).subject_prefix("https://");
+/// # let _ = dead_v1;
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DocFilter {
+    /// Only documents in this status.
+    pub status: Option<Status>,
+    /// Only documents of this version.
+    pub version: Option<i32>,
+    /// Only subjects that start with this text (matched literally: `%` and `_` are not wildcards).
+    pub subject_prefix: Option<String>,
+}
+
+impl DocFilter {
+    /// A filter that matches every document.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Only documents in `status`.
+    pub fn status(mut self, status: Status) -> Self {
+        self.status = Some(status);
+        self
+    }
+    /// Only documents of `version`.
+    pub fn version(mut self, version: i32) -> Self {
+        self.version = Some(version);
+        self
+    }
+    /// Only subjects starting with `prefix`.
+    pub fn subject_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.subject_prefix = Some(prefix.into());
+        self
+    }
+}
+
+/// One row of a queue's error log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogEntry {
+    /// Increasing id: page with `before`.
+    pub id: i64,
+    /// When it was written.
+    pub created_at: DateTime<Utc>,
+    /// The document's subject.
+    pub subject: String,
+    /// The message.
+    pub message: String,
+    /// Structured details, if any.
+    pub details: Option<Value>,
+    /// The writer's reference (worker id...), if any.
+    pub ref_id: Option<String>,
+}
+
+/// One snapshot of a queue metric (written by the queue's `sts` maintenance job or [`Client::metric_snap`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricPoint {
+    /// The metric (`cnt`, `pnd`, `prc`...).
+    pub metric: String,
+    /// When the snapshot was taken.
+    pub created_at: DateTime<Utc>,
+    /// The counter's value then.
+    pub value: i64,
+}
+
+impl Client {
+    /// Documents of `queue` matching `filter`, in subject order, starting after
+    /// the subject `after` (keyset paging: pass the last subject of a page to
+    /// get the next), at most `limit` (1 to 1000). Never counts the table.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::QueueNotFound`], [`Error::InvalidArgument`] (limit out of range), database errors.
+    pub async fn doc_list(
+        &self,
+        queue: &str,
+        filter: &DocFilter,
+        after: Option<&str>,
+        limit: i32,
+    ) -> Result<Vec<DocState>> {
+        let _ = (queue, filter, after, limit);
+        Err(Error::InvalidArgument {
+            message: "not implemented".into(),
+        })
+    }
+
+    /// The error log of `queue`, newest first: only `subject`'s rows if given,
+    /// only rows with an id below `before` if given, at most `limit` (1 to 1000).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::QueueNotFound`], [`Error::InvalidArgument`], database errors.
+    pub async fn log_list(
+        &self,
+        queue: &str,
+        subject: Option<&str>,
+        before: Option<i64>,
+        limit: i32,
+    ) -> Result<Vec<LogEntry>> {
+        let _ = (queue, subject, before, limit);
+        Err(Error::InvalidArgument {
+            message: "not implemented".into(),
+        })
+    }
+
+    /// The metric snapshots of `queue` taken at or after `since`, oldest first,
+    /// at most `limit` (1 to 10000).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::QueueNotFound`], [`Error::InvalidArgument`], database errors.
+    pub async fn metric_history(
+        &self,
+        queue: &str,
+        since: DateTime<Utc>,
+        limit: i32,
+    ) -> Result<Vec<MetricPoint>> {
+        let _ = (queue, since, limit);
+        Err(Error::InvalidArgument {
+            message: "not implemented".into(),
+        })
+    }
+}

@@ -5,10 +5,30 @@
 //! cleared, so the worker's own resolution later fails with
 //! [`Error::LeaseLost`] and changes nothing (fencing). Counters stay exact.
 
-use crate::Client;
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+
 use crate::browse::DocFilter;
-use crate::doc::Schedule;
+use crate::doc::{Schedule, Status, check_subject};
 use crate::error::{Error, Result};
+use crate::per_queue::queue_error;
+use crate::queue::validate_queue_name;
+use crate::{Client, sql};
+
+/// Largest batch of [`Client::bulk`] (and of `fetchq.doc_bulk`).
+const MAX_BATCH: i32 = 10_000;
+
+impl BulkAction {
+    /// The action's name in `fetchq.doc_bulk`.
+    fn sql_name(self) -> &'static str {
+        match self {
+            BulkAction::Play => "play",
+            BulkAction::Kill => "kill",
+            BulkAction::Reschedule(_) => "reschedule",
+            BulkAction::Drop => "drop",
+        }
+    }
+}
 
 /// What [`Client::bulk`] does to every matching document.
 ///
@@ -82,16 +102,85 @@ impl Client {
         action: BulkAction,
         batch: i32,
     ) -> Result<u64> {
-        let _ = (queue, filter, action, batch);
-        Err(Error::InvalidArgument {
-            message: "not implemented".into(),
-        })
+        validate_queue_name(queue)?;
+        filter.check()?;
+        if !(1..=MAX_BATCH).contains(&batch) {
+            return Err(Error::InvalidArgument {
+                message: format!("batch must be 1 to {MAX_BATCH}, got {batch}"),
+            });
+        }
+        // one time for every batch, on the database clock
+        let at: Option<DateTime<Utc>> = match action {
+            BulkAction::Reschedule(when) => {
+                let (at, delay) = when.binds();
+                let row = sqlx::query(sql!("db_time"))
+                    .bind(at)
+                    .bind(delay)
+                    .fetch_one(self.pool())
+                    .await?;
+                Some(row.try_get(0)?)
+            }
+            _ => None,
+        };
+        let mut after: Option<String> = None;
+        let mut total: u64 = 0;
+        loop {
+            // one short transaction per batch (autocommit)
+            let row = sqlx::query(sql!("doc_bulk"))
+                .bind(queue)
+                .bind(filter.status.map(Status::code))
+                .bind(filter.version)
+                .bind(filter.subject_prefix.as_deref())
+                .bind(action.sql_name())
+                .bind(at)
+                .bind(after.as_deref())
+                .bind(batch)
+                .fetch_one(self.pool())
+                .await
+                .map_err(|e| queue_error(e, queue))?;
+            let changed: i32 = row.try_get(0)?;
+            let last: Option<String> = row.try_get(1)?;
+            total += u64::try_from(changed).unwrap_or(0);
+            // keyset on the subject: every batch starts after the last one, so
+            // documents that still match after the action are not met again
+            match last {
+                Some(last) if changed >= batch => after = Some(last),
+                _ => return Ok(total),
+            }
+        }
     }
 
     async fn act(&self, queue: &str, subject: &str, action: BulkAction) -> Result<()> {
-        let _ = (queue, subject, action);
-        Err(Error::InvalidArgument {
-            message: "not implemented".into(),
-        })
+        validate_queue_name(queue)?;
+        check_subject(subject)?;
+        let query = match action {
+            BulkAction::Play => sqlx::query(sql!("doc_play")),
+            BulkAction::Kill => sqlx::query(sql!("doc_force_kill")),
+            BulkAction::Drop => sqlx::query(sql!("doc_force_drop")),
+            BulkAction::Reschedule(when) => {
+                let (at, delay) = when.binds();
+                sqlx::query(sql!("doc_force_reschedule"))
+                    .bind(queue)
+                    .bind(subject)
+                    .bind(at)
+                    .bind(delay)
+            }
+        };
+        let query = match action {
+            BulkAction::Reschedule(_) => query,
+            _ => query.bind(queue).bind(subject),
+        };
+        let row = query
+            .fetch_one(self.pool())
+            .await
+            .map_err(|e| queue_error(e, queue))?;
+        if row.try_get::<i32, _>(0)? > 0 {
+            Ok(())
+        } else {
+            Err(Error::NotFound {
+                queue: queue.to_owned(),
+                subject: subject.to_owned(),
+            })
+        }
     }
 }

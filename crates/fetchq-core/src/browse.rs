@@ -4,10 +4,30 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
+use sqlx::Row;
 
-use crate::Client;
 use crate::doc::{DocState, Status};
 use crate::error::{Error, Result};
+use crate::per_queue::queue_error;
+use crate::queue::validate_queue_name;
+use crate::{Client, sql};
+
+/// Text PostgreSQL cannot hold (a NUL byte) is refused before it is sent.
+pub(crate) fn check_text(what: &str, text: Option<&str>) -> Result<()> {
+    match text {
+        Some(t) if t.contains('\0') => Err(Error::InvalidArgument {
+            message: format!("the {what} contains a NUL byte"),
+        }),
+        _ => Ok(()),
+    }
+}
+
+impl DocFilter {
+    /// Checks what the database cannot take (a NUL byte in the prefix).
+    pub(crate) fn check(&self) -> Result<()> {
+        check_text("subject prefix", self.subject_prefix.as_deref())
+    }
+}
 
 /// Which documents of a queue a listing or a bulk action covers. Every field
 /// left `None` matches everything.
@@ -92,10 +112,20 @@ impl Client {
         after: Option<&str>,
         limit: i32,
     ) -> Result<Vec<DocState>> {
-        let _ = (queue, filter, after, limit);
-        Err(Error::InvalidArgument {
-            message: "not implemented".into(),
-        })
+        validate_queue_name(queue)?;
+        filter.check()?;
+        check_text("subject after", after)?;
+        let rows = sqlx::query(sql!("doc_list"))
+            .bind(queue)
+            .bind(filter.status.map(Status::code))
+            .bind(filter.version)
+            .bind(filter.subject_prefix.as_deref())
+            .bind(after)
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await
+            .map_err(|e| queue_error(e, queue))?;
+        rows.iter().map(DocState::from_row).collect()
     }
 
     /// The error log of `queue`, newest first: only `subject`'s rows if given,
@@ -111,10 +141,28 @@ impl Client {
         before: Option<i64>,
         limit: i32,
     ) -> Result<Vec<LogEntry>> {
-        let _ = (queue, subject, before, limit);
-        Err(Error::InvalidArgument {
-            message: "not implemented".into(),
-        })
+        validate_queue_name(queue)?;
+        check_text("subject", subject)?;
+        let rows = sqlx::query(sql!("log_list"))
+            .bind(queue)
+            .bind(subject)
+            .bind(before)
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await
+            .map_err(|e| queue_error(e, queue))?;
+        rows.iter()
+            .map(|row| {
+                Ok(LogEntry {
+                    id: row.try_get(0)?,
+                    created_at: row.try_get(1)?,
+                    subject: row.try_get(2)?,
+                    message: row.try_get(3)?,
+                    details: row.try_get(4)?,
+                    ref_id: row.try_get(5)?,
+                })
+            })
+            .collect()
     }
 
     /// The metric snapshots of `queue` taken at or after `since`, oldest first,
@@ -129,9 +177,22 @@ impl Client {
         since: DateTime<Utc>,
         limit: i32,
     ) -> Result<Vec<MetricPoint>> {
-        let _ = (queue, since, limit);
-        Err(Error::InvalidArgument {
-            message: "not implemented".into(),
-        })
+        validate_queue_name(queue)?;
+        let rows = sqlx::query(sql!("metric_history"))
+            .bind(queue)
+            .bind(since)
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await
+            .map_err(|e| queue_error(e, queue))?;
+        rows.iter()
+            .map(|row| {
+                Ok(MetricPoint {
+                    metric: row.try_get(0)?,
+                    created_at: row.try_get(1)?,
+                    value: row.try_get(2)?,
+                })
+            })
+            .collect()
     }
 }

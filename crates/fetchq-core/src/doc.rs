@@ -315,7 +315,7 @@ fn check_queue(queue: &str) -> Result<()> {
 
 /// The engine's subject rule (1 to 255 characters), plus what PostgreSQL text
 /// cannot hold (a NUL byte), checked before anything is sent.
-fn check_subject(subject: &str) -> Result<()> {
+pub(crate) fn check_subject(subject: &str) -> Result<()> {
     let chars = subject.chars().count();
     let problem = if chars == 0 {
         "the subject is empty"
@@ -649,6 +649,14 @@ impl Client {
                 queue: queue.to_owned(),
                 subject: subject.to_owned(),
             })?;
+        DocState::from_row(&row)
+    }
+}
+
+impl DocState {
+    /// A row of `subject, version, priority, status, attempts, iterations,
+    /// next_iteration, created_at, last_iteration, payload` (doc_get, doc_list).
+    pub(crate) fn from_row(row: &sqlx::postgres::PgRow) -> Result<Self> {
         let code: i32 = row.try_get(3)?;
         Ok(DocState {
             subject: row.try_get(0)?,

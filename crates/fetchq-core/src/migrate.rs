@@ -54,6 +54,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!(9, "pending_hint", "0009_pending_hint.sql"),
     migration!(10, "faults", "0010_faults.sql"),
     migration!(11, "v4_compat", "0011_v4_compat.sql"),
+    migration!(12, "admin", "0012_admin.sql"),
 ];
 
 /// Key of the advisory lock that serializes concurrent migrations.

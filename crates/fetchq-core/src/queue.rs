@@ -84,22 +84,25 @@ pub struct QueueInfo {
 
 impl QueueInfo {
     fn from_row(row: &PgRow) -> Result<Self> {
-        let retention: f64 = row.try_get(5)?;
         Ok(Self {
             id: row.try_get(0)?,
             name: row.try_get(1)?,
             is_active: row.try_get(2)?,
             current_version: row.try_get(3)?,
             max_attempts: row.try_get(4)?,
-            logs_retention: Duration::try_from_secs_f64(retention).unwrap_or_default(),
+            logs_retention: seconds(row.try_get(5)?),
             created_at: row.try_get(6)?,
-            // TODO(engine): read these from queue_status.sql / queue_list.sql
-            max_payload_size: 1_048_576,
-            retry_delay: Duration::from_secs(1),
-            retry_delay_max: Duration::from_secs(3600),
-            retry_jitter: 0.2,
+            max_payload_size: row.try_get(7)?,
+            retry_delay: seconds(row.try_get(8)?),
+            retry_delay_max: seconds(row.try_get(9)?),
+            retry_jitter: row.try_get(10)?,
         })
     }
+}
+
+/// An interval the database gave in seconds (never negative for these settings).
+fn seconds(secs: f64) -> Duration {
+    Duration::try_from_secs_f64(secs).unwrap_or_default()
 }
 
 fn positive(affected: i32) -> bool {

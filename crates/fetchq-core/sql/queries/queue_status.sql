@@ -1,3 +1,5 @@
-SELECT id, name::text, is_active, current_version, max_attempts,
-       extract(epoch FROM logs_retention)::float8, created_at
-FROM fetchq.queue_status($1)
+SELECT q.id, q.name::text, q.is_active, q.current_version, q.max_attempts,
+       extract(epoch FROM q.logs_retention)::float8, q.created_at, q.max_payload_size,
+       extract(epoch FROM q.retry_delay)::float8, extract(epoch FROM q.retry_delay_max)::float8,
+       q.retry_jitter
+FROM fetchq.queue_get($1) AS q

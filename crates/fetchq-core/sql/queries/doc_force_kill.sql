@@ -1,0 +1,1 @@
+SELECT affected_rows FROM fetchq.doc_force_kill($1, $2)

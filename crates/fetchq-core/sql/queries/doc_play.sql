@@ -1,0 +1,1 @@
+SELECT affected_rows FROM fetchq.doc_play($1, $2)

@@ -1,1 +1,1 @@
-SELECT coalesce($1, now() + $2)
+SELECT coalesce($1, now() + coalesce($2, interval '0'))

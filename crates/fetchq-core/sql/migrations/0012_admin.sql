@@ -114,6 +114,7 @@ DECLARE
     hi text;
     impossible boolean;
     target text;
+    keys text;
     change text;
     deltas bigint[];
     versions text[];
@@ -144,9 +145,13 @@ BEGIN
                           ORDER BY d.subject LIMIT $7 FOR UPDATE SKIP LOCKED',
             tbl, fetchq.doc_filter_sql(list_status, list_version, subject_prefix, after_subject, lo IS NOT NULL));
     END IF;
+    -- the change finds its rows by primary key (a join with the locked rows
+    -- alone was planned as a hash join over the whole table)
+    keys := '(SELECT array_agg(k.subject) FROM target AS k)::text[]';
     IF action = 'drop' THEN
-        change := format('DELETE FROM %s AS d USING target AS o WHERE d.subject = o.subject
-                          RETURNING o.subject, o.status AS old_status, NULL::integer AS new_status, o.version', tbl);
+        change := format('DELETE FROM %s AS d USING target AS o
+                          WHERE d.subject = o.subject AND d.subject = ANY (%s)
+                          RETURNING o.subject, o.status AS old_status, NULL::integer AS new_status, o.version', tbl, keys);
     ELSE
         change := format($q$
             UPDATE %s AS d SET
@@ -156,8 +161,8 @@ BEGIN
                                          ELSE d.next_iteration END,
                 attempts = CASE WHEN $9 = 'kill' THEN d.attempts ELSE 0 END,
                 lease_token = NULL
-            FROM target AS o WHERE d.subject = o.subject
-            RETURNING o.subject, o.status AS old_status, d.status AS new_status, o.version$q$, tbl);
+            FROM target AS o WHERE d.subject = o.subject AND d.subject = ANY (%s)
+            RETURNING o.subject, o.status AS old_status, d.status AS new_status, o.version$q$, tbl, keys);
     END IF;
     -- one statement: lock, change, and the counter deltas per status
     -- (pln, pnd, act, cpl, kll, cnt, drp) and per version (drops only)

@@ -4,6 +4,9 @@
 //! An action on an active document takes it from its worker: the lease is
 //! cleared, so the worker's own resolution later fails with
 //! [`Error::LeaseLost`] and changes nothing (fencing). Counters stay exact.
+//! These are not resolutions: the status counters move, `prc`, `res` and
+//! `err` do not (a drop counts in `drp`, as every drop does). A document made
+//! pending or planned wakes idle workers, as a push does.
 
 use chrono::{DateTime, Utc};
 use sqlx::Row;
@@ -50,38 +53,68 @@ pub enum BulkAction {
 }
 
 impl Client {
-    /// Makes a document due now with its attempts reset, whatever its status.
+    /// Makes a document due now with its attempts reset, whatever its status
+    /// (pending, planned time now). Waits for a transaction holding the
+    /// document's row. As `fetchq.doc_play`.
     ///
     /// # Errors
     ///
-    /// [`Error::NotFound`], [`Error::QueueNotFound`], database errors.
+    /// [`Error::NotFound`], [`Error::QueueNotFound`], [`Error::InvalidSubject`], database errors.
+    ///
+    /// ```no_run
+    /// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+    /// client.play("avengers", "ironman").await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn play(&self, queue: &str, subject: &str) -> Result<()> {
         self.act(queue, subject, BulkAction::Play).await
     }
 
-    /// Kills a document (dead, never re-admitted), whatever its status.
+    /// Kills a document (dead, never re-admitted), whatever its status; its
+    /// attempts and planned time are kept. As `fetchq.doc_force_kill`.
     ///
     /// # Errors
     ///
-    /// [`Error::NotFound`], [`Error::QueueNotFound`], database errors.
+    /// [`Error::NotFound`], [`Error::QueueNotFound`], [`Error::InvalidSubject`], database errors.
+    ///
+    /// ```no_run
+    /// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+    /// client.force_kill("avengers", "loki").await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn force_kill(&self, queue: &str, subject: &str) -> Result<()> {
         self.act(queue, subject, BulkAction::Kill).await
     }
 
-    /// Plans a document at `when` with its attempts reset, whatever its status.
+    /// Plans a document at `when` with its attempts reset, whatever its status
+    /// (pending when `when` is not in the future). As `fetchq.doc_force_reschedule`.
     ///
     /// # Errors
     ///
-    /// [`Error::NotFound`], [`Error::QueueNotFound`], database errors.
+    /// [`Error::NotFound`], [`Error::QueueNotFound`], [`Error::InvalidSubject`], database errors.
+    ///
+    /// ```no_run
+    /// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+    /// use std::time::Duration;
+    /// client.force_reschedule("avengers", "hulk", fetchq_core::Schedule::after(Duration::from_secs(600))).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn force_reschedule(&self, queue: &str, subject: &str, when: Schedule) -> Result<()> {
         self.act(queue, subject, BulkAction::Reschedule(when)).await
     }
 
-    /// Deletes a document, whatever its status.
+    /// Deletes a document, whatever its status; its subject can be pushed
+    /// again. As `fetchq.doc_force_drop`.
     ///
     /// # Errors
     ///
-    /// [`Error::NotFound`], [`Error::QueueNotFound`], database errors.
+    /// [`Error::NotFound`], [`Error::QueueNotFound`], [`Error::InvalidSubject`], database errors.
+    ///
+    /// ```no_run
+    /// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+    /// client.force_drop("avengers", "thanos").await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn force_drop(&self, queue: &str, subject: &str) -> Result<()> {
         self.act(queue, subject, BulkAction::Drop).await
     }
@@ -89,12 +122,30 @@ impl Client {
     /// Applies `action` to every document of `queue` matching `filter`, in
     /// short transactions of at most `batch` documents each (so a million
     /// documents neither lock the table nor hit a statement timeout); returns
-    /// how many documents changed.
+    /// how many documents changed. Batches follow the subject order (each
+    /// starts after the last subject of the one before), so documents that
+    /// still match after the action are not met twice and the loop ends.
+    /// A document whose row another transaction holds at that moment is
+    /// skipped, not waited for, and not counted: run it again to catch it.
+    /// A [`BulkAction::Reschedule`] time is taken once, on the database clock,
+    /// for every batch. Each batch is one call of `fetchq.doc_bulk`.
     ///
     /// # Errors
     ///
-    /// [`Error::QueueNotFound`], [`Error::InvalidArgument`], database errors
-    /// (the batches committed before the error stay done).
+    /// [`Error::QueueNotFound`] (also when the queue is dropped between
+    /// batches), [`Error::InvalidArgument`] (batch outside 1 to 10000, a NUL
+    /// byte in the prefix), database errors (the batches committed before the
+    /// error stay done).
+    ///
+    /// ```no_run
+    /// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+    /// use fetchq_core::{BulkAction, DocFilter, Status};
+    /// let retried = client
+    ///     .bulk("avengers", &DocFilter::new().status(Status::Dead).version(1), BulkAction::Play, 1000)
+    ///     .await?;
+    /// println!("{retried} dead documents are due again");
+    /// # Ok(()) }
+    /// ```
     pub async fn bulk(
         &self,
         queue: &str,

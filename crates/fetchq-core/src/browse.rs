@@ -49,27 +49,54 @@ pub struct DocFilter {
 
 impl DocFilter {
     /// A filter that matches every document.
+    ///
+    /// ```
+    /// assert_eq!(fetchq_core::DocFilter::new(), fetchq_core::DocFilter::default());
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
     /// Only documents in `status`.
+    ///
+    /// ```
+    /// let dead = fetchq_core::DocFilter::new().status(fetchq_core::Status::Dead);
+    /// assert_eq!(dead.status, Some(fetchq_core::Status::Dead));
+    /// ```
     pub fn status(mut self, status: Status) -> Self {
         self.status = Some(status);
         self
     }
     /// Only documents of `version`.
+    ///
+    /// ```
+    /// assert_eq!(fetchq_core::DocFilter::new().version(2).version, Some(2));
+    /// ```
     pub fn version(mut self, version: i32) -> Self {
         self.version = Some(version);
         self
     }
-    /// Only subjects starting with `prefix`.
+    /// Only subjects starting with `prefix`, matched literally (`%`, `_` and
+    /// `\` are ordinary characters).
+    ///
+    /// ```
+    /// let f = fetchq_core::DocFilter::new().subject_prefix("50%_off/");
+    /// assert_eq!(f.subject_prefix.as_deref(), Some("50%_off/"));
+    /// ```
     pub fn subject_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.subject_prefix = Some(prefix.into());
         self
     }
 }
 
-/// One row of a queue's error log.
+/// One row of a queue's error log, from [`Client::log_list`].
+///
+/// ```no_run
+/// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+/// for entry in client.log_list("avengers", Some("ironman"), None, 50).await? {
+///     println!("{} {}: {}", entry.id, entry.created_at, entry.message);
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct LogEntry {
     /// Increasing id: page with `before`.
@@ -87,6 +114,15 @@ pub struct LogEntry {
 }
 
 /// One snapshot of a queue metric (written by the queue's `sts` maintenance job or [`Client::metric_snap`]).
+///
+/// ```no_run
+/// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+/// let day_ago = chrono::Utc::now() - chrono::Duration::days(1);
+/// for point in client.metric_history("avengers", day_ago, 1000).await? {
+///     println!("{} {} = {}", point.created_at, point.metric, point.value);
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetricPoint {
     /// The metric (`cnt`, `pnd`, `prc`...).
@@ -100,11 +136,36 @@ pub struct MetricPoint {
 impl Client {
     /// Documents of `queue` matching `filter`, in subject order, starting after
     /// the subject `after` (keyset paging: pass the last subject of a page to
-    /// get the next), at most `limit` (1 to 1000). Never counts the table.
+    /// get the next), at most `limit` (1 to 1000). Never counts the table: a
+    /// page shorter than `limit` is the last one. As `fetchq.doc_list`.
+    ///
+    /// Pages walk the primary key. When the database sorts text by code point
+    /// (collation `C`, `POSIX` or `C.UTF-8`, the default of the embedded
+    /// server) a prefix is one range of it; in other collations the prefix is
+    /// still matched exactly, but a page may read past the matching subjects.
     ///
     /// # Errors
     ///
-    /// [`Error::QueueNotFound`], [`Error::InvalidArgument`] (limit out of range), database errors.
+    /// [`Error::QueueNotFound`], [`Error::InvalidArgument`] (limit out of
+    /// range, a NUL byte in the prefix or `after`), database errors.
+    ///
+    /// ```no_run
+    /// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+    /// use fetchq_core::{DocFilter, Status};
+    /// let filter = DocFilter::new().status(Status::Dead).subject_prefix("https://");
+    /// let mut after: Option<String> = None;
+    /// loop {
+    ///     let page = client.doc_list("avengers", &filter, after.as_deref(), 1000).await?;
+    ///     for doc in &page {
+    ///         println!("{} {:?}", doc.subject, doc.status);
+    ///     }
+    ///     match page.last() {
+    ///         Some(last) if page.len() == 1000 => after = Some(last.subject.clone()),
+    ///         _ => break,
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn doc_list(
         &self,
         queue: &str,
@@ -130,10 +191,21 @@ impl Client {
 
     /// The error log of `queue`, newest first: only `subject`'s rows if given,
     /// only rows with an id below `before` if given, at most `limit` (1 to 1000).
+    /// Pass the last id of a page as `before` to get the next. As `fetchq.log_list`.
     ///
     /// # Errors
     ///
     /// [`Error::QueueNotFound`], [`Error::InvalidArgument`], database errors.
+    ///
+    /// ```no_run
+    /// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+    /// let newest = client.log_list("avengers", None, None, 100).await?;
+    /// if let Some(last) = newest.last() {
+    ///     let older = client.log_list("avengers", None, Some(last.id), 100).await?;
+    /// #   let _ = older;
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn log_list(
         &self,
         queue: &str,
@@ -166,11 +238,26 @@ impl Client {
     }
 
     /// The metric snapshots of `queue` taken at or after `since`, oldest first,
-    /// at most `limit` (1 to 10000).
+    /// at most `limit` (1 to 10000). Snapshots taken together share their
+    /// time. As `fetchq.metric_history`.
     ///
     /// # Errors
     ///
     /// [`Error::QueueNotFound`], [`Error::InvalidArgument`], database errors.
+    ///
+    /// ```no_run
+    /// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+    /// let hour_ago = chrono::Utc::now() - chrono::Duration::hours(1);
+    /// let pending: Vec<i64> = client
+    ///     .metric_history("avengers", hour_ago, 10_000)
+    ///     .await?
+    ///     .into_iter()
+    ///     .filter(|p| p.metric == "pnd")
+    ///     .map(|p| p.value)
+    ///     .collect();
+    /// # let _ = pending;
+    /// # Ok(()) }
+    /// ```
     pub async fn metric_history(
         &self,
         queue: &str,

@@ -870,3 +870,81 @@ async fn queue_info_carries_the_queue_settings() {
         Err(Error::QueueNotFound { .. })
     ));
 }
+
+/// In a collation that does not sort by code point, prefixes are still
+/// matched exactly (without the primary key range).
+#[tokio::test]
+async fn prefixes_match_in_a_linguistic_collation_too() {
+    let db = setup().await;
+    let sorts: bool = sqlx::query_scalar("SELECT fetchq.subject_sorts_by_code_point()")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert!(sorts, "the test cluster sorts by code point (C.UTF-8)");
+    let name = format!("{}_icu", db.name);
+    sqlx::raw_sql(&format!(
+        "CREATE DATABASE \"{name}\" TEMPLATE template0 ENCODING 'UTF8' LOCALE 'C.UTF-8' \
+         LOCALE_PROVIDER icu ICU_LOCALE 'en-US'"
+    ))
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let url = db.url();
+    let base = url.rsplit_once('/').unwrap().0;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect(&format!("{base}/{name}"))
+        .await
+        .unwrap();
+    let c = Client::new(pool.clone());
+    c.migrate().await.unwrap();
+    c.queue_create("q").await.unwrap();
+    let sorts: bool = sqlx::query_scalar("SELECT fetchq.subject_sorts_by_code_point()")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(!sorts);
+    // subjects next to each other in a linguistic order, some with punctuation
+    let mut subjects: Vec<&str> = LITERAL_SUBJECTS.to_vec();
+    subjects.extend(["a-a", "ab", "a-c", "A-b", "a", "b"]);
+    push_n(&c, "q", subjects.iter().map(|s| NewDoc::new(*s)).collect()).await;
+    for prefix in [
+        "a-",
+        "a",
+        "A",
+        "50%",
+        "50%_",
+        "back\\",
+        "it'",
+        "日本",
+        "é",
+        "e",
+        "\u{10FFFF}",
+    ] {
+        let mut expected: Vec<String> = subjects
+            .iter()
+            .filter(|s| s.starts_with(prefix))
+            .map(|s| (*s).to_owned())
+            .collect();
+        expected.sort();
+        let mut got = list_all(&c, "q", &DocFilter::new().subject_prefix(prefix), 1).await;
+        got.sort();
+        assert_eq!(got, expected, "prefix {prefix:?}");
+    }
+    assert_eq!(
+        c.bulk(
+            "q",
+            &DocFilter::new().subject_prefix("a-"),
+            BulkAction::Kill,
+            1
+        )
+        .await
+        .unwrap(),
+        2
+    );
+    pool.close().await;
+    sqlx::raw_sql(&format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
+        .execute(&db.pool)
+        .await
+        .unwrap();
+}

@@ -119,6 +119,13 @@ impl Server {
         (status, res.text().await.unwrap())
     }
 
+    /// Asks the server to shut down gracefully (does not wait).
+    pub fn stop_signal(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+
     pub async fn stop(&mut self) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());

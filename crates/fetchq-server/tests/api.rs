@@ -599,6 +599,7 @@ async fn doc_listing_show_logs_and_metrics() {
     let (st, body) = s.get("/api/v1/queues/q/docs/missing", READ).await;
     assert_eq!((st, code(&body)), (StatusCode::NOT_FOUND, "not_found"));
 
+    s.db.client.metric_log_pack().await.unwrap();
     s.db.client.metric_snap("q").await.unwrap();
     let (st, m) = s.get("/api/v1/queues/q/metrics", READ).await;
     assert_eq!(st, StatusCode::OK, "{m}");

@@ -76,7 +76,15 @@ pub struct Added {
     pub subjects: Option<Vec<String>>,
 }
 
-fn to_new_doc(doc: &DocIn, mode: Mode) -> Result<(NewDoc, Value), ApiError> {
+/// A document that passed every check.
+struct Checked {
+    doc: NewDoc,
+    version: i32,
+    priority: i32,
+    payload: Value,
+}
+
+fn to_new_doc(doc: &DocIn, mode: Mode) -> Result<Checked, ApiError> {
     let version = extract::version(doc.version)?.unwrap_or(0);
     let priority = match doc.priority {
         None => 0,
@@ -112,7 +120,12 @@ fn to_new_doc(doc: &DocIn, mode: Mode) -> Result<(NewDoc, Value), ApiError> {
         .priority(priority)
         .at(when)
         .payload(payload.clone());
-    Ok((new, payload))
+    Ok(Checked {
+        doc: new,
+        version,
+        priority,
+        payload,
+    })
 }
 
 /// Adds documents: one call for the whole batch with `push`; one
@@ -150,13 +163,13 @@ pub async fn add(
     }
     match body.mode {
         Mode::Push => {
-            let new: Vec<NewDoc> = docs.into_iter().map(|(d, _)| d).collect();
+            let new: Vec<NewDoc> = docs.into_iter().map(|c| c.doc).collect();
             added.queued = c.push_many(&queue, &new).await?;
             added.unchanged = new.len() as u64 - added.queued;
         }
         Mode::Upsert => {
             let mut tx = c.pool().begin().await.map_err(fetchq_core::Error::from)?;
-            for (i, (doc, _)) in docs.iter().enumerate() {
+            for (i, Checked { doc, .. }) in docs.iter().enumerate() {
                 match c
                     .upsert_with(&mut *tx, &queue, doc)
                     .await
@@ -172,13 +185,9 @@ pub async fn add(
         Mode::Append => {
             let mut tx = c.pool().begin().await.map_err(fetchq_core::Error::from)?;
             let mut subjects = Vec::with_capacity(docs.len());
-            for (i, (doc, payload)) in docs.iter().enumerate() {
-                let d = &body.docs[i];
-                let version = extract::version(d.version)?.unwrap_or(0);
-                let priority = doc_priority(d);
-                let _ = doc;
+            for (i, d) in docs.iter().enumerate() {
                 let subject = c
-                    .append_with(&mut *tx, &queue, payload, version, priority)
+                    .append_with(&mut *tx, &queue, &d.payload, d.version, d.priority)
                     .await
                     .map_err(|e| ApiError::from(e).at(&format!("docs[{i}]")))?;
                 subjects.push(subject);
@@ -189,10 +198,6 @@ pub async fn add(
         }
     }
     Ok(Json(added))
-}
-
-fn doc_priority(d: &DocIn) -> i32 {
-    d.priority.and_then(|p| i32::try_from(p).ok()).unwrap_or(0)
 }
 
 /// A document as stored; never its lease token.

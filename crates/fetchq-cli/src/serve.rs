@@ -80,6 +80,12 @@ pub(crate) async fn run(url: Option<&str>, args: ServeArgs) -> Result<(), BoxErr
         let (tokens, secret) = Tokens::generate_admin();
         (tokens, Some(secret))
     } else {
+        if configured.shortest_secret().is_some_and(|n| n < 16) {
+            eprintln!(
+                "fetchq serve: warning: a token secret is shorter than 16 characters; \
+                 use long random secrets (e.g. `openssl rand -hex 32`)"
+            );
+        }
         (configured, None)
     };
 

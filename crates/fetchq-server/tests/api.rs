@@ -51,6 +51,20 @@ async fn health_index_and_openapi_need_no_token() {
         );
     }
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    let pick = &doc["paths"]["/api/v1/queues/{queue}/pick"]["post"];
+    for status in ["200", "400", "401", "403", "404", "413", "422", "503"] {
+        assert!(
+            pick["responses"].get(status).is_some(),
+            "pick documents {status}"
+        );
+    }
+    let queue_param = pick["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "queue")
+        .unwrap();
+    assert_eq!(queue_param["schema"]["pattern"], "^[a-z][a-z0-9_]{0,39}$");
     let (st, idx) = s.call(Method::GET, "/", None, None).await;
     assert_eq!(
         (st, idx["openapi"].as_str()),

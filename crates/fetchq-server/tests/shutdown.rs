@@ -61,3 +61,25 @@ async fn shutdown_lets_the_request_in_flight_finish() {
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_full_pool_answers_503_after_the_request_timeout() {
+    let db = fetchq_testing::TestDb::with_pool_size(1).await;
+    db.client.queue_create("q").await.unwrap();
+    let config = fetchq_server::Config {
+        tokens: common::tokens(),
+        request_timeout: Duration::from_secs(2),
+        ..fetchq_server::Config::default()
+    };
+    let s = Server::on(db, config).await;
+    let held = s.db.pool.acquire().await.unwrap();
+    let (st, body) = s.get("/api/v1/queues/q", READ).await;
+    assert_eq!(
+        (st, common::code(&body)),
+        (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
+        "{body}"
+    );
+    drop(held);
+    let (st, _) = s.get("/api/v1/queues/q", READ).await;
+    assert_eq!(st, StatusCode::OK, "serves again once a connection is free");
+}

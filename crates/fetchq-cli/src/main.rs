@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+mod serve;
 use fetchq_core::embedded::{EmbeddedPostgres, default_data_dir};
 use fetchq_core::{Client, NewDoc, extension};
 
@@ -60,6 +62,8 @@ enum Command {
         #[arg(long)]
         out_dir: Option<PathBuf>,
     },
+    /// Serve the REST API (v1) with scoped tokens and an OpenAPI document.
+    Serve(serve::ServeArgs),
     /// A private PostgreSQL for development, in .fetchq/pg (or $FETCHQ_PGDATA).
     #[command(subcommand, name = "dev-db")]
     DevDb(DevDbCommand),
@@ -109,14 +113,18 @@ enum DevDbCommand {
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-#[tokio::main(flavor = "current_thread")]
+#[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("fetchq: {e}");
-            ExitCode::FAILURE
+            if e.downcast_ref::<serve::Refused>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
@@ -246,6 +254,7 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
             }
             println!("now run: CREATE EXTENSION fetchq;");
         }
+        Command::Serve(args) => serve::run(url, args).await?,
         Command::DevDb(cmd) => match cmd {
             DevDbCommand::Start { data_dir } => {
                 let pg = EmbeddedPostgres::new(data_dir.unwrap_or_else(default_data_dir))?;

@@ -51,6 +51,8 @@ enum Workload {
     Latency,
     Scale,
     Footprint,
+    /// The REST API against the Rust client.
+    Http,
     #[value(hide = true)]
     Child,
 }
@@ -97,6 +99,10 @@ async fn main() -> Result<(), BoxError> {
     }
     if all || args.workload == Workload::Footprint {
         rows.extend(workloads::footprint::run(&server, args.docs).await?);
+    }
+    if all || args.workload == Workload::Http {
+        rows.push(workloads::http::push(&server, args.docs * 5).await?);
+        rows.push(workloads::http::work(&server, args.docs).await?);
     }
     print_table(&rows);
     write_json(&args.json, &rows)?;

@@ -2,6 +2,7 @@
 
 pub(crate) mod drain;
 pub(crate) mod footprint;
+pub(crate) mod http;
 pub(crate) mod latency;
 pub(crate) mod push;
 pub(crate) mod reschedule;

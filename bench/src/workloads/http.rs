@@ -41,7 +41,9 @@ impl Api {
         tokio::spawn(fetchq_server::serve(listener, client, config, async move {
             let _ = stopped.await;
         }));
-        let http = reqwest::Client::builder().pool_max_idle_per_host(64).build()?;
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(64)
+            .build()?;
         Ok(Self { base, http, stop })
     }
 
@@ -86,14 +88,17 @@ pub(crate) async fn push(server: &Server, total: usize) -> Result<Row, BoxError>
     let per_round = batches.len().div_ceil(ROUNDS).max(1);
     let (mut http, mut direct) = (Duration::ZERO, Duration::ZERO);
     for round in 0..ROUNDS {
-        let range = (round * per_round).min(batches.len())..((round + 1) * per_round).min(batches.len());
+        let range =
+            (round * per_round).min(batches.len())..((round + 1) * per_round).min(batches.len());
         let round_bodies = std::sync::Arc::new(bodies[range.clone()].to_vec());
         let start = Instant::now();
         run_clients(PUSH_CLIENTS, |c| {
             let (api, bodies) = (api.clone(), round_bodies.clone());
             async move {
                 for body in bodies.iter().skip(c).step_by(PUSH_CLIENTS) {
-                    api.post("/api/v1/queues/http/docs", body).await.map_err(to_io)?;
+                    api.post("/api/v1/queues/http/docs", body)
+                        .await
+                        .map_err(to_io)?;
                 }
                 Ok::<(), std::io::Error>(())
             }
@@ -200,7 +205,10 @@ pub(crate) async fn work(server: &Server, total: usize) -> Result<Row, BoxError>
     client.metric_log_pack().await?;
     let mut completed = 0;
     for round in 0..ROUNDS {
-        completed += client.metric_get_common(&format!("http{round}")).await?.completed;
+        completed += client
+            .metric_get_common(&format!("http{round}"))
+            .await?
+            .completed;
     }
     finish(api).await;
     pool.close().await;

@@ -4,6 +4,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use fetchq_core::Client;
+use fetchq_core::embedded::{EmbeddedPostgres, default_data_dir};
 use fetchq_server::{Config, Tokens};
 use sqlx::postgres::PgPoolOptions;
 
@@ -15,7 +16,8 @@ pub(crate) struct ServeArgs {
     /// Address to listen on (port 0 picks a free port; the bound address is printed).
     #[arg(long, default_value = "127.0.0.1:8080")]
     bind: String,
-    /// Install or upgrade the schema before serving.
+    /// Install or upgrade the schema before serving (always done on the private
+    /// PostgreSQL used when no database URL is given).
     #[arg(long)]
     migrate: bool,
     /// Tokens, one `SCOPES=SECRET` a line (scopes: read, push, work, admin joined with +).
@@ -54,6 +56,7 @@ pub(crate) async fn run(url: Option<&str>, args: ServeArgs) -> Result<(), BoxErr
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
     let mut spec = args.tokens.clone().unwrap_or_default();
     if let Some(file) = &args.tokens_file {
@@ -89,15 +92,27 @@ pub(crate) async fn run(url: Option<&str>, args: ServeArgs) -> Result<(), BoxErr
         (configured, None)
     };
 
-    let url = url.ok_or(
-        "no database: pass --database-url or set DATABASE_URL (for a local one: `fetchq dev-db start`)",
-    )?;
+    // no database named: the private development PostgreSQL (.fetchq/pg, or
+    // $FETCHQ_PGDATA), started if needed, with the schema installed
+    let (url, migrate) = match url {
+        Some(url) => (url.to_owned(), args.migrate),
+        None => {
+            let server = EmbeddedPostgres::new(default_data_dir())?;
+            let running = server.start()?;
+            println!(
+                "no DATABASE_URL: {} the private PostgreSQL in {} (stop it with `fetchq dev-db stop`)",
+                if running.started { "started" } else { "using" },
+                server.data_dir().display()
+            );
+            (running.url("postgres"), true)
+        }
+    };
     let pool = PgPoolOptions::new()
         .max_connections(args.max_connections)
         .acquire_timeout(fetchq_core::CONNECT_ACQUIRE_TIMEOUT)
-        .connect_lazy(url)?;
+        .connect_lazy(&url)?;
     let client = Client::new(pool);
-    if args.migrate {
+    if migrate {
         let report = client.migrate().await?;
         println!("fetchq schema at version {}", report.to_version);
     }

@@ -62,3 +62,45 @@ async fn resolve_on_a_missing_queue_is_404_for_every_outcome() {
         .await;
     assert_eq!((st, code(&b)), (StatusCode::NOT_FOUND, "FQ002"), "{b}");
 }
+
+/// A bulk action cut by the request timeout says that the batches done stay
+/// done (they do), not just "took too long".
+#[tokio::test]
+async fn a_bulk_cut_by_the_request_timeout_says_its_batches_stay_done() {
+    let s = Server::with_config(fetchq_server::Config {
+        tokens: common::tokens(),
+        request_timeout: std::time::Duration::from_millis(300),
+        ..fetchq_server::Config::default()
+    })
+    .await;
+    let c = &s.db.client;
+    c.queue_create("q").await.unwrap();
+    let docs: Vec<_> = (0..5000)
+        .map(|i| fetchq_core::NewDoc::new(format!("s{i:05}")))
+        .collect();
+    c.push_many("q", &docs).await.unwrap();
+    let (st, b) = s
+        .post(
+            "/api/v1/queues/q/docs:bulk",
+            common::ADMIN,
+            json!({"filter": {}, "action": "kill", "batch": 1}),
+        )
+        .await;
+    assert_eq!(
+        (st, code(&b)),
+        (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
+        "{b}"
+    );
+    let message = b["error"]["message"].as_str().unwrap();
+    let killed: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM fetchq_data.q__docs WHERE status = -1")
+            .fetch_one(&s.db.pool)
+            .await
+            .unwrap();
+    assert!(
+        killed > 0 && killed < 5000,
+        "{killed} killed before the timeout"
+    );
+    assert!(message.contains("stays done"), "{message}");
+    assert!(message.contains("again"), "{message}");
+}

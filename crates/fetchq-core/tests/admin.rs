@@ -948,3 +948,75 @@ async fn prefixes_match_in_a_linguistic_collation_too() {
         .await
         .unwrap();
 }
+
+/// Seq scans of `q__docs` so far in this connection's transaction.
+async fn seq_scans(tx: &mut sqlx::PgConnection) -> i64 {
+    sqlx::query_scalar(
+        "SELECT coalesce(sum(seq_scan), 0)::bigint FROM pg_stat_xact_user_tables \
+         WHERE schemaname = 'fetchq_data' AND relname = 'q__docs'",
+    )
+    .fetch_one(tx)
+    .await
+    .unwrap()
+}
+
+/// A filter the planner believes matches nothing (statistics taken before
+/// the documents changed status) must still walk the primary key from
+/// `after`, not read and sort the whole table for every page or batch:
+/// a bulk over a million documents would otherwise be quadratic.
+#[tokio::test]
+async fn a_page_or_batch_walks_the_primary_key_even_with_stale_statistics() {
+    let db = setup().await;
+    let c = &db.client;
+    sqlx::query("ALTER TABLE fetchq_data.q__docs SET (autovacuum_enabled = false)")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    for chunk in 0..20 {
+        let docs: Vec<NewDoc> = (0..1000)
+            .map(|i| NewDoc::new(format!("s{chunk:02}-{i:04}")))
+            .collect();
+        push_n(c, "q", docs).await;
+    }
+    // statistics say: every document is pending, none is dead
+    sqlx::query("ANALYZE fetchq_data.q__docs")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        c.bulk("q", &DocFilter::new(), BulkAction::Kill, 10_000)
+            .await
+            .unwrap(),
+        20_000
+    );
+    let mut tx = db.pool.begin().await.unwrap();
+    let before = seq_scans(&mut tx).await;
+    let page: Vec<String> = sqlx::query_scalar(
+        "SELECT subject::text FROM fetchq.doc_list('q', -1, NULL, NULL, 's05', 10)",
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .unwrap();
+    assert_eq!(page.len(), 10);
+    assert_eq!(page[0], "s05-0000");
+    let first_page: Vec<String> = sqlx::query_scalar(
+        "SELECT subject::text FROM fetchq.doc_list('q', -1, NULL, NULL, NULL, 10)",
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .unwrap();
+    assert_eq!(first_page[0], "s00-0000");
+    let (changed, last): (i32, Option<String>) = sqlx::query_as(
+        "SELECT changed, last_subject FROM fetchq.doc_bulk('q', -1, NULL, NULL, 'play', NULL, NULL, 100)",
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    assert_eq!((changed, last.as_deref()), (100, Some("s00-0099")));
+    assert_eq!(
+        seq_scans(&mut tx).await - before,
+        0,
+        "a page or a batch read the whole documents table"
+    );
+    tx.rollback().await.unwrap();
+}

@@ -6,6 +6,7 @@ use std::marker::PhantomData;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
+use sha2::{Digest, Sha256};
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 
 use crate::error::ApiError;
@@ -130,13 +131,21 @@ pub enum TokenError {
 /// ```
 #[derive(Clone, Default)]
 pub struct Tokens {
-    entries: Vec<(Scopes, Vec<u8>)>,
+    /// Scopes, the SHA-256 of the secret, and its length. Presented tokens
+    /// are hashed and the digests compared, so the time of a check tells
+    /// nothing about a secret, not even its length (`[u8]::ct_eq` returns at
+    /// once when the lengths differ).
+    entries: Vec<(Scopes, [u8; 32], usize)>,
+}
+
+fn digest(secret: &[u8]) -> [u8; 32] {
+    Sha256::digest(secret).into()
 }
 
 impl fmt::Debug for Tokens {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_list()
-            .entries(self.entries.iter().map(|(s, _)| s))
+            .entries(self.entries.iter().map(|(s, _, _)| s))
             .finish()
     }
 }
@@ -154,7 +163,7 @@ impl Tokens {
     /// assert!(fetchq_server::Tokens::parse("root=s3cr3t-long").is_err());
     /// ```
     pub fn parse(spec: &str) -> Result<Tokens, TokenError> {
-        let mut entries: Vec<(Scopes, Vec<u8>)> = Vec::new();
+        let mut entries: Vec<(Scopes, [u8; 32], usize)> = Vec::new();
         let items = spec
             .split(['\n', ','])
             .map(str::trim)
@@ -170,13 +179,11 @@ impl Tokens {
             if secret.is_empty() {
                 return Err(TokenError::EmptySecret(n));
             }
-            if entries
-                .iter()
-                .any(|(_, s)| s.as_slice() == secret.as_bytes())
-            {
+            let hash = digest(secret.as_bytes());
+            if entries.iter().any(|(_, h, _)| *h == hash) {
                 return Err(TokenError::Duplicate(n));
             }
-            entries.push((Scopes(bits), secret.as_bytes().to_vec()));
+            entries.push((Scopes(bits), hash, secret.len()));
         }
         Ok(Tokens { entries })
     }
@@ -211,7 +218,11 @@ impl Tokens {
             uuid::Uuid::new_v4().simple()
         );
         let tokens = Tokens {
-            entries: vec![(Scopes(Scope::Admin.bit()), secret.as_bytes().to_vec())],
+            entries: vec![(
+                Scopes(Scope::Admin.bit()),
+                digest(secret.as_bytes()),
+                secret.len(),
+            )],
         };
         (tokens, secret)
     }
@@ -223,7 +234,7 @@ impl Tokens {
     /// assert_eq!(tokens.shortest_secret(), Some(6));
     /// ```
     pub fn shortest_secret(&self) -> Option<usize> {
-        self.entries.iter().map(|(_, s)| s.len()).min()
+        self.entries.iter().map(|(_, _, n)| *n).min()
     }
 
     /// Whether no token is configured.
@@ -236,7 +247,8 @@ impl Tokens {
     }
 
     /// The scopes of the token `presented`, compared in constant time against
-    /// every configured secret.
+    /// every configured secret (their SHA-256 digests: the time depends on
+    /// neither the secrets nor their lengths).
     ///
     /// ```
     /// let tokens = fetchq_server::Tokens::parse("read=viewer-123").unwrap();
@@ -245,9 +257,10 @@ impl Tokens {
     /// ```
     pub fn authenticate(&self, presented: &[u8]) -> Option<Scopes> {
         let mut found = 0u8;
-        for (scopes, secret) in &self.entries {
+        let presented = digest(presented);
+        for (scopes, secret, _) in &self.entries {
             // visit every entry: the time does not tell which one matched
-            let hit = secret.as_slice().ct_eq(presented);
+            let hit = secret.ct_eq(&presented);
             found |= u8::conditional_select(&0, &scopes.0, hit);
         }
         (found != 0).then_some(Scopes(found))
@@ -379,6 +392,20 @@ mod tests {
             Err(TokenError::Duplicate(2))
         ));
         assert!(t.authenticate(b"").is_none());
+        // prefixes and extensions of a secret are refused (digests, not prefixes, compared)
+        assert!(t.authenticate(b"worker-7").is_none());
+        assert!(t.authenticate(b"worker-7xx").is_none());
+        assert!(t.authenticate(b"worker-7x\0").is_none());
+    }
+
+    #[test]
+    fn no_secret_is_kept_in_memory_in_clear() {
+        let t = Tokens::parse("admin=very-secret-admin-token").unwrap();
+        for (_, stored, len) in &t.entries {
+            assert_eq!(*len, "very-secret-admin-token".len());
+            assert!(!stored.windows(4).any(|w| w == b"very"));
+            assert_eq!(*stored, digest(b"very-secret-admin-token"));
+        }
     }
 
     #[test]

@@ -46,7 +46,12 @@ pub(crate) async fn guard(State(limits): State<Limits>, req: Request, next: Next
             Err(_) => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "timeout",
-                format!("the request took longer than {:?}", limits.request_timeout),
+                format!(
+                    "the request took longer than {:?} and was stopped; what it committed \
+                     before stays done (the batches of a bulk action: send it again to \
+                     finish; resolutions: answered lease_lost if sent again)",
+                    limits.request_timeout
+                ),
             )
             .into_response(),
         }

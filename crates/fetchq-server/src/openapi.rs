@@ -17,7 +17,7 @@ a token has scopes `read`, `push`, `work` and/or `admin` (admin implies all). Er
 503 database unreachable. `resolve` answers per item (`ok`, `lease_lost`, `error`) with 200, \
 or 409 when every item lost its lease."),
     paths(
-        health::health,
+        health::health, health::index, serve_document,
         queues::list, queues::create, queues::show, queues::patch, queues::drop_queue, queues::pause, queues::resume,
         docs::add, docs::list, docs::show,
         work::pick, work::resolve, work::extend,
@@ -147,6 +147,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 /// `GET /api/v1/openapi.json` (no token needed).
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "meta",
+    responses((status = 200, description = "this OpenAPI 3 document", body = Object)))]
 pub(crate) async fn serve_document() -> Json<utoipa::openapi::OpenApi> {
     Json(openapi())
 }

@@ -72,7 +72,12 @@ CREATE FUNCTION fetchq.doc_list(queue text, list_status integer DEFAULT NULL, li
 RETURNS TABLE (subject varchar, version integer, priority integer, status integer, attempts integer,
                iterations bigint, next_iteration timestamptz, created_at timestamptz,
                last_iteration timestamptz, payload jsonb)
-LANGUAGE plpgsql STABLE AS $$
+LANGUAGE plpgsql STABLE
+-- walk the primary key in subject order: with stale statistics a filter looks
+-- like it matches nothing, and the planner read and sorted the whole table for
+-- every page (every batch of a bulk: quadratic over a big queue)
+SET enable_sort = off
+AS $$
 #variable_conflict use_variable
 DECLARE
     b record;
@@ -120,6 +125,8 @@ DECLARE
     versions text[];
     version_deltas bigint[];
     woke boolean;
+    batch_keys text[];
+    sort_setting text;
 BEGIN
     changed := 0;
     PERFORM fetchq.arg_check(action IN ('play', 'kill', 'reschedule', 'drop'),
@@ -141,9 +148,32 @@ BEGIN
         IF impossible THEN
             RETURN;
         END IF;
-        target := format('SELECT d.subject, d.status, d.version FROM %s AS d WHERE %s
-                          ORDER BY d.subject LIMIT $7 FOR UPDATE SKIP LOCKED',
-            tbl, fetchq.doc_filter_sql(list_status, list_version, subject_prefix, after_subject, lo IS NOT NULL));
+        IF list_status IS NULL AND list_version IS NULL THEN
+            target := format('SELECT d.subject, d.status, d.version FROM %s AS d WHERE %s
+                              ORDER BY d.subject LIMIT $7 FOR UPDATE SKIP LOCKED',
+                tbl, fetchq.doc_filter_sql(list_status, list_version, subject_prefix, after_subject, lo IS NOT NULL));
+        ELSE
+            -- a status or version filter: lock the batch first, walking the
+            -- primary key from after_subject (as doc_list). With stale
+            -- statistics such a filter looks like it matches nothing, and the
+            -- planner read and sorted the whole table for every batch
+            -- (quadratic over a big queue). Only this statement is planned
+            -- without sorts; a failure rolls the setting back with the transaction.
+            sort_setting := current_setting('enable_sort');
+            PERFORM set_config('enable_sort', 'off', true);
+            EXECUTE format('SELECT array_agg(t.subject) FROM (SELECT d.subject FROM %s AS d WHERE %s
+                                    ORDER BY d.subject LIMIT $7 FOR UPDATE SKIP LOCKED) AS t',
+                    tbl, fetchq.doc_filter_sql(list_status, list_version, subject_prefix, after_subject, lo IS NOT NULL))
+                INTO batch_keys
+                USING list_status, list_version, subject_prefix, after_subject, lo, hi, lim;
+            PERFORM set_config('enable_sort', sort_setting, true);
+            IF batch_keys IS NULL THEN
+                RETURN;
+            END IF;
+            -- rows this transaction holds now: they cannot change before the update
+            target := format('SELECT d.subject, d.status, d.version FROM %s AS d
+                              WHERE d.subject = ANY ($11)', tbl);
+        END IF;
     END IF;
     -- the change finds its rows by primary key (a join with the locked rows
     -- alone was planned as a hash join over the whole table)
@@ -185,7 +215,8 @@ BEGIN
                bool_or(c.new_status IN (0, 1))
         FROM changed AS c$q$, target, change)
     INTO changed, last_subject, deltas, versions, version_deltas, woke
-    USING list_status, list_version, subject_prefix, after_subject, lo, hi, lim, only_subject, action, at;
+    USING list_status, list_version, subject_prefix, after_subject, lo, hi, lim, only_subject, action, at,
+          batch_keys;
     IF changed > 0 THEN
         PERFORM fetchq.metric_write(queue, ARRAY['pln', 'pnd', 'act', 'cpl', 'kll', 'cnt', 'drp'] || versions,
                                     deltas || version_deltas);

@@ -57,6 +57,8 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>)
 }
 
 /// Where things are (no token needed).
+#[utoipa::path(get, path = "/", tag = "meta",
+    responses((status = 200, description = "links to the API, its document and the health check", body = Object)))]
 pub async fn index() -> Json<serde_json::Value> {
     Json(serde_json::json!({
         "name": "fetchq",

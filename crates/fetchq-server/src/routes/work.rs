@@ -258,13 +258,15 @@ fn lost(subject: &str) -> ItemResult {
     }
 }
 
-/// A per-item result of a failed call; transient failures abort the request (503).
+/// A per-item result of a failed call; transient failures abort the request
+/// (503), and so does a missing queue (404, as for every other endpoint).
 fn item_error(subject: &str, e: fetchq_core::Error) -> Result<ItemResult, ApiError> {
     if matches!(e, fetchq_core::Error::LeaseLost { .. }) {
         return Ok(lost(subject));
     }
+    let gone = matches!(e, fetchq_core::Error::QueueNotFound { .. });
     let api = ApiError::from(e);
-    if api.status.is_server_error() {
+    if api.status.is_server_error() || gone {
         return Err(api);
     }
     Ok(ItemResult {
@@ -320,6 +322,10 @@ pub async fn resolve(
         plans.push((lease, plan));
     }
     let c = &state.client;
+    if plans.is_empty() {
+        // nothing to do, but an unknown queue is still a 404
+        c.queue_status(&queue).await?;
+    }
     let mut results: Vec<Option<ItemResult>> = (0..plans.len()).map(|_| None).collect();
     // the subjects sent twice in one call are resolved one by one
     let mut seen = HashSet::new();

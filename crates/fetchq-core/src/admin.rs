@@ -8,6 +8,8 @@
 //! `err` do not (a drop counts in `drp`, as every drop does). A document made
 //! pending or planned wakes idle workers, as a push does.
 
+use std::time::Instant;
+
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
@@ -50,6 +52,33 @@ pub enum BulkAction {
     Reschedule(Schedule),
     /// Deleted.
     Drop,
+}
+
+/// How far a [`Client::bulk_from`] call went.
+///
+/// ```
+/// let done = fetchq_core::BulkProgress { changed: 12, next_after: None };
+/// assert!(done.is_done());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BulkProgress {
+    /// Documents changed by this call.
+    pub changed: u64,
+    /// `None` when every matching document was visited; otherwise the subject
+    /// to pass as `after` to go on.
+    pub next_after: Option<String>,
+}
+
+impl BulkProgress {
+    /// Whether every matching document was visited.
+    ///
+    /// ```
+    /// let more = fetchq_core::BulkProgress { changed: 1000, next_after: Some("user/0999".into()) };
+    /// assert!(!more.is_done());
+    /// ```
+    pub fn is_done(&self) -> bool {
+        self.next_after.is_none()
+    }
 }
 
 impl Client {
@@ -153,11 +182,63 @@ impl Client {
         action: BulkAction,
         batch: i32,
     ) -> Result<u64> {
+        let progress = self
+            .bulk_from(queue, filter, action, batch, None, None)
+            .await?;
+        Ok(progress.changed)
+    }
+
+    /// [`bulk`](Self::bulk) in steps: starts after the subject `after` (None:
+    /// from the first document) and stops at the end of the first batch that
+    /// finishes after `deadline` (None: runs to the end). The answer says how
+    /// many documents changed and, when it stopped early, where to go on
+    /// from: pass [`BulkProgress::next_after`] as `after` to the next call.
+    /// What the REST API's `docs:bulk` does to stay within its request
+    /// timeout. A [`BulkAction::Reschedule`] time is taken once per call.
+    ///
+    /// # Errors
+    ///
+    /// As [`bulk`](Self::bulk); a NUL byte in `after` is
+    /// [`Error::InvalidArgument`].
+    ///
+    /// ```no_run
+    /// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+    /// use std::time::{Duration, Instant};
+    /// use fetchq_core::{BulkAction, DocFilter, Status};
+    /// let filter = DocFilter::new().status(Status::Dead);
+    /// let mut after: Option<String> = None;
+    /// loop {
+    ///     let deadline = Instant::now() + Duration::from_secs(5);
+    ///     let step = client
+    ///         .bulk_from("avengers", &filter, BulkAction::Play, 1000, after.as_deref(), Some(deadline))
+    ///         .await?;
+    ///     println!("{} more played", step.changed);
+    ///     match step.next_after {
+    ///         Some(next) => after = Some(next),
+    ///         None => break,
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn bulk_from(
+        &self,
+        queue: &str,
+        filter: &DocFilter,
+        action: BulkAction,
+        batch: i32,
+        after: Option<&str>,
+        deadline: Option<Instant>,
+    ) -> Result<BulkProgress> {
         validate_queue_name(queue)?;
         filter.check()?;
         if !(1..=MAX_BATCH).contains(&batch) {
             return Err(Error::InvalidArgument {
                 message: format!("batch must be 1 to {MAX_BATCH}, got {batch}"),
+            });
+        }
+        if after.is_some_and(|a| a.contains('\0')) {
+            return Err(Error::InvalidArgument {
+                message: "after must not contain a NUL byte".into(),
             });
         }
         // one time for every batch, on the database clock
@@ -173,7 +254,7 @@ impl Client {
             }
             _ => None,
         };
-        let mut after: Option<String> = None;
+        let mut after: Option<String> = after.map(str::to_owned);
         let mut total: u64 = 0;
         loop {
             // one short transaction per batch (autocommit)
@@ -195,8 +276,21 @@ impl Client {
             // keyset on the subject: every batch starts after the last one, so
             // documents that still match after the action are not met again
             match last {
-                Some(last) if changed >= batch => after = Some(last),
-                _ => return Ok(total),
+                Some(last) if changed >= batch => {
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        return Ok(BulkProgress {
+                            changed: total,
+                            next_after: Some(last),
+                        });
+                    }
+                    after = Some(last);
+                }
+                _ => {
+                    return Ok(BulkProgress {
+                        changed: total,
+                        next_after: None,
+                    });
+                }
             }
         }
     }

@@ -53,7 +53,7 @@ mod per_queue;
 mod pick;
 mod queue;
 
-pub use admin::BulkAction;
+pub use admin::{BulkAction, BulkProgress};
 pub use browse::{DocFilter, LogEntry, MetricPoint};
 pub use client::{CONNECT_ACQUIRE_TIMEOUT, Client, Info};
 pub use doc::{DocState, NewDoc, Schedule, Status, Upserted};

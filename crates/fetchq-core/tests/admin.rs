@@ -1020,3 +1020,42 @@ async fn a_page_or_batch_walks_the_primary_key_even_with_stale_statistics() {
     );
     tx.rollback().await.unwrap();
 }
+
+/// `bulk_from` with a deadline already past does one batch per call and says
+/// where to go on; the steps together visit every match once, and a bad
+/// `after` is refused before anything changes.
+#[tokio::test]
+async fn bulk_in_steps_goes_on_from_next_after() {
+    let db = setup().await;
+    let c = &db.client;
+    push_n(
+        c,
+        "q",
+        (0..250).map(|i| NewDoc::new(format!("s/{i:03}"))).collect(),
+    )
+    .await;
+    let filter = DocFilter::new().status(Status::Pending);
+    let past = Some(std::time::Instant::now());
+    let (mut after, mut changed, mut calls) = (None::<String>, 0u64, 0);
+    loop {
+        let step = c
+            .bulk_from("q", &filter, BulkAction::Kill, 100, after.as_deref(), past)
+            .await
+            .unwrap();
+        calls += 1;
+        changed += step.changed;
+        assert!(step.changed <= 100);
+        match step.next_after {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    // 100 + 100 + 50: the third batch is short, so it is the last
+    assert_eq!((calls, changed), (3, 250));
+    assert_counters_exact(&db, "q").await;
+    let err = c
+        .bulk_from("q", &filter, BulkAction::Play, 100, Some("a\0b"), None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument { .. }), "{err:?}");
+}

@@ -52,6 +52,7 @@ pub fn router(client: Client, config: Config) -> Router {
     let state = AppState {
         client,
         tokens: Arc::new(config.tokens),
+        bulk_budget: config.request_timeout / 2,
     };
     let limits = middleware::Limits {
         body_limit: config.body_limit,

@@ -1,6 +1,7 @@
 //! What every handler shares.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use fetchq_core::Client;
 
@@ -13,4 +14,7 @@ pub struct AppState {
     pub client: Client,
     /// The configured tokens.
     pub tokens: Arc<Tokens>,
+    /// How long one bulk call works before it answers with where to go on
+    /// (half the request timeout).
+    pub bulk_budget: Duration,
 }

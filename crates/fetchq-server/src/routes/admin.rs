@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 
 use crate::auth::{Authorized, need};
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{self, ApiJson, QueueName, QueueSubject};
+use crate::extract::{self, ApiJson, QueueName, QueueSubject, check_subject};
 use crate::routes::docs::filter;
 use crate::state::AppState;
 
@@ -148,16 +148,26 @@ pub struct BulkIn {
     pub delay: Option<String>,
     /// Documents per transaction, 1 to 10,000 (default 1,000).
     pub batch: Option<i64>,
+    /// Go on after this subject: the `next_after` of the previous answer.
+    pub after: Option<String>,
 }
 
 /// How many documents changed.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct BulkOut {
-    /// Documents changed.
+    /// Documents changed by this call.
     pub changed: u64,
+    /// True when every matching document was visited. A call works for at
+    /// most half the request timeout; when it stops early, `done` is false
+    /// and the same request with `"after": next_after` goes on.
+    pub done: bool,
+    /// Where to go on from when `done` is false.
+    pub next_after: Option<String>,
 }
 
 /// Applies an action to every document matching a filter, in short batches.
+/// A call works for at most half the request timeout: when `done` is false,
+/// send the same request again with `"after": next_after` to go on.
 #[utoipa::path(post, path = "/api/v1/queues/{queue}/docs:bulk", tag = "admin", security(("bearer" = ["admin"])),
     request_body = BulkIn,
     params(("queue" = String, Path, description = "queue name")),
@@ -195,6 +205,24 @@ pub async fn bulk(
     };
     let batch = extract::limit(body.batch, 1000, 10_000)
         .map_err(|_| ApiError::bad_request("batch must be 1 to 10000"))?;
-    let changed = state.client.bulk(&queue, &f, action, batch).await?;
-    Ok(Json(BulkOut { changed }))
+    if let Some(after) = &body.after {
+        check_subject(after)?;
+    }
+    let deadline = std::time::Instant::now() + state.bulk_budget;
+    let progress = state
+        .client
+        .bulk_from(
+            &queue,
+            &f,
+            action,
+            batch,
+            body.after.as_deref(),
+            Some(deadline),
+        )
+        .await?;
+    Ok(Json(BulkOut {
+        changed: progress.changed,
+        done: progress.is_done(),
+        next_after: progress.next_after,
+    }))
 }

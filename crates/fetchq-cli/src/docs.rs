@@ -225,7 +225,7 @@ async fn bulk(
             return Ok(());
         }
         Some(n) => format!("{n} document{}", if n == 1 { "" } else { "s" }),
-        None => format!("more than {COUNT_CAP} documents"),
+        None => "more than 100,000 documents".to_owned(),
     };
     eprintln!("this will {verb} {what} of queue {}", args.queue);
     if !args.yes {

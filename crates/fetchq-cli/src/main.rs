@@ -6,9 +6,16 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod docs;
+mod logs;
+mod output;
+mod push;
+mod queue_set;
 mod serve;
+mod status;
 use fetchq_core::embedded::{EmbeddedPostgres, default_data_dir};
-use fetchq_core::{Client, NewDoc, extension};
+use fetchq_core::{Client, extension};
+use sqlx::Connection;
 
 #[derive(Parser)]
 #[command(
@@ -33,21 +40,28 @@ enum Command {
     /// Manage queues.
     #[command(subcommand)]
     Queue(QueueCommand),
-    /// Push a document (a duplicate subject is ignored).
-    Push {
-        /// Queue name.
-        queue: String,
-        /// Unique subject.
+    /// Push a document (a duplicate subject is ignored), or `--jsonl` documents from stdin.
+    Push(push::PushArgs),
+    /// Every queue: counts by status, paused, current version.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a queue's documents (one page), or act on every match (--play, --kill, --drop, --reschedule).
+    Docs(docs::DocsArgs),
+    /// Show or act on one document.
+    #[command(subcommand)]
+    Doc(docs::DocCommand),
+    /// Print a queue's error log (newest entries, oldest first), or follow it.
+    Logs(logs::LogsArgs),
+    /// Everything known about a subject in every queue.
+    Trace {
+        /// The subject.
         subject: String,
-        /// JSON payload.
-        #[arg(long, default_value = "{}")]
-        payload: String,
-        /// Document version.
-        #[arg(long, default_value_t = 0)]
-        version: i32,
-        /// Priority (higher first).
-        #[arg(long, default_value_t = 0)]
-        priority: i32,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Print a queue's counters (packing pending writes first).
     Metrics {
@@ -93,6 +107,8 @@ enum QueueCommand {
         /// Queue name.
         name: String,
     },
+    /// Change a queue's settings.
+    Set(queue_set::SetArgs),
 }
 
 #[derive(Subcommand)]
@@ -120,7 +136,9 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("fetchq: {e}");
-            if e.downcast_ref::<serve::Refused>().is_some() {
+            if e.downcast_ref::<serve::Refused>().is_some()
+                || e.downcast_ref::<output::Refused>().is_some()
+            {
                 ExitCode::from(2)
             } else {
                 ExitCode::FAILURE
@@ -133,7 +151,41 @@ async fn connect(url: Option<&str>) -> Result<Client, BoxError> {
     let url = url.ok_or(
         "no database: pass --database-url or set DATABASE_URL (for a local one: `fetchq dev-db start`)",
     )?;
+    probe(url).await?;
     Ok(Client::connect(url).await?)
+}
+
+/// One direct connection first, so an unreachable server fails fast with its
+/// real cause ("connection refused at HOST:PORT") instead of the pool's
+/// retries ending in "pool timed out".
+async fn probe(url: &str) -> Result<(), BoxError> {
+    let opts: sqlx::postgres::PgConnectOptions =
+        url.parse().map_err(|e| format!("bad database URL: {e}"))?;
+    let at = match opts.get_socket() {
+        Some(dir) => format!("{} (port {})", dir.display(), opts.get_port()),
+        None => format!("{}:{}", opts.get_host(), opts.get_port()),
+    };
+    match tokio::time::timeout(
+        fetchq_core::CONNECT_ACQUIRE_TIMEOUT,
+        sqlx::PgConnection::connect_with(&opts),
+    )
+    .await
+    {
+        Err(_) => Err(format!(
+            "no answer from {at} within {} s",
+            fetchq_core::CONNECT_ACQUIRE_TIMEOUT.as_secs()
+        )
+        .into()),
+        Ok(Err(sqlx::Error::Io(e))) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            Err(format!("connection refused at {at}: is PostgreSQL running there?").into())
+        }
+        Ok(Err(sqlx::Error::Io(e))) => Err(format!("cannot connect to {at}: {e}").into()),
+        Ok(Err(e)) => Err(format!("cannot connect to {at}: {e}").into()),
+        Ok(Ok(conn)) => {
+            let _ = conn.close().await;
+            Ok(())
+        }
+    }
 }
 
 async fn run(cli: Cli) -> Result<(), BoxError> {
@@ -193,30 +245,16 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
                     client.queue_resume(&name).await?;
                     println!("{name}: resumed");
                 }
+                QueueCommand::Set(args) => queue_set::run(&client, args).await?,
             }
         }
-        Command::Push {
-            queue,
-            subject,
-            payload,
-            version,
-            priority,
-        } => {
-            let payload: serde_json::Value = serde_json::from_str(&payload)
-                .map_err(|e| format!("--payload is not valid JSON: {e}"))?;
-            let doc = NewDoc::new(subject.as_str())
-                .payload(payload)
-                .version(version)
-                .priority(priority);
-            let added = connect(url).await?.push(&queue, &doc).await?;
-            println!(
-                "{subject}: {}",
-                if added {
-                    "queued"
-                } else {
-                    "duplicate, ignored"
-                }
-            );
+        Command::Push(args) => push::run(&connect(url).await?, args).await?,
+        Command::Status { json } => status::run(&connect(url).await?, json).await?,
+        Command::Docs(args) => docs::run_docs(&connect(url).await?, args).await?,
+        Command::Doc(cmd) => docs::run_doc(&connect(url).await?, cmd).await?,
+        Command::Logs(args) => logs::run_logs(&connect(url).await?, args).await?,
+        Command::Trace { subject, json } => {
+            logs::run_trace(&connect(url).await?, &subject, json).await?
         }
         Command::Metrics { queue } => {
             let client = connect(url).await?;

@@ -1,0 +1,95 @@
+//! `fetchq queue set QUEUE ...`: change a queue's settings.
+
+use std::time::Duration;
+
+use clap::Args;
+use fetchq_core::Client;
+
+use crate::BoxError;
+use crate::output::{Refused, parse_duration};
+
+/// `fetchq queue set QUEUE ...`
+#[derive(Args)]
+#[command(allow_negative_numbers = true)]
+pub(crate) struct SetArgs {
+    /// Queue name.
+    name: String,
+    /// Failed attempts before a document is dead.
+    #[arg(long)]
+    max_attempts: Option<i32>,
+    /// The version workers target by default.
+    #[arg(long)]
+    current_version: Option<i32>,
+    /// How long error logs are kept (e.g. 48h, 7d).
+    #[arg(long, value_parser = parse_duration)]
+    logs_retention: Option<Duration>,
+    /// Largest payload accepted, in bytes.
+    #[arg(long)]
+    max_payload_size: Option<i32>,
+    /// Base delay of the retry backoff (e.g. 1s).
+    #[arg(long, value_parser = parse_duration)]
+    retry_delay: Option<Duration>,
+    /// Cap of the retry backoff (e.g. 1h).
+    #[arg(long, value_parser = parse_duration)]
+    retry_delay_max: Option<Duration>,
+    /// Spread of the retry backoff, 0 to 1.
+    #[arg(long)]
+    retry_jitter: Option<f64>,
+}
+
+/// Applies every given setting, then prints the queue's settings.
+pub(crate) async fn run(client: &Client, a: SetArgs) -> Result<(), BoxError> {
+    let q = &a.name;
+    let any = a.max_attempts.is_some()
+        || a.current_version.is_some()
+        || a.logs_retention.is_some()
+        || a.max_payload_size.is_some()
+        || a.retry_delay.is_some()
+        || a.retry_delay_max.is_some()
+        || a.retry_jitter.is_some();
+    if !any {
+        return Err(Box::new(Refused(
+            "nothing to set: pass at least one of --max-attempts, --current-version, \
+             --logs-retention, --max-payload-size, --retry-delay, --retry-delay-max, --retry-jitter"
+                .into(),
+        )));
+    }
+    // fails on an unknown queue before anything changes
+    let before = client.queue_status(q).await?;
+    if let Some(n) = a.max_attempts {
+        client.queue_set_max_attempts(q, n).await?;
+    }
+    if let Some(v) = a.current_version {
+        client.queue_set_current_version(q, v).await?;
+    }
+    if let Some(r) = a.logs_retention {
+        client.queue_set_logs_retention(q, r).await?;
+    }
+    if let Some(b) = a.max_payload_size {
+        client.queue_set_max_payload_size(q, b).await?;
+    }
+    if a.retry_delay.is_some() || a.retry_delay_max.is_some() || a.retry_jitter.is_some() {
+        client
+            .queue_set_retry_backoff(
+                q,
+                a.retry_delay.unwrap_or(before.retry_delay),
+                a.retry_delay_max.unwrap_or(before.retry_delay_max),
+                a.retry_jitter.unwrap_or(before.retry_jitter),
+            )
+            .await?;
+    }
+    let s = client.queue_status(q).await?;
+    println!(
+        "{}: max_attempts {}  current_version {}  logs_retention {}  max_payload_size {}  \
+         retry_delay {}  retry_delay_max {}  retry_jitter {}",
+        s.name,
+        s.max_attempts,
+        s.current_version,
+        humantime::format_duration(s.logs_retention),
+        s.max_payload_size,
+        humantime::format_duration(s.retry_delay),
+        humantime::format_duration(s.retry_delay_max),
+        s.retry_jitter
+    );
+    Ok(())
+}

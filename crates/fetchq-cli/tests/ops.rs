@@ -1,0 +1,379 @@
+//! The operator's commands (status, docs, doc, logs, trace, queue set, push)
+//! of the `fetchq` binary against a real database.
+#![allow(clippy::unwrap_used)]
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use fetchq_core::{NewDoc, Status};
+use fetchq_testing::TestDb;
+use serde_json::Value;
+
+fn fetchq(url: &str, args: &[&str]) -> Output {
+    fetchq_stdin(url, args, None)
+}
+
+fn fetchq_stdin(url: &str, args: &[&str], input: Option<&[u8]>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fetchq"))
+        .args(args)
+        .env("DATABASE_URL", url)
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(input) = input {
+        let mut stdin = child.stdin.take().unwrap();
+        let input = input.to_vec();
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+        });
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn json(out: &Output) -> Value {
+    serde_json::from_str(&ok(out)).unwrap()
+}
+
+fn err(out: &Output, code: i32) -> String {
+    assert_eq!(out.status.code(), Some(code), "{out:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn connection_refused_fails_fast_with_the_address() {
+    let started = Instant::now();
+    let out = fetchq("postgres://fetchq:x@127.0.0.1:1/nothing", &["status"]);
+    let e = err(&out, 1);
+    assert!(e.contains("connection refused at 127.0.0.1:1"), "{e}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[tokio::test]
+async fn status_docs_and_doc_actions() {
+    let db = TestDb::new().await;
+    let url = db.url();
+    let c = &db.client;
+    c.queue_create("heroes").await.unwrap();
+    c.queue_create("villains").await.unwrap();
+    c.queue_pause("villains").await.unwrap();
+    for s in ["a1", "a2", "a3", "b1"] {
+        c.push("heroes", &NewDoc::new(s).version(1)).await.unwrap();
+    }
+    c.force_kill("heroes", "a3").await.unwrap();
+
+    let st = json(&fetchq(&url, &["status", "--json"]));
+    let qs = st["queues"].as_array().unwrap();
+    let heroes = qs.iter().find(|q| q["name"] == "heroes").unwrap();
+    assert_eq!(
+        (
+            heroes["total"].as_i64(),
+            heroes["pending"].as_i64(),
+            heroes["dead"].as_i64()
+        ),
+        (Some(4), Some(3), Some(1))
+    );
+    assert_eq!(heroes["paused"], false);
+    let villains = qs.iter().find(|q| q["name"] == "villains").unwrap();
+    assert_eq!(villains["paused"], true);
+    let table = ok(&fetchq(&url, &["status"]));
+    assert!(
+        table.contains("QUEUE") && table.contains("villains  paused"),
+        "{table}"
+    );
+
+    // one keyset page, then the next from the printed --after
+    let page = json(&fetchq(
+        &url,
+        &["docs", "heroes", "--prefix", "a", "--limit", "2", "--json"],
+    ));
+    let subjects: Vec<&str> = page["docs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["subject"].as_str().unwrap())
+        .collect();
+    assert_eq!(subjects, ["a1", "a2"]);
+    assert_eq!(page["next_after"], "a2");
+    let human = ok(&fetchq(
+        &url,
+        &["docs", "heroes", "--prefix", "a", "--limit", "2"],
+    ));
+    assert!(human.contains("next page: --after a2"), "{human}");
+    let rest = json(&fetchq(
+        &url,
+        &["docs", "heroes", "--prefix", "a", "--after", "a2", "--json"],
+    ));
+    assert_eq!(rest["docs"][0]["subject"], "a3");
+    assert_eq!(rest["docs"][0]["status"], "dead");
+    assert_eq!(rest["next_after"], Value::Null);
+    let dead = json(&fetchq(
+        &url,
+        &["docs", "heroes", "--status", "dead", "--json"],
+    ));
+    assert_eq!(dead["docs"].as_array().unwrap().len(), 1);
+    // negative numbers are values, not flags: the engine answers, not clap
+    let neg = err(&fetchq(&url, &["docs", "heroes", "--version", "-1"]), 1);
+    assert!(neg.contains("version must be 0 or more"), "{neg}");
+    let d = json(&fetchq(&url, &["doc", "get", "heroes", "a1", "--json"]));
+    assert_eq!(
+        (d["status"].as_str(), d["version"].as_i64()),
+        (Some("pending"), Some(1))
+    );
+    assert!(ok(&fetchq(&url, &["doc", "reschedule", "heroes", "a1", "2d"])).contains("planned"));
+    assert_eq!(c.get("heroes", "a1").await.unwrap().status, Status::Planned);
+    ok(&fetchq(
+        &url,
+        &["doc", "reschedule", "heroes", "a1", "2031-01-02T03:04:05Z"],
+    ));
+    assert_eq!(
+        c.get("heroes", "a1")
+            .await
+            .unwrap()
+            .next_iteration
+            .to_rfc3339(),
+        "2031-01-02T03:04:05+00:00"
+    );
+    ok(&fetchq(&url, &["doc", "play", "heroes", "a1"]));
+    assert_eq!(c.get("heroes", "a1").await.unwrap().status, Status::Pending);
+    ok(&fetchq(&url, &["doc", "kill", "heroes", "a1"]));
+    assert_eq!(c.get("heroes", "a1").await.unwrap().status, Status::Dead);
+    ok(&fetchq(&url, &["doc", "drop", "heroes", "a1"]));
+    assert!(c.get("heroes", "a1").await.is_err());
+
+    // bad input
+    assert!(err(&fetchq(&url, &["docs", "ghost"]), 1).contains("queue \"ghost\" does not exist"));
+    assert!(err(&fetchq(&url, &["doc", "get", "ghost", "x"]), 1).contains("does not exist"));
+    assert!(err(&fetchq(&url, &["doc", "get", "heroes", "nobody"]), 1).contains("not found"));
+    assert!(
+        err(&fetchq(&url, &["docs", "heroes", "--limit", "0"]), 1).contains("invalid argument")
+    );
+    err(&fetchq(&url, &["docs", "heroes", "--status", "zombie"]), 2);
+    err(&fetchq(&url, &["docs", "heroes", "--bogus"]), 2);
+    err(
+        &fetchq(&url, &["doc", "reschedule", "heroes", "b1", "someday"]),
+        2,
+    );
+    err(
+        &fetchq(&url, &["docs", "heroes", "--play", "--drop", "--yes"]),
+        2,
+    );
+}
+
+#[tokio::test]
+async fn bulk_counts_refuses_without_yes_and_acts_with_it() {
+    let db = TestDb::new().await;
+    let url = db.url();
+    let c = &db.client;
+    c.queue_create("q").await.unwrap();
+    let docs: Vec<NewDoc> = (0..1500).map(|i| NewDoc::new(format!("d{i:05}"))).collect();
+    c.push_many("q", &docs).await.unwrap();
+    let kill = fetchq_core::DocFilter::new().subject_prefix("d00");
+    c.bulk("q", &kill, fetchq_core::BulkAction::Kill, 1000)
+        .await
+        .unwrap(); // d00000..d00999
+
+    // no TTY, no --yes: refused, nothing changed
+    let out = fetchq(&url, &["docs", "q", "--status", "dead", "--play"]);
+    let e = err(&out, 2);
+    assert!(e.contains("1000 documents") && e.contains("--yes"), "{e}");
+    assert_eq!(c.metric_compute("q").await.unwrap().dead, 1000);
+
+    let out = ok(&fetchq(
+        &url,
+        &["docs", "q", "--status", "dead", "--play", "--yes"],
+    ));
+    assert!(out.contains("played 1000 documents"), "{out}");
+    let counts = c.metric_compute("q").await.unwrap();
+    assert_eq!((counts.dead, counts.pending), (0, 1500));
+
+    ok(&fetchq(
+        &url,
+        &[
+            "docs",
+            "q",
+            "--prefix",
+            "d01",
+            "--reschedule",
+            "1h",
+            "--yes",
+        ],
+    ));
+    assert_eq!(c.metric_compute("q").await.unwrap().planned, 500);
+    ok(&fetchq(
+        &url,
+        &["docs", "q", "--status", "planned", "--drop", "-y"],
+    ));
+    assert_eq!(c.metric_compute("q").await.unwrap().total, 1000);
+    assert!(
+        ok(&fetchq(&url, &["docs", "q", "--status", "dead", "--kill"])).contains("no matching")
+    );
+    err(&fetchq(&url, &["docs", "ghost", "--play", "--yes"]), 1);
+}
+
+#[tokio::test]
+async fn push_from_stdin_file_and_jsonl() {
+    let db = TestDb::new().await;
+    let url = db.url();
+    let c = &db.client;
+    c.queue_create("q").await.unwrap();
+
+    ok(&fetchq_stdin(
+        &url,
+        &["push", "q", "s1", "--payload", "-", "--version", "2"],
+        Some(br#"{"n": 1}"#),
+    ));
+    assert_eq!(c.get("q", "s1").await.unwrap().payload["n"], 1);
+    let file = std::env::temp_dir().join(format!("fetchq-payload-{}.json", std::process::id()));
+    std::fs::write(&file, r#"{"n": 2}"#).unwrap();
+    ok(&fetchq(
+        &url,
+        &["push", "q", "s2", "--payload-file", file.to_str().unwrap()],
+    ));
+    let _ = std::fs::remove_file(&file);
+    assert_eq!(c.get("q", "s2").await.unwrap().payload["n"], 2);
+    err(
+        &fetchq(
+            &url,
+            &["push", "q", "s3", "--payload-file", "/nonexistent/x.json"],
+        ),
+        2,
+    );
+
+    let mut input = String::new();
+    for i in 0..2500 {
+        if i == 2099 {
+            input.push_str("{\"subject\": \"bad\", \"priority\": \"high\"}\n");
+        } else {
+            input.push_str(&format!("{{\"subject\":\"j{i}\",\"payload\":{{\"i\":{i}}},\"priority\":{},\"delay\":\"1h\"}}\n", i % 3));
+        }
+    }
+    let out = fetchq_stdin(&url, &["push", "q", "--jsonl"], Some(input.as_bytes()));
+    let e = err(&out, 1);
+    assert!(
+        e.contains("line 2100") && e.contains("2099 lines before it were pushed"),
+        "{e}"
+    );
+    let counts = c.metric_compute("q").await.unwrap();
+    assert_eq!((counts.total, counts.planned), (2 + 2099, 2099));
+    let j = c.get("q", "j1234").await.unwrap();
+    assert_eq!(
+        (j.priority, j.payload["i"].as_i64()),
+        (1234 % 3, Some(1234))
+    );
+
+    // a clean run: duplicates ignored, new ones counted
+    let out = ok(&fetchq_stdin(
+        &url,
+        &["push", "q", "--jsonl"],
+        Some(b"{\"subject\":\"j1\"}\n\n{\"subject\":\"new\",\"delay\":0}\n"),
+    ));
+    assert!(out.contains("pushed 1 new documents from 3 lines"), "{out}");
+    err(
+        &fetchq_stdin(
+            &url,
+            &["push", "ghost", "--jsonl"],
+            Some(b"{\"subject\":\"x\"}\n"),
+        ),
+        1,
+    );
+    err(&fetchq(&url, &["push", "q"]), 2);
+}
+
+#[tokio::test]
+async fn logs_trace_and_queue_set() {
+    let db = TestDb::new().await;
+    let url = db.url();
+    let c = &db.client;
+    c.queue_create("q").await.unwrap();
+    c.push("q", &NewDoc::new("s")).await.unwrap();
+    for i in 0..3 {
+        c.log_error(
+            "q",
+            "s",
+            &format!("boom {i}\nsecond line"),
+            None,
+            Some("w1"),
+        )
+        .await
+        .unwrap();
+    }
+    c.log_error("q", "other", "elsewhere", None, None)
+        .await
+        .unwrap();
+
+    let logs = json(&fetchq(
+        &url,
+        &["logs", "q", "--subject", "s", "--limit", "2", "--json"],
+    ));
+    let msgs: Vec<&str> = logs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(msgs, ["boom 1\nsecond line", "boom 2\nsecond line"]);
+    let human = ok(&fetchq(&url, &["logs", "q", "--since", "1h"]));
+    assert_eq!(human.lines().count(), 5, "{human}"); // header + 4, newlines escaped
+    assert!(err(&fetchq(&url, &["logs", "ghost"]), 1).contains("does not exist"));
+
+    let trace = json(&fetchq(&url, &["trace", "s", "--json"]));
+    assert!(trace.as_array().unwrap().len() >= 4, "{trace}");
+    assert!(ok(&fetchq(&url, &["trace", "nobody"])).contains("not found"));
+
+    let out = ok(&fetchq(
+        &url,
+        &[
+            "queue",
+            "set",
+            "q",
+            "--max-attempts",
+            "7",
+            "--logs-retention",
+            "48h",
+            "--retry-delay",
+            "2s",
+            "--current-version",
+            "3",
+        ],
+    ));
+    assert!(out.contains("max_attempts 7"), "{out}");
+    let s = c.queue_status("q").await.unwrap();
+    assert_eq!(
+        (
+            s.max_attempts,
+            s.current_version,
+            s.logs_retention.as_secs(),
+            s.retry_delay.as_secs()
+        ),
+        (7, 3, 48 * 3600, 2)
+    );
+    err(&fetchq(&url, &["queue", "set", "q"]), 2);
+    err(
+        &fetchq(&url, &["queue", "set", "q", "--logs-retention", "soon"]),
+        2,
+    );
+    assert!(
+        err(
+            &fetchq(&url, &["queue", "set", "ghost", "--max-attempts", "1"]),
+            1
+        )
+        .contains("does not exist")
+    );
+    // a negative value is a value (the engine refuses it), not an unknown flag
+    err(
+        &fetchq(&url, &["queue", "set", "q", "--max-attempts", "-1"]),
+        1,
+    );
+}

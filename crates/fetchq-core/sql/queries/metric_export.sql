@@ -1,0 +1,1 @@
+SELECT queue, metric, value FROM fetchq.metric_export()

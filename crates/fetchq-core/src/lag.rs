@@ -12,10 +12,10 @@ use crate::{Client, sql};
 
 /// One value of [`Client::metric_export`]: a queue, a metric name and its value.
 ///
-/// Metric names are the engine's counters (`cnt`, `pnd`, `pln`, `act`, `cpl`,
-/// `kll`, `ent`, `drp`, `pkd`, `prc`, `res`, `rej`, `orp`, `err`, `kld`,
-/// `v<N>`), the user's own counters, and `paused` (1 or 0),
-/// `current_version`, `error_log_rows` and `lag_seconds`.
+/// Counters (`counter` true) are the engine's (`cnt`, `pnd`, `pln`, `act`,
+/// `cpl`, `kll`, `ent`, `drp`, `pkd`, `prc`, `res`, `rej`, `orp`, `err`, `kld`,
+/// `v<N>`) and the user's own; the queue's state (`counter` false) is
+/// `paused` (1 or 0), `current_version`, `error_log_rows` and `lag_seconds`.
 ///
 /// ```no_run
 /// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
@@ -32,6 +32,8 @@ pub struct ExportedValue {
     pub metric: String,
     /// Its value now (counters are exact: writes not packed yet are added).
     pub value: f64,
+    /// A counter (true) or the queue's state (false).
+    pub counter: bool,
 }
 
 impl Client {
@@ -86,6 +88,7 @@ impl Client {
                     queue: row.try_get(0)?,
                     metric: row.try_get(1)?,
                     value: row.try_get(2)?,
+                    counter: row.try_get(3)?,
                 })
             })
             .collect()

@@ -215,6 +215,8 @@ async fn lag_is_the_age_of_the_oldest_due_document() {
     assert!(c.queue_lag("Bad Name").await.is_err());
 }
 
+const STATE: [&str; 4] = ["paused", "current_version", "error_log_rows", "lag_seconds"];
+
 #[tokio::test]
 async fn export_reads_every_queue_at_once() {
     let db = TestDb::new().await;
@@ -225,13 +227,15 @@ async fn export_reads_every_queue_at_once() {
     c.log_error("a", "s1", "boom", None, None).await.unwrap();
     c.log_error("a", "s2", "boom", None, None).await.unwrap();
     c.metric_log_increment("a", "custom", 3).await.unwrap();
+    // a user counter named like a state row stays apart from it
+    c.metric_log_increment("b", "paused", 42).await.unwrap();
     // a name that is not a queue is not exported
     c.metric_log_increment("ghost", "custom", 1).await.unwrap();
     let values = c.metric_export().await.unwrap();
     let get = |q: &str, m: &str| {
         values
             .iter()
-            .find(|v| v.queue == q && v.metric == m)
+            .find(|v| v.queue == q && v.metric == m && v.counter == !STATE.contains(&m))
             .map(|v| v.value)
     };
     let truth = c.metric_compute("a").await.unwrap();
@@ -245,6 +249,11 @@ async fn export_reads_every_queue_at_once() {
     assert_eq!(get("a", "custom"), Some(3.0));
     assert_eq!(get("a", "paused"), Some(0.0));
     assert_eq!(get("b", "paused"), Some(1.0));
+    assert!(
+        values
+            .iter()
+            .any(|v| v.queue == "b" && v.metric == "paused" && v.counter && v.value == 42.0)
+    );
     assert_eq!(get("a", "error_log_rows"), Some(logs as f64));
     assert_eq!(get("b", "error_log_rows"), Some(0.0));
     assert_eq!(get("b", "lag_seconds"), Some(0.0));

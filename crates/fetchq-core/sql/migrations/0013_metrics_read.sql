@@ -24,7 +24,7 @@
 -- 4. metric_export(): every queue's counters, paused, version, error-log rows
 --    and lag in one call, O(queues), for GET /metrics.
 
-CREATE INDEX metrics_writes_queue_metric_idx ON fetchq.metrics_writes (queue, metric);
+CREATE INDEX metrics_writes_queue_metric_idx ON fetchq.metrics_writes (queue, metric, id);
 
 CREATE FUNCTION fetchq.metric_writes_killed() RETURNS trigger
 LANGUAGE plpgsql AS $$
@@ -40,18 +40,23 @@ EXECUTE FUNCTION fetchq.metric_writes_killed();
 
 -- The exact value of counters: the packed value plus the writes not packed
 -- yet (after the last metric_log_set of a metric among them, that value plus
--- the increments after it). Only `only_queue`'s counters when given (else
+-- the increments after it): what a pack now would make of them (writes dated
+-- in the future wait for their time here too). Only `only_queue`'s counters when given (else
 -- every queue's, and names that are not queues), only the metrics named in
 -- `only_metrics` when given. A counter neither packed nor written is absent.
 CREATE FUNCTION fetchq.metric_read(only_queue text DEFAULT NULL, only_metrics text[] DEFAULT NULL)
 RETURNS TABLE (queue varchar, metric varchar, current_value bigint, last_update timestamptz)
-LANGUAGE plpgsql STABLE AS $$
+LANGUAGE plpgsql STABLE
+SET jit = off -- a few hundred thousand writes are costed high enough to JIT, which costs more than it saves
+AS $$
 DECLARE
-    cond_w text := 'true';
+    -- writes dated in the future wait, as they do for metric_log_pack
+    cond_w text := 'w.created_at <= $3';
     cond_m text := 'true';
+    at timestamptz := clock_timestamp();
 BEGIN
     IF only_queue IS NOT NULL THEN
-        cond_w := 'w.queue = $1';
+        cond_w := cond_w || ' AND w.queue = $1';
         cond_m := 'm.queue = $1';
     END IF;
     IF only_metrics IS NOT NULL THEN
@@ -61,29 +66,32 @@ BEGIN
     -- dynamic: each call is planned for the filters it has (a generic plan
     -- for "$1 IS NULL OR queue = $1" cannot use the index)
     RETURN QUERY EXECUTE format($q$
-        WITH w AS (
-            SELECT w.id, w.queue, w.metric, w.increment, w.reset, w.created_at
-            FROM fetchq.metrics_writes AS w WHERE %1$s
-        ), last_reset AS (
-            SELECT DISTINCT ON (w.queue, w.metric) w.queue, w.metric, w.id, w.reset
-            FROM w WHERE w.reset IS NOT NULL
-            ORDER BY w.queue, w.metric, w.id DESC
-        ), pending AS (
-            SELECT w.queue, w.metric, max(r.id) AS reset_id, max(r.reset) AS reset,
-                   coalesce(sum(w.increment) FILTER (WHERE r.id IS NULL OR w.id > r.id), 0) AS increment,
+        WITH pending AS (
+            SELECT w.queue, w.metric, sum(w.increment) AS increment,
+                   max(w.id) FILTER (WHERE w.reset IS NOT NULL) AS reset_id,
                    max(w.created_at) AS written_at
-            FROM w LEFT JOIN last_reset AS r ON r.queue = w.queue AND r.metric = w.metric
+            FROM fetchq.metrics_writes AS w WHERE %1$s
             GROUP BY w.queue, w.metric
+        ), folded AS (
+            -- after a set: its value plus the increments after it (sets are
+            -- rare: two probes by primary key and (queue, metric, id))
+            SELECT p.queue, p.metric, p.written_at, p.reset_id IS NOT NULL AS was_set,
+                   CASE WHEN p.reset_id IS NULL THEN coalesce(p.increment, 0)
+                        ELSE coalesce((SELECT r.reset FROM fetchq.metrics_writes AS r WHERE r.id = p.reset_id), 0)
+                           + coalesce((SELECT sum(x.increment) FROM fetchq.metrics_writes AS x
+                                       WHERE x.queue = p.queue AND x.metric = p.metric AND x.id > p.reset_id
+                                         AND x.created_at <= $3), 0)
+                   END AS value
+            FROM pending AS p
         ), packed AS (
             SELECT m.queue, m.metric, m.value, m.updated_at FROM fetchq.metrics AS m WHERE %2$s
         )
         SELECT coalesce(m.queue, p.queue)::varchar, coalesce(m.metric, p.metric)::varchar,
-               (CASE WHEN p.reset_id IS NOT NULL THEN coalesce(p.reset, 0) + p.increment
-                     ELSE coalesce(m.value, 0) + coalesce(p.increment, 0) END)::bigint,
+               (CASE WHEN p.was_set THEN p.value ELSE coalesce(m.value, 0) + coalesce(p.value, 0) END)::bigint,
                greatest(m.updated_at, p.written_at)
-        FROM packed AS m FULL JOIN pending AS p ON p.queue = m.queue AND p.metric = m.metric$q$,
+        FROM packed AS m FULL JOIN folded AS p ON p.queue = m.queue AND p.metric = m.metric$q$,
         cond_w, cond_m)
-    USING only_queue, only_metrics;
+    USING only_queue, only_metrics, at;
 END $$;
 
 -- As in schema 5, exact (packed value plus pending writes).
@@ -176,22 +184,26 @@ BEGIN
 END $$;
 
 -- What a metrics exporter reads, in one call: for every queue its counters
--- (exact, as metric_get: the standard ones, kld, v<N> and the user's), and
--- 'paused' (1 or 0), 'current_version', 'error_log_rows' (the span of the
--- error log's ids, max - min + 1, two index probes: never a COUNT, an upper
--- bound when rows in between were deleted) and 'lag_seconds' (queue_lag).
--- The work is O(queues + counters + writes not packed yet), never
--- O(documents). A queue dropped while this runs is left out.
+-- (is_counter true; exact, as metric_get: the standard ones, kld, v<N> and
+-- the user's), and the queue's state (is_counter false, so a user counter of
+-- the same name cannot be mistaken for it): 'paused' (1 or 0),
+-- 'current_version', 'error_log_rows' (the span of the error log's ids,
+-- max - min + 1, two index probes: never a COUNT, an upper bound when rows in
+-- between were deleted) and 'lag_seconds' (queue_lag). The work is
+-- O(queues + counters + writes not packed yet), never O(documents). A queue
+-- dropped while this runs is left out.
 CREATE FUNCTION fetchq.metric_export()
-RETURNS TABLE (queue varchar, metric varchar, value double precision)
-LANGUAGE plpgsql STABLE AS $$
+RETURNS TABLE (queue varchar, metric varchar, value double precision, is_counter boolean)
+LANGUAGE plpgsql STABLE
+SET jit = off
+AS $$
 DECLARE
     q fetchq.queues;
     logs_span bigint;
     lag double precision;
 BEGIN
     RETURN QUERY
-        SELECT r.queue, r.metric, r.current_value::double precision
+        SELECT r.queue, r.metric, r.current_value::double precision, true
         FROM fetchq.metric_read() AS r
         WHERE r.queue IN (SELECT t.name FROM fetchq.queues AS t)
         ORDER BY r.queue, r.metric;
@@ -204,6 +216,7 @@ BEGIN
             CONTINUE;
         END;
         queue := q.name;
+        is_counter := false;
         metric := 'paused'; value := CASE WHEN q.is_active THEN 0 ELSE 1 END; RETURN NEXT;
         metric := 'current_version'; value := q.current_version; RETURN NEXT;
         metric := 'error_log_rows'; value := coalesce(logs_span, 0); RETURN NEXT;

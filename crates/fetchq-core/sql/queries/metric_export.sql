@@ -1,1 +1,1 @@
-SELECT queue, metric, value FROM fetchq.metric_export()
+SELECT queue, metric, value, is_counter FROM fetchq.metric_export()

@@ -235,7 +235,7 @@ async fn export_reads_every_queue_at_once() {
     let get = |q: &str, m: &str| {
         values
             .iter()
-            .find(|v| v.queue == q && v.metric == m && v.counter == !STATE.contains(&m))
+            .find(|v| v.queue == q && v.metric == m && v.counter != STATE.contains(&m))
             .map(|v| v.value)
     };
     let truth = c.metric_compute("a").await.unwrap();

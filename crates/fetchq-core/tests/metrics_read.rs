@@ -85,11 +85,19 @@ async fn counters_are_exact_at_read_without_any_pack() {
             .await
             .unwrap();
     assert_eq!(total, truth.total);
-    let all: i64 = sqlx::query_scalar("SELECT pnd FROM fetchq.metric_get_all() WHERE queue = 'q'")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
-    assert_eq!(all, truth.pending);
+    c.queue_create("empty").await.unwrap();
+    let all: Vec<(String, i64, i64, i64)> =
+        sqlx::query_as("SELECT queue::text, pnd, kll, ent FROM fetchq.metric_get_all()")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        all,
+        vec![
+            ("empty".into(), 0, 0, 0),
+            ("q".into(), truth.pending, truth.dead, 120)
+        ]
+    );
     // and a pack changes nothing
     let before = c.metric_list("q").await.unwrap();
     c.metric_log_pack().await.unwrap();

@@ -271,3 +271,40 @@ async fn export_reads_every_queue_at_once() {
     let values = c.metric_export().await.unwrap();
     assert!(values.iter().all(|v| v.queue == "b"), "{values:?}");
 }
+
+/// A pack committing while reads run is seen entirely or not at all: the
+/// count read never goes back and never runs ahead of the pushes.
+#[tokio::test]
+async fn reads_during_packs_never_count_twice() {
+    let db = TestDb::new().await;
+    let c = db.client.clone();
+    c.queue_create("q").await.unwrap();
+    let pusher = {
+        let c = c.clone();
+        tokio::spawn(async move {
+            for i in 0..300 {
+                c.push("q", &NewDoc::new(format!("d{i}"))).await.unwrap();
+            }
+        })
+    };
+    let packer = {
+        let c = c.clone();
+        tokio::spawn(async move {
+            for _ in 0..200 {
+                c.metric_log_pack().await.unwrap();
+            }
+        })
+    };
+    let mut last = 0;
+    let mut reads = 0;
+    while !pusher.is_finished() || !packer.is_finished() {
+        let n = c.metric_get_common("q").await.unwrap().total;
+        assert!(n >= last && n <= 300, "read {n} after {last}");
+        last = n;
+        reads += 1;
+    }
+    pusher.await.unwrap();
+    packer.await.unwrap();
+    assert!(reads > 10, "the reads overlapped the packs ({reads})");
+    assert_eq!(c.metric_get_common("q").await.unwrap().total, 300);
+}

@@ -35,6 +35,9 @@ pub(crate) struct ServeArgs {
     /// Database connections at most.
     #[arg(long, default_value_t = 16)]
     max_connections: u32,
+    /// Serve `GET /metrics` (Prometheus) without a token; otherwise it needs a `read` token.
+    #[arg(long)]
+    metrics_public: bool,
 }
 
 /// Serving was refused for a reason the user must fix (exit code 2).
@@ -129,6 +132,7 @@ pub(crate) async fn run(url: Option<&str>, args: ServeArgs) -> Result<(), BoxErr
         body_limit: args.body_limit,
         request_timeout: args.request_timeout,
         tokens,
+        metrics_public: args.metrics_public,
     };
     fetchq_server::serve(listener, client, config, shutdown_signal()).await?;
     // stdout may be a closed pipe by now: never panic on the last words

@@ -1,8 +1,9 @@
 //! Counters: the standard per-queue metrics and user-defined ones.
 //!
 //! Operations append deltas to a write-ahead table; [`Client::metric_log_pack`]
-//! (run by maintenance every second) folds them into one row per metric, and
-//! reads never count documents.
+//! (run by maintenance every second) folds them into one row per metric.
+//! Reads never count documents, and are exact without a pack: they add the
+//! deltas not packed yet to the packed value (schema 13).
 
 use chrono::{DateTime, Utc};
 use sqlx::Row;
@@ -12,8 +13,8 @@ use crate::error::Result;
 use crate::queue::validate_queue_name;
 use crate::{Client, sql};
 
-/// The standard counters of a queue (`fetchq.metric_get_common`), exact as of
-/// the last pack.
+/// The standard counters of a queue (`fetchq.metric_get_common`), exact at
+/// read (the counter writes not packed yet are added).
 ///
 /// ```no_run
 /// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
@@ -109,7 +110,7 @@ impl Counters {
     }
 }
 
-/// One packed metric value.
+/// One metric value (exact: packed value plus the writes not packed yet).
 ///
 /// ```no_run
 /// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
@@ -257,7 +258,8 @@ impl Client {
             .collect()
     }
 
-    /// The standard counters of a queue, O(1).
+    /// The standard counters of a queue, exact at read without counting
+    /// documents (O(1) plus the queue's counter writes not packed yet).
     ///
     /// # Errors
     ///

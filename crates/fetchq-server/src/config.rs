@@ -10,6 +10,7 @@ use crate::auth::Tokens;
 /// let config = fetchq_server::Config::default();
 /// assert_eq!(config.body_limit, 16 * 1024 * 1024);
 /// assert_eq!(config.request_timeout.as_secs(), 30);
+/// assert!(!config.metrics_public);
 /// ```
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -19,6 +20,9 @@ pub struct Config {
     pub request_timeout: Duration,
     /// The accepted tokens.
     pub tokens: Tokens,
+    /// `GET /metrics` answers without a token (default false: it needs a
+    /// `read` token). For a Prometheus that cannot send one.
+    pub metrics_public: bool,
 }
 
 impl Default for Config {
@@ -27,6 +31,7 @@ impl Default for Config {
             body_limit: 16 * 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             tokens: Tokens::default(),
+            metrics_public: false,
         }
     }
 }

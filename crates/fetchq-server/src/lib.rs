@@ -53,6 +53,7 @@ pub fn router(client: Client, config: Config) -> Router {
         client,
         tokens: Arc::new(config.tokens),
         bulk_budget: config.request_timeout / 2,
+        metrics_public: config.metrics_public,
     };
     let limits = middleware::Limits {
         body_limit: config.body_limit,

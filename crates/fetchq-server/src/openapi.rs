@@ -5,7 +5,7 @@ use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{admin, docs, health, logs, queues, work};
+use crate::routes::{admin, docs, health, logs, metrics, queues, work};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -22,7 +22,7 @@ or 409 when every item lost its lease."),
         docs::add, docs::list, docs::show,
         work::pick, work::resolve, work::extend,
         admin::play, admin::kill, admin::reschedule, admin::delete, admin::bulk,
-        logs::logs, logs::metrics,
+        logs::logs, logs::metrics, metrics::metrics,
     ),
     modifiers(&BearerAuth, &CommonErrors),
     tags((name = "queues"), (name = "docs"), (name = "work"), (name = "admin"), (name = "inspect"), (name = "meta")),

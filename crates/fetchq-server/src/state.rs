@@ -17,4 +17,6 @@ pub struct AppState {
     /// How long one bulk call works before it answers with where to go on
     /// (half the request timeout).
     pub bulk_budget: Duration,
+    /// `GET /metrics` answers without a token.
+    pub metrics_public: bool,
 }

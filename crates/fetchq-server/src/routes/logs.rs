@@ -124,8 +124,8 @@ impl From<MetricPoint> for PointView {
     }
 }
 
-/// Counters now (pending counter writes packed first), and the snapshot
-/// history when `since` is given.
+/// Counters now (exact: the counter writes not packed yet are added), and
+/// the snapshot history when `since` is given.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct MetricsOut {
     /// The counters now.
@@ -135,8 +135,8 @@ pub struct MetricsOut {
     pub history: Option<Vec<PointView>>,
 }
 
-/// The counters of a queue (exact: pending counter writes are packed first;
-/// the counters of `GET /queues` are as of the last pack), and their history.
+/// The counters of a queue (exact at read: the counter writes not packed yet
+/// are added, nothing is packed), and their history.
 #[utoipa::path(get, path = "/api/v1/queues/{queue}/metrics", tag = "inspect", security(("bearer" = ["read"])),
     params(("queue" = String, Path, description = "queue name"), MetricsQuery),
     responses((status = 200, body = MetricsOut), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
@@ -161,8 +161,6 @@ pub async fn metrics(
     };
     // a missing queue is a 404 even where the counters would read as zeros
     state.client.queue_status(&queue).await?;
-    // fold the pending counter writes in first, as `fetchq metrics` does
-    state.client.metric_log_pack().await?;
     let counters = state.client.metric_get_common(&queue).await?;
     let history = match since {
         None => None,

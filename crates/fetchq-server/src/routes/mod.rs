@@ -4,6 +4,7 @@ pub mod admin;
 pub mod docs;
 pub mod health;
 pub mod logs;
+pub mod metrics;
 pub mod queues;
 pub mod work;
 
@@ -18,6 +19,7 @@ pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(health::index))
         .route("/health", get(health::health))
+        .route("/metrics", get(metrics::metrics))
         .route("/api/v1/openapi.json", get(crate::openapi::serve_document))
         .route("/api/v1/queues", get(queues::list).post(queues::create))
         .route(

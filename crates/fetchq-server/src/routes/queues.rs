@@ -38,7 +38,7 @@ pub struct QueueView {
     pub retry_jitter: f64,
     /// When it was created.
     pub created_at: DateTime<Utc>,
-    /// Counters, exact as of the last pack.
+    /// Counters, exact at read (the counter writes not packed yet are added).
     pub counters: CountersView,
 }
 

@@ -64,7 +64,8 @@ impl Server {
         format!("http://{}{}", self.addr, path)
     }
 
-    /// Sends a request; answers the status and the JSON body (Null if none).
+    /// Sends a request; answers the status and the JSON body (Null if none;
+    /// a `text/plain` body as a JSON string).
     pub async fn call(
         &self,
         method: Method,
@@ -81,8 +82,14 @@ impl Server {
         }
         let res = req.send().await.unwrap();
         let status = res.status();
+        let plain = res
+            .headers()
+            .get("content-type")
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/plain"));
         let text = res.text().await.unwrap();
-        let json = if text.is_empty() {
+        let json = if plain {
+            Value::String(text) // GET /metrics: the Prometheus text format
+        } else if text.is_empty() {
             Value::Null
         } else {
             serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"))

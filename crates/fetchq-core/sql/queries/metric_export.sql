@@ -1,0 +1,1 @@
+SELECT queue, metric, value, is_counter FROM fetchq.metric_export()

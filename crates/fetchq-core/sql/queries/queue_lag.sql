@@ -1,0 +1,1 @@
+SELECT fetchq.queue_lag($1)

@@ -1,0 +1,481 @@
+//! `GET /metrics`: the Prometheus text format, exact values without a pack,
+//! auth, escaping, dropped queues, and `promtool check metrics` when present.
+
+#![allow(clippy::unwrap_used)] // tests fail by panicking
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use common::{ADMIN, PUSH, READ, Server, tokens};
+use fetchq_core::{NewDoc, PickOptions, Schedule};
+use fetchq_server::Config;
+use reqwest::StatusCode;
+
+type Labels = BTreeMap<String, String>;
+
+/// A parsed exposition: the TYPE of each family and every sample.
+#[derive(Debug, Default)]
+struct Exposition {
+    types: BTreeMap<String, String>,
+    helps: BTreeSet<String>,
+    samples: Vec<(String, Labels, f64)>,
+}
+
+impl Exposition {
+    fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let want: Labels = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self.samples
+            .iter()
+            .find(|(n, l, _)| n == name && *l == want)
+            .map(|(_, _, v)| *v)
+    }
+
+    fn queues(&self) -> BTreeSet<String> {
+        self.samples
+            .iter()
+            .filter_map(|(_, l, _)| l.get("queue").cloned())
+            .collect()
+    }
+}
+
+fn is_name(s: &str, colon: bool) -> bool {
+    let mut chars = s.chars();
+    let ok_first = |c: char| c.is_ascii_alphabetic() || c == '_' || (colon && c == ':');
+    chars.next().is_some_and(ok_first)
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || (colon && c == ':'))
+}
+
+/// A strict parser of the text format 0.0.4: names and label names checked,
+/// label values unescaped (only `\\`, `\"`, `\n` allowed), HELP and TYPE at
+/// most once per family and before its samples, a family's samples
+/// contiguous, no series twice. Panics on anything else.
+fn parse(text: &str) -> Exposition {
+    let mut e = Exposition::default();
+    let mut seen_series = BTreeSet::new();
+    let mut finished_families: BTreeSet<String> = BTreeSet::new();
+    let mut current: Option<String> = None;
+    assert!(text.ends_with('\n'), "the exposition ends with a line feed");
+    for line in text.lines() {
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# ") {
+            let mut parts = rest.splitn(3, ' ');
+            let kw = parts.next().unwrap();
+            let name = parts.next().unwrap_or_default().to_owned();
+            let arg = parts.next().unwrap_or_default();
+            match kw {
+                "HELP" => {
+                    assert!(is_name(&name, true), "bad HELP name: {line}");
+                    assert!(e.helps.insert(name.clone()), "HELP twice: {line}");
+                }
+                "TYPE" => {
+                    assert!(is_name(&name, true), "bad TYPE name: {line}");
+                    assert!(
+                        ["counter", "gauge", "histogram", "summary", "untyped"].contains(&arg),
+                        "bad type: {line}"
+                    );
+                    assert!(
+                        !e.samples.iter().any(|(n, _, _)| *n == name),
+                        "TYPE after samples: {line}"
+                    );
+                    assert!(
+                        e.types.insert(name.clone(), arg.to_owned()).is_none(),
+                        "TYPE twice: {line}"
+                    );
+                }
+                _ => {}
+            }
+            continue;
+        }
+        assert!(!line.starts_with('#') || line.starts_with("# "), "{line}");
+        // name
+        let name_end = line
+            .find(['{', ' '])
+            .unwrap_or_else(|| panic!("no value: {line}"));
+        let name = &line[..name_end];
+        assert!(is_name(name, true), "bad metric name: {line}");
+        let mut rest = &line[name_end..];
+        let mut labels = Labels::new();
+        if let Some(r) = rest.strip_prefix('{') {
+            let mut chars = r.char_indices().peekable();
+            let consumed;
+            loop {
+                // label name or end
+                let (start, c) = chars
+                    .next()
+                    .unwrap_or_else(|| panic!("open labels: {line}"));
+                if c == '}' {
+                    consumed = Some(start + 1);
+                    break;
+                }
+                let mut lname = String::from(c);
+                loop {
+                    let (_, c) = chars.next().unwrap_or_else(|| panic!("label: {line}"));
+                    if c == '=' {
+                        break;
+                    }
+                    lname.push(c);
+                }
+                assert!(is_name(&lname, false), "bad label name {lname:?}: {line}");
+                assert_eq!(
+                    chars.next().map(|x| x.1),
+                    Some('"'),
+                    "label value quote: {line}"
+                );
+                let mut value = String::new();
+                loop {
+                    let (_, c) = chars
+                        .next()
+                        .unwrap_or_else(|| panic!("label value: {line}"));
+                    match c {
+                        '"' => break,
+                        '\\' => match chars.next().map(|x| x.1) {
+                            Some('\\') => value.push('\\'),
+                            Some('"') => value.push('"'),
+                            Some('n') => value.push('\n'),
+                            other => panic!("bad escape {other:?}: {line}"),
+                        },
+                        c => value.push(c),
+                    }
+                }
+                assert!(labels.insert(lname, value).is_none(), "label twice: {line}");
+                match chars.next().map(|x| x.1) {
+                    Some(',') => {}
+                    Some('}') => {
+                        consumed = Some(chars.peek().map(|x| x.0).unwrap_or(r.len()));
+                        break;
+                    }
+                    other => panic!("after a label {other:?}: {line}"),
+                }
+            }
+            rest = &r[consumed.unwrap()..];
+        }
+        let rest = rest
+            .strip_prefix(' ')
+            .unwrap_or_else(|| panic!("space before value: {line}"));
+        let mut fields = rest.split(' ');
+        let value = fields.next().unwrap();
+        let value: f64 = match value {
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            "NaN" => f64::NAN,
+            v => v
+                .parse()
+                .unwrap_or_else(|_| panic!("bad value {v:?}: {line}")),
+        };
+        if let Some(ts) = fields.next() {
+            ts.parse::<i64>()
+                .unwrap_or_else(|_| panic!("bad timestamp: {line}"));
+        }
+        assert!(fields.next().is_none(), "trailing fields: {line}");
+        // a family's samples are contiguous
+        let family = name
+            .strip_suffix("_total")
+            .filter(|f| e.types.contains_key(*f))
+            .unwrap_or(name);
+        let family = if e.types.contains_key(name) {
+            name
+        } else {
+            family
+        };
+        if current.as_deref() != Some(family) {
+            if let Some(prev) = current.take() {
+                finished_families.insert(prev);
+            }
+            assert!(!finished_families.contains(family), "family split: {line}");
+            current = Some(family.to_owned());
+        }
+        assert!(
+            e.types.contains_key(family) && e.helps.contains(family),
+            "sample without TYPE and HELP: {line}"
+        );
+        assert!(
+            seen_series.insert((name.to_owned(), labels.clone())),
+            "series twice: {line}"
+        );
+        e.samples.push((name.to_owned(), labels, value));
+    }
+    e
+}
+
+async fn scrape(s: &Server, token: Option<&str>) -> (StatusCode, String, String) {
+    let mut req = s.http.get(s.url("/metrics"));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status();
+    let ctype = res
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (status, ctype, res.text().await.unwrap())
+}
+
+async fn workload(c: &fetchq_core::Client, q: &str) {
+    c.queue_create(q).await.unwrap();
+    c.queue_set_max_attempts(q, 1).await.unwrap();
+    let docs: Vec<NewDoc> = (0..90)
+        .map(|i| {
+            let d = NewDoc::new(format!("d{i}")).version(i % 2);
+            if i % 5 == 0 {
+                d.at(Duration::from_secs(3600))
+            } else {
+                d
+            }
+        })
+        .collect();
+    c.push_many(q, &docs).await.unwrap();
+    for version in 0..2 {
+        let picked = c
+            .pick(q, &PickOptions::new().version(version).limit(30))
+            .await
+            .unwrap();
+        for (i, doc) in picked.iter().enumerate() {
+            let l = &doc.lease;
+            match i % 6 {
+                0 => c.complete(l, None).await.unwrap(),
+                1 => c.kill(l, None).await.unwrap(),
+                2 => c.drop_doc(l).await.unwrap(),
+                3 => c.reject(l, "nope", None, None).await.unwrap(),
+                4 => c
+                    .reschedule(l, Schedule::after(Duration::from_secs(60)), None)
+                    .await
+                    .unwrap(),
+                _ => {}
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn exposition_parses_and_equals_a_real_count_without_a_pack() {
+    let s = Server::start().await;
+    let c = &s.db.client;
+    workload(c, "q").await;
+    c.queue_create("idle").await.unwrap();
+    c.queue_pause("idle").await.unwrap();
+    let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM fetchq.metrics_writes")
+        .fetch_one(&s.db.pool)
+        .await
+        .unwrap();
+    assert!(pending > 0, "nothing packed");
+    let (st, ctype, text) = scrape(&s, Some(READ)).await;
+    assert_eq!(st, StatusCode::OK, "{text}");
+    assert!(ctype.starts_with("text/plain; version=0.0.4"), "{ctype}");
+    let e = parse(&text);
+    for (family, kind) in [
+        ("fetchq_documents", "gauge"),
+        ("fetchq_events_total", "counter"),
+        ("fetchq_queue_lag_seconds", "gauge"),
+        ("fetchq_queue_paused", "gauge"),
+        ("fetchq_queue_error_log_rows", "gauge"),
+        ("fetchq_custom", "gauge"),
+    ] {
+        assert_eq!(
+            e.types.get(family).map(String::as_str),
+            Some(kind),
+            "{family}"
+        );
+    }
+    let truth = c.metric_compute("q").await.unwrap();
+    assert!(truth.dead > 0 && truth.completed > 0 && truth.active > 0);
+    let doc = |status| e.get("fetchq_documents", &[("queue", "q"), ("status", status)]);
+    assert_eq!(doc("planned"), Some(truth.planned as f64));
+    assert_eq!(doc("pending"), Some(truth.pending as f64));
+    assert_eq!(doc("active"), Some(truth.active as f64));
+    assert_eq!(doc("completed"), Some(truth.completed as f64));
+    assert_eq!(doc("dead"), Some(truth.dead as f64));
+    let ev = |event| e.get("fetchq_events_total", &[("queue", "q"), ("event", event)]);
+    assert_eq!(ev("entered"), Some(90.0));
+    assert_eq!(ev("picked"), Some(60.0));
+    assert_eq!(ev("killed"), Some(truth.dead as f64));
+    assert_eq!(ev("dropped"), Some((90 - truth.total) as f64));
+    assert_eq!(ev("rejected"), Some(10.0));
+    assert_eq!(ev("rescheduled"), Some(10.0));
+    assert_eq!(ev("orphaned"), Some(0.0));
+    let processed = truth.completed + truth.dead + (90 - truth.total) + 10;
+    assert_eq!(ev("processed"), Some(processed as f64));
+    let logs: i64 = sqlx::query_scalar("SELECT count(*) FROM fetchq_data.q__logs")
+        .fetch_one(&s.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        e.get("fetchq_queue_error_log_rows", &[("queue", "q")]),
+        Some(logs as f64)
+    );
+    assert_eq!(e.get("fetchq_queue_paused", &[("queue", "q")]), Some(0.0));
+    assert_eq!(
+        e.get("fetchq_queue_paused", &[("queue", "idle")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        e.get("fetchq_queue_lag_seconds", &[("queue", "idle")]),
+        Some(0.0)
+    );
+    let lag = e
+        .get("fetchq_queue_lag_seconds", &[("queue", "q")])
+        .unwrap();
+    assert!((0.0..3600.0).contains(&lag), "{lag}");
+    // an empty queue has every series, at 0
+    assert_eq!(
+        e.get(
+            "fetchq_events_total",
+            &[("queue", "idle"), ("event", "entered")]
+        ),
+        Some(0.0)
+    );
+
+    // the JSON metrics of the queue are exact without a pack too
+    let (st, m) = s.get("/api/v1/queues/q/metrics", READ).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(m["counters"]["pending"], truth.pending);
+    let still: i64 = sqlx::query_scalar("SELECT count(*) FROM fetchq.metrics_writes")
+        .fetch_one(&s.db.pool)
+        .await
+        .unwrap();
+    assert!(still >= pending, "reads pack nothing");
+}
+
+#[tokio::test]
+async fn a_read_token_is_needed_unless_metrics_are_public() {
+    let s = Server::start().await;
+    let (st, _, body) = scrape(&s, None).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "{body}");
+    let (st, _, _) = scrape(&s, Some("wrong-token")).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    let (st, _, _) = scrape(&s, Some(PUSH)).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, _, _) = scrape(&s, Some(ADMIN)).await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, _, _) = s
+        .http
+        .get(s.url(&format!("/metrics?token={READ}")))
+        .send()
+        .await
+        .map(|r| (r.status(), (), ()))
+        .unwrap();
+    assert_eq!(st, StatusCode::OK);
+
+    let public = Server::with_config(Config {
+        tokens: tokens(),
+        metrics_public: true,
+        ..Config::default()
+    })
+    .await;
+    public.db.client.queue_create("q").await.unwrap();
+    let (st, _, text) = scrape(&public, None).await;
+    assert_eq!(st, StatusCode::OK, "{text}");
+    assert!(parse(&text).queues().contains("q"));
+    // public metrics open nothing else
+    let (st, _) = public
+        .call(reqwest::Method::GET, "/api/v1/queues", None, None)
+        .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn names_are_escaped_and_dropped_queues_disappear() {
+    let s = Server::start().await;
+    let c = &s.db.client;
+    let long = "abcdefghijklmnopqrstuvwxyz_0123456789";
+    c.queue_create(long).await.unwrap();
+    c.queue_create("gone").await.unwrap();
+    let hostile = "a \"quoted\" \\back\\slash\\n\nnew line} x=\"y\" # é";
+    c.metric_log_increment(long, hostile, 7).await.unwrap();
+    c.metric_log_set(long, "plain_metric", -3).await.unwrap();
+    // user counters named like engine state or counters stay custom or apart
+    c.metric_log_increment(long, "paused", 5).await.unwrap();
+    c.push("gone", &NewDoc::new("x")).await.unwrap();
+
+    let (_, _, text) = scrape(&s, Some(READ)).await;
+    let e = parse(&text);
+    assert_eq!(
+        e.get("fetchq_custom", &[("queue", long), ("metric", hostile)]),
+        Some(7.0),
+        "{text}"
+    );
+    assert_eq!(
+        e.get(
+            "fetchq_custom",
+            &[("queue", long), ("metric", "plain_metric")]
+        ),
+        Some(-3.0)
+    );
+    assert_eq!(
+        e.get("fetchq_custom", &[("queue", long), ("metric", "paused")]),
+        Some(5.0)
+    );
+    assert_eq!(e.get("fetchq_queue_paused", &[("queue", long)]), Some(0.0));
+    // engine counters are not custom metrics
+    assert!(
+        !e.samples.iter().any(|(n, l, _)| n == "fetchq_custom"
+            && ["cnt", "pnd", "v0", "kld"].contains(&l["metric"].as_str())),
+        "{text}"
+    );
+    assert!(e.queues().contains("gone"));
+    assert_eq!(
+        e.get(
+            "fetchq_documents",
+            &[("queue", "gone"), ("status", "pending")]
+        ),
+        Some(1.0)
+    );
+    c.queue_drop("gone").await.unwrap();
+    let (_, _, text) = scrape(&s, Some(READ)).await;
+    let e = parse(&text);
+    assert!(!e.queues().contains("gone"), "{text}");
+    assert!(e.queues().contains(long));
+}
+
+#[tokio::test]
+async fn promtool_accepts_the_exposition() {
+    let Ok(out) = std::process::Command::new("promtool")
+        .arg("--version")
+        .output()
+    else {
+        eprintln!("NOTE: promtool not found (apt-get install prometheus): promtool check skipped");
+        return;
+    };
+    assert!(out.status.success());
+    let s = Server::start().await;
+    let c = &s.db.client;
+    workload(c, "q").await;
+    c.metric_log_increment("q", "weird \"name\"\\\n", 2)
+        .await
+        .unwrap();
+    c.metric_log_increment("q", "profiles_404", 2)
+        .await
+        .unwrap();
+    let (_, _, text) = scrape(&s, Some(READ)).await;
+    use std::io::Write;
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "promtool: {said}\n{text}");
+    // lint problems are printed even when the exit code is 0 in some versions
+    assert!(said.trim().is_empty(), "promtool: {said}\n{text}");
+}

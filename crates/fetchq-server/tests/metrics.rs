@@ -6,10 +6,9 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
 use common::{ADMIN, PUSH, READ, Server, tokens};
-use fetchq_core::{NewDoc, PickOptions, Schedule};
+use fetchq_core::NewDoc;
 use fetchq_server::Config;
 use reqwest::StatusCode;
 
@@ -220,39 +219,7 @@ async fn scrape(s: &Server, token: Option<&str>) -> (StatusCode, String, String)
 }
 
 async fn workload(c: &fetchq_core::Client, q: &str) {
-    c.queue_create(q).await.unwrap();
-    c.queue_set_max_attempts(q, 1).await.unwrap();
-    let docs: Vec<NewDoc> = (0..90)
-        .map(|i| {
-            let d = NewDoc::new(format!("d{i}")).version(i % 2);
-            if i % 5 == 0 {
-                d.at(Duration::from_secs(3600))
-            } else {
-                d
-            }
-        })
-        .collect();
-    c.push_many(q, &docs).await.unwrap();
-    for version in 0..2 {
-        let picked = c
-            .pick(q, &PickOptions::new().version(version).limit(30))
-            .await
-            .unwrap();
-        for (i, doc) in picked.iter().enumerate() {
-            let l = &doc.lease;
-            match i % 6 {
-                0 => c.complete(l, None).await.unwrap(),
-                1 => c.kill(l, None).await.unwrap(),
-                2 => c.drop_doc(l).await.unwrap(),
-                3 => c.reject(l, "nope", None, None).await.unwrap(),
-                4 => c
-                    .reschedule(l, Schedule::after(Duration::from_secs(60)), None)
-                    .await
-                    .unwrap(),
-                _ => {}
-            }
-        }
-    }
+    fetchq_testing::mixed_workload(c, q, 90).await;
 }
 
 #[tokio::test]

@@ -255,3 +255,53 @@ impl Drop for TestDb {
         .join();
     }
 }
+
+/// Creates `queue` (max_attempts 1) and leaves documents in every status:
+/// pushes `docs` documents (versions 0 and 1, every fifth planned an hour
+/// ahead), picks a third of them per version and, in turn, completes, kills,
+/// drops, rejects (dead at once), reschedules a minute ahead or leaves active.
+/// Counter writes are left unpacked. For tests that compare counters with a
+/// real count.
+///
+/// # Panics
+///
+/// On any engine error: it is test set-up.
+#[allow(clippy::unwrap_used)]
+pub async fn mixed_workload(client: &Client, queue: &str, docs: i32) {
+    use fetchq_core::{NewDoc, PickOptions, Schedule};
+    use std::time::Duration;
+
+    client.queue_create(queue).await.unwrap();
+    client.queue_set_max_attempts(queue, 1).await.unwrap();
+    let new: Vec<NewDoc> = (0..docs)
+        .map(|i| {
+            let d = NewDoc::new(format!("d{i}")).version(i % 2);
+            if i % 5 == 0 {
+                d.at(Duration::from_secs(3600))
+            } else {
+                d
+            }
+        })
+        .collect();
+    client.push_many(queue, &new).await.unwrap();
+    for version in 0..2 {
+        let picked = client
+            .pick(queue, &PickOptions::new().version(version).limit(docs / 3))
+            .await
+            .unwrap();
+        for (i, doc) in picked.iter().enumerate() {
+            let l = &doc.lease;
+            match i % 6 {
+                0 => client.complete(l, None).await.unwrap(),
+                1 => client.kill(l, None).await.unwrap(),
+                2 => client.drop_doc(l).await.unwrap(),
+                3 => client.reject(l, "nope", None, None).await.unwrap(),
+                4 => client
+                    .reschedule(l, Schedule::after(Duration::from_secs(60)), None)
+                    .await
+                    .unwrap(),
+                _ => {} // stays active
+            }
+        }
+    }
+}

@@ -151,7 +151,23 @@ async fn jsonl(client: &Client, queue: &str) -> Result<(), BoxError> {
             break;
         }
         line_no += 1;
-        if !buf.ends_with('\n') && n as u64 == MAX_LINE {
+        // a line that cannot be pushed: push the lines before it, then stop
+        let refusal = if !buf.ends_with('\n') && n as u64 == MAX_LINE {
+            Some(format!("longer than {MAX_LINE} bytes;"))
+        } else {
+            let line = buf.trim();
+            if line.is_empty() {
+                continue;
+            }
+            match parse_line(line) {
+                Ok(doc) => {
+                    batch.push(doc);
+                    None
+                }
+                Err(e) => Some(format!("{e}; the")),
+            }
+        };
+        if let Some(reason) = refusal {
             let pushed = flush(
                 client,
                 queue,
@@ -162,31 +178,9 @@ async fn jsonl(client: &Client, queue: &str) -> Result<(), BoxError> {
             )
             .await?;
             return Err(format!(
-                "line {line_no}: longer than {MAX_LINE} bytes; {pushed} lines before it were pushed ({added} new documents)"
+                "line {line_no}: {reason} {pushed} lines before it were pushed ({added} new documents)"
             )
             .into());
-        }
-        let line = buf.trim();
-        if line.is_empty() {
-            continue;
-        }
-        match parse_line(line) {
-            Ok(doc) => batch.push(doc),
-            Err(e) => {
-                let pushed = flush(
-                    client,
-                    queue,
-                    &mut batch,
-                    line_no - 1,
-                    &mut lines_done,
-                    &mut added,
-                )
-                .await?;
-                return Err(format!(
-                    "line {line_no}: {e}; the {pushed} lines before it were pushed ({added} new documents)"
-                )
-                .into());
-            }
         }
         if batch.len() >= BATCH {
             flush(

@@ -113,6 +113,20 @@ pub struct LogEntry {
     pub ref_id: Option<String>,
 }
 
+/// What [`Client::doc_count`] found.
+///
+/// ```
+/// let c = fetchq_core::DocCount { matched: 100_000, capped: true };
+/// assert!(c.capped);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DocCount {
+    /// Matching documents, at most the cap.
+    pub matched: u64,
+    /// More documents than the cap match.
+    pub capped: bool,
+}
+
 /// One snapshot of a queue metric (written by the queue's `sts` maintenance job or [`Client::metric_snap`]).
 ///
 /// ```no_run
@@ -187,6 +201,45 @@ impl Client {
             .await
             .map_err(|e| queue_error(e, queue))?;
         rows.iter().map(DocState::from_row).collect()
+    }
+
+    /// How many documents of `queue` match `filter`, counting at most `cap`
+    /// (1 to 10,000,000): what a bulk action over that filter will touch.
+    /// The work stops at the cap, whatever the size of the queue. As
+    /// `fetchq.doc_count`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::QueueNotFound`], [`Error::InvalidArgument`] (cap out of
+    /// range, a NUL byte in the prefix), database errors.
+    ///
+    /// ```no_run
+    /// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+    /// use fetchq_core::{DocFilter, Status};
+    /// let dead = client.doc_count("avengers", &DocFilter::new().status(Status::Dead), 100_000).await?;
+    /// if dead.capped {
+    ///     println!("more than {} dead documents", dead.matched);
+    /// } else {
+    ///     println!("{} dead documents", dead.matched);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn doc_count(&self, queue: &str, filter: &DocFilter, cap: i32) -> Result<DocCount> {
+        validate_queue_name(queue)?;
+        filter.check()?;
+        let row = sqlx::query(sql!("doc_count"))
+            .bind(queue)
+            .bind(filter.status.map(Status::code))
+            .bind(filter.version)
+            .bind(filter.subject_prefix.as_deref())
+            .bind(cap)
+            .fetch_one(self.pool())
+            .await
+            .map_err(|e| queue_error(e, queue))?;
+        Ok(DocCount {
+            matched: u64::try_from(row.try_get::<i64, _>(0)?).unwrap_or(0),
+            capped: row.try_get(1)?,
+        })
     }
 
     /// The error log of `queue`, newest first: only `subject`'s rows if given,

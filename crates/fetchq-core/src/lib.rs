@@ -55,7 +55,7 @@ mod pick;
 mod queue;
 
 pub use admin::{BulkAction, BulkProgress};
-pub use browse::{DocFilter, LogEntry, MetricPoint};
+pub use browse::{DocCount, DocFilter, LogEntry, MetricPoint};
 pub use client::{CONNECT_ACQUIRE_TIMEOUT, Client, Info};
 pub use doc::{DocState, NewDoc, Schedule, Status, Upserted};
 pub use error::{Error, Result, codes};

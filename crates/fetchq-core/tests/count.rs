@@ -1,0 +1,78 @@
+//! `doc_count`: how many documents a filter matches, bounded by a cap.
+
+#![allow(clippy::unwrap_used)] // tests fail by panicking
+
+use fetchq_core::{DocFilter, Error, NewDoc, PickOptions, Status};
+use fetchq_testing::TestDb;
+
+#[tokio::test]
+async fn counts_match_the_filters_and_stop_at_the_cap() {
+    let db = TestDb::new().await;
+    let c = &db.client;
+    c.queue_create("q").await.unwrap();
+    let docs: Vec<NewDoc> = (0..300)
+        .map(|i| {
+            NewDoc::new(format!("{}/{i:03}", if i % 3 == 0 { "a" } else { "b" })).version(i % 2)
+        })
+        .collect();
+    c.push_many("q", &docs).await.unwrap();
+    let picked = c
+        .pick("q", &PickOptions::new().version(0).limit(10))
+        .await
+        .unwrap();
+    assert_eq!(picked.len(), 10);
+
+    let all = c.doc_count("q", &DocFilter::new(), 1000).await.unwrap();
+    assert_eq!((all.matched, all.capped), (300, false));
+    let a = c
+        .doc_count("q", &DocFilter::new().subject_prefix("a/"), 1000)
+        .await
+        .unwrap();
+    assert_eq!(a.matched, 100);
+    let v1 = c
+        .doc_count("q", &DocFilter::new().version(1), 1000)
+        .await
+        .unwrap();
+    assert_eq!(v1.matched, 150);
+    let active = c
+        .doc_count("q", &DocFilter::new().status(Status::Active), 1000)
+        .await
+        .unwrap();
+    assert_eq!(active.matched, 10);
+    let dead = c
+        .doc_count("q", &DocFilter::new().status(Status::Dead), 1000)
+        .await
+        .unwrap();
+    assert_eq!((dead.matched, dead.capped), (0, false));
+
+    let capped = c.doc_count("q", &DocFilter::new(), 100).await.unwrap();
+    assert_eq!((capped.matched, capped.capped), (100, true));
+    let exact_cap = c.doc_count("q", &DocFilter::new(), 300).await.unwrap();
+    assert_eq!((exact_cap.matched, exact_cap.capped), (300, false));
+
+    // hostile and impossible filters
+    let long = "x".repeat(300);
+    let none = c
+        .doc_count("q", &DocFilter::new().subject_prefix(long), 10)
+        .await
+        .unwrap();
+    assert_eq!(none.matched, 0);
+    let wild = c
+        .doc_count("q", &DocFilter::new().subject_prefix("%"), 10)
+        .await
+        .unwrap();
+    assert_eq!(wild.matched, 0, "the prefix is literal, not a LIKE pattern");
+    assert!(matches!(
+        c.doc_count("q", &DocFilter::new().subject_prefix("a\0"), 10)
+            .await,
+        Err(Error::InvalidArgument { .. })
+    ));
+    assert!(matches!(
+        c.doc_count("q", &DocFilter::new(), 0).await,
+        Err(Error::InvalidArgument { .. })
+    ));
+    assert!(matches!(
+        c.doc_count("nope", &DocFilter::new(), 10).await,
+        Err(Error::QueueNotFound { .. })
+    ));
+}

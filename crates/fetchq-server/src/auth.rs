@@ -267,19 +267,105 @@ impl Tokens {
     }
 }
 
-/// The secret of a request: `Authorization: Bearer SECRET`, or `?token=SECRET`.
-fn presented_token(parts: &Parts) -> Option<String> {
+/// The cookie in which the console keeps the signed-in token (hex-encoded).
+pub const SESSION_COOKIE: &str = "fetchq_session";
+
+/// The header a cookie-signed request must carry to change anything: the
+/// [`csrf_token`] of its session.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// How a request presented its token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Presented {
+    /// `Authorization: Bearer` or `?token=`: the caller chose to send it.
+    Explicit(String),
+    /// The console's cookie: a browser sends it by itself, so a change needs
+    /// the CSRF header too.
+    Cookie(String),
+}
+
+/// The secret of a request: `Authorization: Bearer SECRET`, `?token=SECRET`,
+/// or the console's session cookie.
+pub(crate) fn presented_token(parts: &Parts) -> Option<Presented> {
     if let Some(value) = parts.headers.get(axum::http::header::AUTHORIZATION) {
         let value = value.to_str().ok()?;
         let (kind, secret) = value.split_once(' ')?;
         return kind
             .eq_ignore_ascii_case("bearer")
-            .then(|| secret.trim().to_owned());
+            .then(|| Presented::Explicit(secret.trim().to_owned()));
     }
-    parts.uri.query()?.split('&').find_map(|pair| {
-        let secret = pair.strip_prefix("token=")?;
-        Some(percent_decode(secret))
-    })
+    let query = parts.uri.query().and_then(|q| {
+        q.split('&').find_map(|pair| {
+            let secret = pair.strip_prefix("token=")?;
+            Some(percent_decode(secret))
+        })
+    });
+    match query {
+        Some(secret) => Some(Presented::Explicit(secret)),
+        None => session_cookie(&parts.headers).map(Presented::Cookie),
+    }
+}
+
+/// The token kept in the session cookie, if any.
+pub(crate) fn session_cookie(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (name, value) = pair.trim().split_once('=')?;
+            (name == SESSION_COOKIE)
+                .then(|| from_hex(value.trim()))
+                .flatten()
+        })
+}
+
+/// `secret` as lowercase hex (the cookie's encoding: any secret fits a cookie).
+pub(crate) fn to_hex(secret: &[u8]) -> String {
+    secret.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn from_hex(text: &str) -> Option<String> {
+    if text.len() % 2 != 0 || text.len() > 8192 {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> = (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect();
+    String::from_utf8(bytes?).ok()
+}
+
+/// The CSRF token of a session: derived from its secret, so a page of any
+/// signed-in tab can act and a site that does not know the secret cannot.
+///
+/// ```
+/// let a = fetchq_server::csrf_token("s3cr3t-admin");
+/// assert_eq!(a.len(), 64);
+/// assert_ne!(a, fetchq_server::csrf_token("s3cr3t-admin2"));
+/// ```
+pub fn csrf_token(secret: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(b"fetchq console csrf\0");
+    h.update(secret.as_bytes());
+    to_hex(&h.finalize())
+}
+
+/// Whether a request presenting `presented` may go on: a cookie-signed
+/// request that changes something needs the session's CSRF header.
+fn csrf_ok(parts: &Parts, presented: &Presented) -> bool {
+    let Presented::Cookie(secret) = presented else {
+        return true;
+    };
+    if parts.method.is_safe() {
+        return true;
+    }
+    let expected = csrf_token(secret);
+    parts
+        .headers
+        .get(CSRF_HEADER)
+        .is_some_and(|v| bool::from(v.as_bytes().ct_eq(expected.as_bytes())))
 }
 
 fn percent_decode(s: &str) -> String {
@@ -348,9 +434,17 @@ impl<N: need::Need> FromRequestParts<AppState> for Authorized<N> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let scopes = presented_token(parts)
-            .and_then(|secret| state.tokens.authenticate(secret.as_bytes()))
+        let presented = presented_token(parts).ok_or_else(ApiError::unauthorized)?;
+        let secret = match &presented {
+            Presented::Explicit(s) | Presented::Cookie(s) => s,
+        };
+        let scopes = state
+            .tokens
+            .authenticate(secret.as_bytes())
             .ok_or_else(ApiError::unauthorized)?;
+        if !csrf_ok(parts, &presented) {
+            return Err(ApiError::csrf());
+        }
         if scopes.allows(N::SCOPE) {
             Ok(Authorized(PhantomData))
         } else {

@@ -75,6 +75,14 @@ impl ApiError {
             format!("this token lacks the {} scope", scope.as_str()),
         )
     }
+    /// 403 `csrf`: a change signed by the console's cookie without its CSRF header.
+    pub fn csrf() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "csrf",
+            "a change signed in by cookie needs the X-CSRF-Token header of its session (reload the page)",
+        )
+    }
     /// 404 `not_found`.
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)

@@ -19,6 +19,7 @@
 
 mod auth;
 mod config;
+mod console;
 mod error;
 mod extract;
 mod middleware;
@@ -33,7 +34,9 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use fetchq_core::Client;
 
-pub use auth::{Authorized, Scope, Scopes, TokenError, Tokens, need};
+pub use auth::{
+    Authorized, CSRF_HEADER, SESSION_COOKIE, Scope, Scopes, TokenError, Tokens, csrf_token, need,
+};
 pub use config::Config;
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use openapi::openapi;
@@ -54,12 +57,14 @@ pub fn router(client: Client, config: Config) -> Router {
         tokens: Arc::new(config.tokens),
         bulk_budget: config.request_timeout / 2,
         metrics_public: config.metrics_public,
+        samples: Arc::default(),
     };
     let limits = middleware::Limits {
         body_limit: config.body_limit,
         request_timeout: config.request_timeout,
     };
     routes::routes()
+        .merge(console::routes())
         .fallback(middleware::not_found)
         .method_not_allowed_fallback(middleware::method_not_allowed)
         .layer(DefaultBodyLimit::max(config.body_limit))

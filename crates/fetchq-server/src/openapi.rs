@@ -19,7 +19,7 @@ or 409 when every item lost its lease."),
     paths(
         health::health, health::index, serve_document,
         queues::list, queues::create, queues::show, queues::patch, queues::drop_queue, queues::pause, queues::resume,
-        docs::add, docs::list, docs::show,
+        docs::add, docs::list, docs::show, docs::count,
         work::pick, work::resolve, work::extend,
         admin::play, admin::kill, admin::reschedule, admin::delete, admin::bulk,
         logs::logs, logs::metrics, metrics::metrics,

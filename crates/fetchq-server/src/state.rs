@@ -19,4 +19,6 @@ pub struct AppState {
     pub bulk_budget: Duration,
     /// `GET /metrics` answers without a token.
     pub metrics_public: bool,
+    /// The console's recent counter readings (its throughput column).
+    pub(crate) samples: Arc<crate::console::Samples>,
 }

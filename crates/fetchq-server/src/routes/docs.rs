@@ -359,3 +359,54 @@ pub async fn show(
         errors: errors.into_iter().map(LogView::from).collect(),
     }))
 }
+
+/// `GET /api/v1/queues/{queue}/docs:count`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CountDocs {
+    /// `pending`, `planned`, `active`, `completed` or `dead`.
+    pub status: Option<String>,
+    /// Only this version.
+    pub version: Option<i64>,
+    /// Only subjects starting with this text (literally).
+    pub subject_prefix: Option<String>,
+    /// Stop counting past this many, 1 to 10,000,000 (default 100,000).
+    pub cap: Option<i64>,
+}
+
+/// How many documents a filter matches.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DocCountView {
+    /// Matching documents, at most `cap`.
+    pub matched: u64,
+    /// True when more than `cap` documents match.
+    pub capped: bool,
+}
+
+/// How many documents match a filter (what a bulk action over it will touch),
+/// counting at most `cap`: the cost is bounded by the cap, never by the queue.
+#[utoipa::path(get, path = "/api/v1/queues/{queue}/docs:count", tag = "docs", security(("bearer" = ["read"])),
+    params(("queue" = String, Path, description = "queue name"), CountDocs),
+    responses((status = 200, body = DocCountView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn count(
+    _: Authorized<need::Read>,
+    State(state): State<AppState>,
+    QueueName(queue): QueueName,
+    ApiQuery(q): ApiQuery<CountDocs>,
+) -> Result<Json<DocCountView>, ApiError> {
+    let cap = match q.cap {
+        None => 100_000,
+        Some(c) if (1..=10_000_000).contains(&c) => c as i32,
+        Some(c) => {
+            return Err(ApiError::bad_request(format!(
+                "cap must be 1 to 10000000, got {c}"
+            )));
+        }
+    };
+    let f = filter(q.status.as_deref(), q.version, q.subject_prefix.as_deref())?;
+    let c = state.client.doc_count(&queue, &f, cap).await?;
+    Ok(Json(DocCountView {
+        matched: c.matched,
+        capped: c.capped,
+    }))
+}

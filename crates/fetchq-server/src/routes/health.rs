@@ -56,10 +56,18 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>)
     (StatusCode::SERVICE_UNAVAILABLE, Json(body))
 }
 
-/// Where things are (no token needed).
+/// Where things are (no token needed). A browser (`Accept: text/html`) gets
+/// the web console instead.
 #[utoipa::path(get, path = "/", tag = "meta",
-    responses((status = 200, description = "links to the API, its document and the health check", body = Object)))]
-pub async fn index() -> Json<serde_json::Value> {
+    responses((status = 200, description = "links to the API, its document and the health check (a browser gets the console)", body = Object)))]
+pub async fn index(
+    State(state): State<AppState>,
+    req: axum::extract::Request,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if crate::console::wants_html(&req) {
+        return crate::console::home(state, req).await;
+    }
     Json(serde_json::json!({
         "name": "fetchq",
         "version": env!("CARGO_PKG_VERSION"),
@@ -67,6 +75,8 @@ pub async fn index() -> Json<serde_json::Value> {
         "queues": "/api/v1/queues",
         "openapi": "/api/v1/openapi.json",
         "health": "/health",
+        "console": "/ (in a browser)",
         "auth": "Authorization: Bearer <token> (or ?token=<token>)",
     }))
+    .into_response()
 }

@@ -32,6 +32,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route(&format!("{q}/resume"), post(queues::resume))
         .route(&format!("{q}/docs"), get(docs::list).post(docs::add))
         .route(&format!("{q}/docs:bulk"), post(admin::bulk))
+        .route(&format!("{q}/docs:count"), get(docs::count))
         .route(
             &format!("{q}/docs/{{subject}}"),
             get(docs::show).delete(admin::delete),

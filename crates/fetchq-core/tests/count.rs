@@ -76,3 +76,26 @@ async fn counts_match_the_filters_and_stop_at_the_cap() {
         Err(Error::QueueNotFound { .. })
     ));
 }
+
+/// A snapshot taken before any pack holds the exact counters (the console's
+/// charts are drawn from snapshots).
+#[tokio::test]
+async fn snapshots_are_exact_without_a_pack() {
+    let db = TestDb::new().await;
+    let c = &db.client;
+    c.queue_create("q").await.unwrap();
+    let docs: Vec<NewDoc> = (0..25).map(|i| NewDoc::new(format!("s{i}"))).collect();
+    c.push_many("q", &docs).await.unwrap();
+    let picked = c.pick("q", &PickOptions::new().limit(5)).await.unwrap();
+    for d in &picked {
+        c.complete(&d.lease, None).await.unwrap();
+    }
+    c.metric_snap("q").await.unwrap();
+    let since = chrono::Utc::now() - chrono::Duration::hours(1);
+    let points = c.metric_history("q", since, 1000).await.unwrap();
+    let value = |m: &str| points.iter().find(|p| p.metric == m).map(|p| p.value);
+    assert_eq!(value("cnt"), Some(25));
+    assert_eq!(value("pnd"), Some(20));
+    assert_eq!(value("cpl"), Some(5));
+    assert_eq!(value("prc"), Some(5));
+}

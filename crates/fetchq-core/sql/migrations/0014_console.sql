@@ -34,3 +34,22 @@ BEGIN
         capped := true;
     END IF;
 END $$;
+
+-- Snapshots take the exact counters (packed values plus the writes not packed
+-- yet), like every other read since schema 13: a snapshot taken right after
+-- work shows that work, whether maintenance packed it or not.
+CREATE OR REPLACE FUNCTION fetchq.metric_snap(queue text, whitelist jsonb DEFAULT NULL,
+                                              OUT success boolean, OUT inserts integer)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_variable
+BEGIN
+    PERFORM fetchq.queue_get(queue);
+    PERFORM fetchq.arg_check(whitelist IS NULL OR jsonb_typeof(whitelist) = 'array', 'whitelist must be a JSON array of metric names');
+    EXECUTE format($q$
+        INSERT INTO %s (metric, value)
+        SELECT r.metric, r.current_value FROM fetchq.metric_read($1) AS r
+        WHERE $2::jsonb IS NULL OR $2 ? r.metric$q$, fetchq.queue_table(queue, 'metrics'))
+    USING queue, whitelist;
+    GET DIAGNOSTICS inserts = ROW_COUNT;
+    success := true;
+END $$;

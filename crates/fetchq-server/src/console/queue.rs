@@ -86,16 +86,42 @@ fn by_metric(
     out
 }
 
-/// Events per minute between consecutive readings (a counter reset gives no point).
+/// Readings closer than this are one point of a chart (snapshots taken by
+/// hand right after one another would draw as spikes).
+const MIN_STEP_MS: i64 = 30_000;
+
+/// Events per minute between readings at least [`MIN_STEP_MS`] apart (a
+/// counter reset gives no point).
 fn rates(readings: &[(DateTime<Utc>, f64)]) -> Vec<(DateTime<Utc>, f64)> {
-    readings
-        .windows(2)
-        .filter_map(|w| {
-            let dt = (w[1].0 - w[0].0).num_milliseconds() as f64 / 60_000.0;
-            let dv = w[1].1 - w[0].1;
-            (dt > 0.0 && dv >= 0.0).then(|| (w[1].0, dv / dt))
-        })
-        .collect()
+    let mut out = Vec::new();
+    let Some(mut anchor) = readings.first().copied() else {
+        return out;
+    };
+    for r in &readings[1..] {
+        let ms = (r.0 - anchor.0).num_milliseconds();
+        if ms < MIN_STEP_MS {
+            continue;
+        }
+        let dv = r.1 - anchor.1;
+        if dv >= 0.0 {
+            out.push((r.0, dv / (ms as f64 / 60_000.0)));
+        }
+        anchor = *r;
+    }
+    out
+}
+
+/// The last reading of each run of readings less than [`MIN_STEP_MS`] apart.
+fn thin(readings: &[(DateTime<Utc>, f64)]) -> Vec<(DateTime<Utc>, f64)> {
+    let mut out: Vec<(DateTime<Utc>, f64)> = Vec::new();
+    for r in readings {
+        let n = out.len();
+        match out.last_mut() {
+            Some(last) if n > 1 && (r.0 - last.0).num_milliseconds() < MIN_STEP_MS => *last = *r,
+            _ => out.push(*r),
+        }
+    }
+    out
 }
 
 struct Data {
@@ -160,7 +186,7 @@ pub(crate) async fn page(
         .iter()
         .map(|(name, m)| Series {
             name,
-            points: statuses.get(*m).cloned().unwrap_or_default(),
+            points: thin(statuses.get(*m).map(Vec::as_slice).unwrap_or(&[])),
         })
         .collect();
     let shares: Vec<(&'static str, i64)> = STATUSES

@@ -99,3 +99,65 @@ async fn snapshots_are_exact_without_a_pack() {
     assert_eq!(value("cpl"), Some(5));
     assert_eq!(value("prc"), Some(5));
 }
+
+/// A rare status is listed through its index, a common one by walking the
+/// primary key: both give the same pages a brute-force query gives.
+#[tokio::test]
+async fn rare_and_common_statuses_page_alike() {
+    let db = TestDb::new().await;
+    let c = &db.client;
+    c.queue_create("q").await.unwrap();
+    // 60,000 pending (more than the rare limit of 50,000), 150 planned, 3 dead
+    let docs: Vec<NewDoc> = (0..60_000)
+        .map(|i| NewDoc::new(format!("p{:05}", (i * 7919) % 60_000)))
+        .collect();
+    for chunk in docs.chunks(10_000) {
+        c.push_many("q", chunk).await.unwrap();
+    }
+    let later: Vec<NewDoc> = (0..150)
+        .map(|i| {
+            NewDoc::new(format!("p{:05}x", i * 397)).at(fetchq_core::Schedule::after(
+                std::time::Duration::from_secs(3600),
+            ))
+        })
+        .collect();
+    c.push_many("q", &later).await.unwrap();
+    for s in ["p00001", "p30000", "p59999"] {
+        c.force_kill("q", s).await.unwrap();
+    }
+    for (status, code) in [
+        (Status::Planned, 0),
+        (Status::Pending, 1),
+        (Status::Dead, -1),
+    ] {
+        let truth: Vec<String> = sqlx::query_scalar(
+            "SELECT subject::text FROM fetchq_data.q__docs WHERE status = $1 ORDER BY subject LIMIT 300",
+        )
+        .bind(code)
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+        let mut got = Vec::new();
+        let mut after: Option<String> = None;
+        while got.len() < 300 {
+            let page = c
+                .doc_list("q", &DocFilter::new().status(status), after.as_deref(), 70)
+                .await
+                .unwrap();
+            got.extend(page.iter().map(|d| d.subject.clone()));
+            match page.last() {
+                Some(last) if page.len() == 70 => after = Some(last.subject.clone()),
+                _ => break,
+            }
+        }
+        got.truncate(300);
+        assert_eq!(got, truth, "{status:?}");
+    }
+    let idx: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_indexes WHERE schemaname = 'fetchq_data' AND indexname = 'q__docs_dead_idx'",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(idx, 1);
+}

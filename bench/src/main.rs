@@ -33,6 +33,9 @@ struct Args {
     /// Queue sizes of the scale workload.
     #[arg(long, value_delimiter = ',', default_values_t = [10_000, 1_000_000, 10_000_000])]
     scale: Vec<usize>,
+    /// Documents in the big queue of the console workload.
+    #[arg(long, default_value_t = 10_000_000)]
+    console_docs: usize,
     /// Where to write the JSON results.
     #[arg(long, default_value = "target/fetchq-bench.json")]
     json: std::path::PathBuf,
@@ -53,6 +56,8 @@ enum Workload {
     Footprint,
     /// The REST API against the Rust client.
     Http,
+    /// The web console's pages on a big queue against a small one.
+    Console,
     #[value(hide = true)]
     Child,
 }
@@ -103,6 +108,9 @@ async fn main() -> Result<(), BoxError> {
     if all || args.workload == Workload::Http {
         rows.push(workloads::http::push(&server, args.docs * 5).await?);
         rows.push(workloads::http::work(&server, args.docs).await?);
+    }
+    if all || args.workload == Workload::Console {
+        rows.extend(workloads::console::run(&server, args.console_docs).await?);
     }
     print_table(&rows);
     write_json(&args.json, &rows)?;

@@ -23,14 +23,17 @@ const PICK: i32 = 10;
 const TOKEN: &str = "bench-secret";
 
 /// A running `fetchq serve` on a random loopback port.
-struct Api {
-    base: String,
-    http: reqwest::Client,
+pub(crate) struct Api {
+    pub(crate) base: String,
+    pub(crate) http: reqwest::Client,
     stop: tokio::sync::oneshot::Sender<()>,
 }
 
+/// The admin token of the bench's server.
+pub(crate) const TOKEN_SECRET: &str = TOKEN;
+
 impl Api {
-    async fn start(client: Client) -> Result<Self, BoxError> {
+    pub(crate) async fn start(client: Client) -> Result<Self, BoxError> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);
         let config = fetchq_server::Config {
@@ -224,7 +227,7 @@ pub(crate) async fn work(server: &Server, total: usize) -> Result<Row, BoxError>
     })
 }
 
-async fn finish(api: std::sync::Arc<Api>) {
+pub(crate) async fn finish(api: std::sync::Arc<Api>) {
     if let Ok(api) = std::sync::Arc::try_unwrap(api) {
         let _ = api.stop.send(());
     }

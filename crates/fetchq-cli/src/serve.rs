@@ -120,12 +120,12 @@ pub(crate) async fn run(url: Option<&str>, args: ServeArgs) -> Result<(), BoxErr
         println!("fetchq schema at version {}", report.to_version);
     }
 
-    println!("fetchq serve: listening on http://{addr}");
+    println!("fetchq serve: listening on http://{addr} (web console at /, API at /api/v1)");
     if let Some(secret) = &generated {
         println!(
             "no token configured: generated an admin token for this run\n  \
-             token: {secret}\n  open:  http://{addr}/?token={secret}\n  \
-             try:   curl -H \"Authorization: Bearer {secret}\" http://{addr}/api/v1/queues"
+             token:   {secret}\n  console: http://{addr}/?token={secret}\n  \
+             api:     curl -H \"Authorization: Bearer {secret}\" http://{addr}/api/v1/queues"
         );
     }
     let config = Config {

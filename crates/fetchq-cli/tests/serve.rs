@@ -22,7 +22,7 @@ fn serve(url: &str, args: &[&str], tokens: Option<&str>) -> Child {
 }
 
 /// Reads stdout until the listening line (and the token line, if any).
-fn started(child: &mut Child, want_token: bool) -> (String, Option<String>) {
+fn started(child: &mut Child, want_token: bool) -> (String, Option<String>, Option<String>) {
     let out = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -32,19 +32,22 @@ fn started(child: &mut Child, want_token: bool) -> (String, Option<String>) {
             let _ = tx.send(line);
         }
     });
-    let (mut addr, mut token) = (None, None);
-    while addr.is_none() || (want_token && token.is_none()) {
+    let (mut addr, mut token, mut console) = (None, None, None);
+    while addr.is_none() || (want_token && (token.is_none() || console.is_none())) {
         let line = rx
             .recv_timeout(Duration::from_secs(30))
             .expect("serve printed its address");
         if let Some(a) = line.split("listening on http://").nth(1) {
-            addr = Some(a.trim().to_owned());
+            addr = a.split_whitespace().next().map(str::to_owned);
         }
-        if let Some(t) = line.trim().strip_prefix("token: ") {
-            token = Some(t.to_owned());
+        if let Some(t) = line.trim().strip_prefix("token:") {
+            token = Some(t.trim().to_owned());
+        }
+        if let Some(u) = line.trim().strip_prefix("console:") {
+            console = Some(u.trim().to_owned());
         }
     }
-    (addr.unwrap(), token)
+    (addr.unwrap(), token, console)
 }
 
 fn sigterm_and_wait(child: &mut Child) {
@@ -95,8 +98,26 @@ fn refuses_a_public_bind_without_tokens() {
 async fn loopback_without_tokens_prints_a_generated_admin_token() {
     let db = TestDb::new().await;
     let mut child = serve(&db.url(), &["--bind", "127.0.0.1:0"], None);
-    let (addr, token) = started(&mut child, true);
+    let (addr, token, console) = started(&mut child, true);
     let token = token.unwrap();
+    // the printed console URL signs a browser in
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let res = browser
+        .get(console.expect("serve printed the console URL"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    assert!(
+        res.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .starts_with("fetchq_session=")
+    );
     let http = reqwest::Client::new();
     let res = http
         .get(format!("http://{addr}/api/v1/queues"))
@@ -141,7 +162,7 @@ async fn configured_tokens_allow_a_public_bind_and_migrate() {
         ],
         Some("admin=admin-secret-7"),
     );
-    let (addr, token) = started(&mut child, false);
+    let (addr, token, _) = started(&mut child, false);
     assert!(token.is_none());
     let port = addr.rsplit(':').next().unwrap();
     let http = reqwest::Client::new();

@@ -128,6 +128,25 @@ async fn an_admin_signs_in_watches_filters_and_acts() {
     let d = c.get("crawl", "pushed/from <the> form").await.unwrap();
     assert_eq!((d.priority, d.payload["depth"].clone()), (7, json!(2)));
 
+    // reschedule it in 2 hours, then drop it (two clicks) and land on the list
+    b.fill("form.reschedule input[name='delay']", "2h").await;
+    b.click("form.reschedule button[type='submit']").await;
+    b.wait_text("#status", |t| t == "planned").await;
+    let planned = c.get("crawl", "pushed/from <the> form").await.unwrap();
+    let ahead = planned.next_iteration - chrono::Utc::now();
+    assert!(
+        ahead > chrono::Duration::minutes(110) && ahead < chrono::Duration::minutes(121),
+        "{ahead}"
+    );
+    b.click("#drop").await;
+    b.wait_text("#drop", |t| t.contains("again")).await;
+    b.click("#drop").await;
+    b.wait_text("h1", |t| t.ends_with("/ documents")).await;
+    assert!(matches!(
+        c.get("crawl", "pushed/from <the> form").await,
+        Err(fetchq_core::Error::NotFound { .. })
+    ));
+
     // pause the queue (two clicks), then the settings form
     b.goto(&s.url("/console/queues/crawl")).await;
     b.click("#pause").await;

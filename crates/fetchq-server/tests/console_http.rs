@@ -278,7 +278,7 @@ async fn bulk_counts_are_bounded_and_exact() {
         .get("/api/v1/queues/q/docs:count?subject_prefix=d1", READ)
         .await;
     assert_eq!(body["matched"], 100);
-    for bad in ["cap=0", "cap=10000001", "status=zombie", "version=-1"] {
+    for bad in ["cap=0", "cap=1000001", "status=zombie", "version=-1"] {
         let (status, _) = s
             .get(&format!("/api/v1/queues/q/docs:count?{bad}"), READ)
             .await;
@@ -287,4 +287,161 @@ async fn bulk_counts_are_bounded_and_exact() {
     let (status, _) = s.get("/api/v1/queues/nope/docs:count", READ).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(c.get("q", "d007").await.unwrap().status, Status::Dead);
+}
+
+#[tokio::test]
+async fn only_tokens_that_can_read_open_the_console() {
+    let s = Server::start().await;
+    s.db.client.queue_create("q").await.unwrap();
+    s.db.client
+        .push(
+            "q",
+            &NewDoc::new("secret-doc").payload(serde_json::json!({ "card": "4111" })),
+        )
+        .await
+        .unwrap();
+    let http = no_redirects();
+    // signing in with a push-only or work-only token is refused
+    for token in [common::PUSH, common::WORK, common::WORKER] {
+        let res = http
+            .get(s.url(&format!("/login?token={token}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::FORBIDDEN, "{token}");
+        assert!(res.headers().get(SET_COOKIE).is_none());
+        // and such a cookie, made by hand, opens no page
+        for path in [
+            "/",
+            "/console/parts/queues",
+            "/console/queues/q/doc?subject=secret-doc",
+        ] {
+            let res = http
+                .get(s.url(path))
+                .header(ACCEPT, "text/html")
+                .header(COOKIE, cookie(token))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), StatusCode::SEE_OTHER, "{token} {path}");
+            assert!(!res.text().await.unwrap().contains("4111"));
+        }
+    }
+}
+
+#[tokio::test]
+async fn sign_in_links_and_forms_from_another_site_do_nothing() {
+    let s = Server::start().await;
+    let http = no_redirects();
+    let res = http
+        .get(s.url(&format!("/?token={READ}")))
+        .header(ACCEPT, "text/html")
+        .header("sec-fetch-site", "cross-site")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "the form, not a session");
+    assert!(res.headers().get(SET_COOKIE).is_none());
+    let res = http
+        .post(s.url("/login"))
+        .header("origin", "https://evil.example")
+        .form(&[("token", READ)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert!(res.headers().get(SET_COOKIE).is_none());
+    // the same from the server's own page works
+    let res = http
+        .post(s.url("/login"))
+        .header("origin", format!("http://{}", s.addr))
+        .header("sec-fetch-site", "same-origin")
+        .form(&[("token", READ)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert!(res.headers().get(SET_COOKIE).is_some());
+}
+
+#[tokio::test]
+async fn the_next_page_and_the_bulk_form_keep_every_filter() {
+    let s = Server::start().await;
+    let c = &s.db.client;
+    c.queue_create("q").await.unwrap();
+    let docs: Vec<NewDoc> = (0..120)
+        .map(|i| NewDoc::new(format!("{}{i:03}", if i % 2 == 0 { "a/" } else { "b/" })))
+        .collect();
+    c.push_many("q", &docs).await.unwrap();
+    let (_, html) = page(
+        &s,
+        "/console/queues/q/docs?status=pending&prefix=a%2F",
+        READ,
+    )
+    .await;
+    let next = html
+        .split("id=\"next\" href=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("a next page link")
+        .replace("&amp;", "&");
+    assert!(
+        next.contains("prefix=a%2F") && next.contains("status=pending"),
+        "{next}"
+    );
+    assert!(
+        html.contains("subject_prefix&quot;:&quot;a/"),
+        "the bulk filter has the prefix"
+    );
+    assert!(html.contains("docs:count?status=pending&amp;subject_prefix=a%2F"));
+    let (_, page2) = page(&s, &format!("/console/queues/q/docs{next}"), READ).await;
+    assert!(
+        page2.contains("a/100") && !page2.contains("b/"),
+        "page 2 lost the prefix"
+    );
+    assert!(
+        page2.contains("subject_prefix&quot;:&quot;a/"),
+        "page 2's bulk filter lost the prefix"
+    );
+}
+
+#[tokio::test]
+async fn bad_query_strings_get_error_pages() {
+    let s = Server::start().await;
+    s.db.client.queue_create("q").await.unwrap();
+    for path in [
+        "/console/queues/q/doc",
+        "/console/queues/q?before=abc",
+        "/console/queues/q/docs?status=pending&status=dead",
+    ] {
+        let (status, html) = page(&s, path, READ).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}");
+        assert!(html.contains("<!DOCTYPE html>"), "{path}: {html}");
+    }
+}
+
+#[tokio::test]
+async fn a_week_of_snapshots_is_charted_to_its_end() {
+    let s = Server::start().await;
+    s.db.client.queue_create("q").await.unwrap();
+    // 800 snapshots over 7 days of 15 metrics each: 12,000 rows, more than
+    // one page of metric_history
+    sqlx::raw_sql(
+        "INSERT INTO fetchq_data.q__metrics (metric, value, created_at)
+         SELECT m, n, now() - interval '7 days' + n * interval '12 minutes'
+         FROM generate_series(1, 800) AS n,
+              unnest(ARRAY['ent','prc','res','rej','orp','pnd','pln','act','cpl','kll','cnt','v0','v1','v2','v3']) AS m",
+    )
+    .execute(&s.db.pool)
+    .await
+    .unwrap();
+    let (status, html) = page(&s, "/console/queues/q?range=7d", READ).await;
+    assert_eq!(status, StatusCode::OK);
+    let most = html
+        .split("points=\"")
+        .skip(1)
+        .map(|rest| rest.split('"').next().unwrap_or("").split(' ').count())
+        .max()
+        .unwrap();
+    assert!(most >= 790, "a chart line has only {most} points");
 }

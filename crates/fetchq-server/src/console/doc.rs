@@ -1,6 +1,7 @@
 //! One document: fields, payload, lease state, its errors, its trace across
 //! queues, and the actions play, reschedule, kill and drop.
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -26,8 +27,12 @@ pub(crate) async fn page(
     State(state): State<AppState>,
     viewer: Viewer,
     Path(queue): Path<String>,
-    Query(q): Query<DocQuery>,
+    q: Result<Query<DocQuery>, QueryRejection>,
 ) -> Response {
+    let q = match q {
+        Ok(Query(q)) => q,
+        Err(e) => return layout::error_page(&viewer, StatusCode::BAD_REQUEST, &e.body_text()),
+    };
     if let Err(e) = check_subject(&q.subject) {
         return layout::error_page(&viewer, StatusCode::BAD_REQUEST, &e.message);
     }
@@ -45,11 +50,15 @@ pub(crate) async fn page(
             return layout::error_page(&viewer, StatusCode::SERVICE_UNAVAILABLE, &e.to_string());
         }
     };
-    let logs = c
-        .log_list(&queue, Some(&q.subject), None, 50)
-        .await
-        .unwrap_or_default();
-    let trace = c.trace(&q.subject).await.unwrap_or_default();
+    let (logs, trace) = match (
+        c.log_list(&queue, Some(&q.subject), None, 50).await,
+        c.trace(&q.subject).await,
+    ) {
+        (Ok(l), Ok(t)) => (l, t),
+        (Err(e), _) | (_, Err(e)) => {
+            return layout::error_page(&viewer, StatusCode::SERVICE_UNAVAILABLE, &e.to_string());
+        }
+    };
     let body = html! {
         div.heading {
             h1 { a href={ "/console/queues/" (encode(&queue)) } { (queue) } " / " span.subject #subject { (doc.subject) } }
@@ -112,6 +121,11 @@ fn fields(doc: &DocState) -> Markup {
 }
 
 fn actions(queue: &str, doc: &DocState, admin: bool) -> Markup {
+    // a browser turns the path segments `.` and `..` (even percent-encoded)
+    // into "this folder" and "the folder above": those subjects cannot be
+    // put in an action's URL
+    let addressable = !doc.subject.chars().all(|c| c == '.');
+    let can = admin && addressable;
     let base = format!(
         "/api/v1/queues/{}/docs/{}",
         encode(queue),
@@ -119,19 +133,20 @@ fn actions(queue: &str, doc: &DocState, admin: bool) -> Markup {
     );
     html! {
         div.buttons {
-            button.primary #play data-api={ (base) "/play" } data-method="POST" disabled[!admin] { "Play (due now)" }
-            button #kill data-api={ (base) "/kill" } data-method="POST" data-confirm="Kill it? Click again." disabled[!admin] { "Kill" }
+            button.primary #play data-api={ (base) "/play" } data-method="POST" disabled[!can] { "Play (due now)" }
+            button #kill data-api={ (base) "/kill" } data-method="POST" data-confirm="Kill it? Click again." disabled[!can] { "Kill" }
             button.danger #drop data-api=(base) data-method="DELETE" data-confirm="Delete it for good? Click again."
-                data-then={ "/console/queues/" (encode(queue)) "/docs" } disabled[!admin] { "Drop" }
+                data-then={ "/console/queues/" (encode(queue)) "/docs" } disabled[!can] { "Drop" }
         }
         form.reschedule data-api={ (base) "/reschedule" } data-method="POST" data-then="reload" {
-            fieldset disabled[!admin] {
+            fieldset disabled[!can] {
                 label { "Reschedule at" input name="next_iteration" type="datetime-local" data-type="datetime"; }
                 label { "or after" input name="delay" placeholder="e.g. 1h"; }
                 button type="submit" { "Reschedule" }
             }
         }
         @if !admin { p.muted { "This token is read-only: actions need an admin token." } }
+        @if admin && !addressable { p.muted { "A subject made of dots cannot be put in a URL: act on it with the CLI (fetchq doc ...)." } }
     }
 }
 

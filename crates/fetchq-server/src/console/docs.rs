@@ -1,6 +1,7 @@
 //! A queue's documents: filtered by status, version and subject prefix,
 //! keyset-paged in subject order, with bulk actions over the filter.
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -36,8 +37,12 @@ pub(crate) async fn page(
     State(state): State<AppState>,
     viewer: Viewer,
     Path(queue): Path<String>,
-    Query(q): Query<DocsQuery>,
+    q: Result<Query<DocsQuery>, QueryRejection>,
 ) -> Response {
+    let q = match q {
+        Ok(Query(q)) => q,
+        Err(e) => return layout::error_page(&viewer, StatusCode::BAD_REQUEST, &e.body_text()),
+    };
     let status = non_empty(&q.status);
     let prefix = non_empty(&q.prefix);
     let version = match non_empty(&q.version).map(str::parse::<i64>).transpose() {
@@ -71,18 +76,23 @@ pub(crate) async fn page(
     let shown = &docs[..docs.len().min(PAGE as usize)];
     let qe = encode(&queue);
     let mut filter_json = serde_json::Map::new();
+    // the page's own parameters (pager links) and the API's (docs:count)
     let mut query = String::new();
+    let mut api_query = String::new();
     if let Some(s) = status {
         filter_json.insert("status".into(), json!(s));
         query.push_str(&format!("&status={}", encode(s)));
+        api_query.push_str(&format!("&status={}", encode(s)));
     }
     if let Some(v) = version {
         filter_json.insert("version".into(), json!(v));
         query.push_str(&format!("&version={v}"));
+        api_query.push_str(&format!("&version={v}"));
     }
     if let Some(p) = prefix {
         filter_json.insert("subject_prefix".into(), json!(p));
-        query.push_str(&format!("&subject_prefix={}", encode(p)));
+        query.push_str(&format!("&prefix={}", encode(p)));
+        api_query.push_str(&format!("&subject_prefix={}", encode(p)));
     }
     let next = more
         .then(|| shown.last().map(|d| d.subject.clone()))
@@ -117,7 +127,7 @@ pub(crate) async fn page(
             @if after.is_some() { a href={ "?" (query.trim_start_matches('&')) } { "← First page" } }
             @if let Some(n) = &next { a #next href={ "?after=" (encode(n)) (query) } { "Next page →" } }
         }
-        (bulk(&queue, &serde_json::Value::Object(filter_json), &query, viewer.can(Scope::Admin)))
+        (bulk(&queue, &serde_json::Value::Object(filter_json), &api_query, viewer.can(Scope::Admin)))
     };
     layout::page(&format!("{queue} documents"), &viewer, body)
 }

@@ -40,8 +40,15 @@ impl Samples {
         let mut rates = HashMap::new();
         for (queue, value) in readings {
             let s = map.entry(queue.clone()).or_default();
-            // a reset counter (truncate, restore) starts over
-            if s.back().is_some_and(|(_, v)| v > value) {
+            if let Some((t, v)) = s.back()
+                && v > value
+            {
+                if now.duration_since(*t) < Duration::from_secs(5) {
+                    // two overview requests read and recorded out of order:
+                    // an older reading, not a reset
+                    continue;
+                }
+                // a reset counter (truncate, restore) starts over
                 s.clear();
             }
             if s.back()

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -132,6 +133,56 @@ struct Data {
     logs: Vec<LogEntry>,
 }
 
+/// Most snapshot rows read for a chart (each snapshot is a row per metric).
+const MAX_HISTORY_ROWS: usize = 200_000;
+const HISTORY_PAGE: i32 = 10_000;
+
+/// The snapshots of the charted metrics since `since`, oldest first: read in
+/// pages (a week of snapshots of a queue with many versions is more than one
+/// page), at most [`MAX_HISTORY_ROWS`] rows, a row repeated at a page
+/// boundary kept once.
+async fn history(
+    state: &AppState,
+    queue: &str,
+    since: DateTime<Utc>,
+) -> Result<Vec<MetricPoint>, Error> {
+    let charted = |m: &str| EVENTS.iter().chain(STATUSES.iter()).any(|(_, n)| *n == m);
+    let mut out: Vec<MetricPoint> = Vec::new();
+    let mut from = since;
+    let mut read = 0;
+    loop {
+        let page = state
+            .client
+            .metric_history(queue, from, HISTORY_PAGE)
+            .await?;
+        read += page.len();
+        let full = page.len() == HISTORY_PAGE as usize;
+        let Some(last) = page.last().map(|p| p.created_at) else {
+            break;
+        };
+        for p in page {
+            // the next page starts at the last time of this one: skip what was seen
+            if p.created_at == from
+                && out
+                    .iter()
+                    .rev()
+                    .take_while(|o| o.created_at == from)
+                    .any(|o| o.metric == p.metric)
+            {
+                continue;
+            }
+            if charted(&p.metric) {
+                out.push(p);
+            }
+        }
+        if !full || read >= MAX_HISTORY_ROWS || last == from {
+            break;
+        }
+        from = last;
+    }
+    Ok(out)
+}
+
 async fn load(
     state: &AppState,
     queue: &str,
@@ -143,7 +194,7 @@ async fn load(
         info: c.queue_status(queue).await?,
         counters: c.metric_get_common(queue).await?,
         lag: c.queue_lag(queue).await?.as_secs_f64(),
-        history: c.metric_history(queue, since, 10_000).await?,
+        history: history(state, queue, since).await?,
         logs: c.log_list(queue, None, before, 50).await?,
     })
 }
@@ -152,8 +203,12 @@ pub(crate) async fn page(
     State(state): State<AppState>,
     viewer: Viewer,
     Path(queue): Path<String>,
-    Query(q): Query<QueuePageQuery>,
+    q: Result<Query<QueuePageQuery>, QueryRejection>,
 ) -> Response {
+    let q = match q {
+        Ok(Query(q)) => q,
+        Err(e) => return layout::error_page(&viewer, StatusCode::BAD_REQUEST, &e.body_text()),
+    };
     let (range, secs) = RANGES
         .iter()
         .copied()
@@ -262,7 +317,7 @@ pub(crate) async fn page(
 
 fn settings(info: &QueueInfo, api: &str, admin: bool) -> Markup {
     html! {
-        form.settings data-api=(api) data-method="PATCH" data-then="reload" {
+        form.settings data-api=(api) data-method="PATCH" data-then="reload" data-changed-only {
             fieldset disabled[!admin] {
                 label { "Max attempts" input name="max_attempts" type="number" min="1" data-type="int" value=(info.max_attempts); }
                 label { "Current version" input name="current_version" type="number" min="0" data-type="int" value=(info.current_version); }
@@ -270,7 +325,7 @@ fn settings(info: &QueueInfo, api: &str, admin: bool) -> Markup {
                 label { "Max payload (bytes)" input name="max_payload_size" type="number" min="1" data-type="int" value=(info.max_payload_size); }
                 label { "Retry delay" input name="retry_delay" value=(format_duration(info.retry_delay)); }
                 label { "Retry delay max" input name="retry_delay_max" value=(format_duration(info.retry_delay_max)); }
-                label { "Retry jitter (0 to 1)" input name="retry_jitter" type="number" min="0" max="1" step="0.01" data-type="float" value=(info.retry_jitter); }
+                label { "Retry jitter (0 to 1)" input name="retry_jitter" type="number" min="0" max="1" step="any" data-type="float" value=(info.retry_jitter); }
                 button.primary type="submit" { "Save settings" }
             }
         }

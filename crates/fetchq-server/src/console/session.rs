@@ -32,8 +32,11 @@ impl FromRequestParts<AppState> for Viewer {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        // the console shows payloads and logs: a session needs `read`
+        // (a push or work token of a worker is no key to look inside)
         if let Some(secret) = session_cookie(&parts.headers)
             && let Some(scopes) = state.tokens.authenticate(secret.as_bytes())
+            && scopes.allows(Scope::Read)
         {
             return Ok(Viewer {
                 scopes,
@@ -62,8 +65,38 @@ impl SignIn {
     }
 }
 
-/// `/?token=` or `/login?token=`: signs in and drops the token from the address.
+/// Whether the browser says the request came from another site
+/// (`Sec-Fetch-Site: cross-site`, or an `Origin` of another host): such a
+/// request must not sign anybody in (login CSRF: a page could otherwise swap
+/// the victim's session for one of the attacker's tokens).
+fn cross_site(headers: &HeaderMap) -> bool {
+    if headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes() == b"cross-site" || v.as_bytes() == b"same-site")
+    {
+        return true;
+    }
+    match (headers.get(header::ORIGIN), headers.get(header::HOST)) {
+        (Some(origin), Some(host)) => {
+            let origin = origin.to_str().unwrap_or_default();
+            let host = host.to_str().unwrap_or_default();
+            let bare = origin
+                .strip_prefix("http://")
+                .or_else(|| origin.strip_prefix("https://"))
+                .unwrap_or(origin);
+            bare != host
+        }
+        (Some(_), None) => true,
+        _ => false,
+    }
+}
+
+/// `/?token=` or `/login?token=`: signs in and drops the token from the
+/// address (a link from another site shows the form instead).
 pub(crate) fn sign_in_query(state: &AppState, headers: &HeaderMap, q: SignIn) -> Response {
+    if cross_site(headers) {
+        return layout::html_page(form(q.next.as_deref(), None));
+    }
     sign_in(
         state,
         headers,
@@ -95,10 +128,20 @@ pub(crate) fn sign_in(
     secret: &str,
     next: Option<&str>,
 ) -> Response {
-    if state.tokens.authenticate(secret.as_bytes()).is_none() {
+    let Some(scopes) = state.tokens.authenticate(secret.as_bytes()) else {
         return (
             StatusCode::UNAUTHORIZED,
             layout::html_page(form(next, Some("That token is not known to this server."))),
+        )
+            .into_response();
+    };
+    if !scopes.allows(Scope::Read) {
+        return (
+            StatusCode::FORBIDDEN,
+            layout::html_page(form(
+                next,
+                Some("That token cannot read: the console needs a read or admin token."),
+            )),
         )
             .into_response();
     }
@@ -133,6 +176,16 @@ pub(crate) async fn login_submit(
     headers: HeaderMap,
     Form(f): Form<SignIn>,
 ) -> Response {
+    if cross_site(&headers) {
+        return (
+            StatusCode::FORBIDDEN,
+            layout::html_page(form(
+                f.next.as_deref(),
+                Some("Sign in from this server's own page."),
+            )),
+        )
+            .into_response();
+    }
     let secret = f.token.unwrap_or_default();
     sign_in(&state, &headers, secret.trim(), f.next.as_deref())
 }
@@ -181,6 +234,35 @@ fn form(next: Option<&str>, error: Option<&str>) -> Markup {
 #[cfg(test)]
 mod tests {
     use super::local_path;
+
+    #[test]
+    fn sign_in_from_another_site_is_refused() {
+        use super::cross_site;
+        use axum::http::{HeaderMap, HeaderValue};
+        let h = |pairs: &[(&'static str, &'static str)]| {
+            let mut m = HeaderMap::new();
+            for (k, v) in pairs {
+                m.insert(*k, HeaderValue::from_static(v));
+            }
+            m
+        };
+        assert!(!cross_site(&h(&[])), "a link from a terminal");
+        assert!(!cross_site(&h(&[("sec-fetch-site", "none")])));
+        assert!(!cross_site(&h(&[
+            ("sec-fetch-site", "same-origin"),
+            ("origin", "http://127.0.0.1:8080"),
+            ("host", "127.0.0.1:8080")
+        ])));
+        assert!(cross_site(&h(&[("sec-fetch-site", "cross-site")])));
+        assert!(cross_site(&h(&[
+            ("origin", "https://evil.example"),
+            ("host", "127.0.0.1:8080")
+        ])));
+        assert!(cross_site(&h(&[
+            ("origin", "null"),
+            ("host", "127.0.0.1:8080")
+        ])));
+    }
 
     #[test]
     fn next_is_always_a_local_path() {

@@ -370,7 +370,7 @@ pub struct CountDocs {
     pub version: Option<i64>,
     /// Only subjects starting with this text (literally).
     pub subject_prefix: Option<String>,
-    /// Stop counting past this many, 1 to 10,000,000 (default 100,000).
+    /// Stop counting past this many, 1 to 1,000,000 (default 100,000).
     pub cap: Option<i64>,
 }
 
@@ -396,10 +396,10 @@ pub async fn count(
 ) -> Result<Json<DocCountView>, ApiError> {
     let cap = match q.cap {
         None => 100_000,
-        Some(c) if (1..=10_000_000).contains(&c) => c as i32,
+        Some(c) if (1..=1_000_000).contains(&c) => c as i32,
         Some(c) => {
             return Err(ApiError::bad_request(format!(
-                "cap must be 1 to 10000000, got {c}"
+                "cap must be 1 to 1000000, got {c}"
             )));
         }
     };

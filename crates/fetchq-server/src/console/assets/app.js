@@ -59,9 +59,13 @@
   // Forms: data-api (URL), data-method; fields typed by data-type (int, float, json, datetime); empty fields are left out.
   function formBody(form) {
     const out = {};
+    const changedOnly = form.dataset.changedOnly !== undefined;
     for (const el of form.querySelectorAll("input[name], select[name], textarea[name]")) {
       const v = el.value.trim();
       if (v === "") continue;
+      // a settings form sends only what the user changed: a value loaded with
+      // the page must not undo a change made meanwhile by someone else
+      if (changedOnly && el.value === el.defaultValue) continue;
       switch (el.dataset.type) {
         case "int": out[el.name] = parseInt(v, 10); break;
         case "float": out[el.name] = parseFloat(v); break;
@@ -137,24 +141,42 @@
       flash("Changed " + changed.toLocaleString() + " documents.");
       box.hidden = true;
       setTimeout(() => location.reload(), 600);
+      pending = null;
     } catch (e) {
-      flash(e.message, true);
+      // what changed stays changed; Confirm again goes on from the start
+      flash(e.message + " (changed " + changed.toLocaleString() + " before that)", true);
     } finally {
       b.disabled = false;
-      pending = null;
     }
   });
 
-  // Parts that refresh themselves: data-refresh (URL), data-every (ms); paused while the tab is hidden.
+  // Parts that refresh themselves: data-refresh (URL), data-every (ms). One
+  // request at a time, abandoned after 10 s, backing off while they fail, and
+  // skipped while the tab is hidden: a slow database never gets a pile-up.
   for (const el of document.querySelectorAll("[data-refresh]")) {
     const every = parseInt(el.dataset.every || "3000", 10);
-    setInterval(async () => {
-      if (document.hidden) return;
-      try {
-        const res = await fetch(el.dataset.refresh, { credentials: "same-origin" });
-        if (res.redirected && new URL(res.url).pathname === "/login") { location.href = res.url; return; }
-        if (res.ok) el.innerHTML = await res.text();
-      } catch (_) { /* server away: try again next time */ }
-    }, every);
+    let wait = every;
+    const tick = async () => {
+      if (!document.hidden) {
+        const ctl = new AbortController();
+        const timer = setTimeout(() => ctl.abort(), 10000);
+        try {
+          const res = await fetch(el.dataset.refresh, { credentials: "same-origin", signal: ctl.signal });
+          if (res.redirected && new URL(res.url).pathname === "/login") {
+            location.href = "/login?next=" + encodeURIComponent(location.pathname + location.search);
+            return;
+          }
+          if (!res.ok) throw new Error(String(res.status));
+          el.innerHTML = await res.text();
+          wait = every;
+        } catch (_) {
+          wait = Math.min(wait * 2, 60000);
+        } finally {
+          clearTimeout(timer);
+        }
+      }
+      setTimeout(tick, wait);
+    };
+    setTimeout(tick, every);
   }
 })();

@@ -55,6 +55,9 @@ fn nice(v: f64) -> f64 {
 
 /// A line chart of `series` over time, with `empty` shown when there is no point.
 pub(crate) fn line_chart(label: &str, series: &[Series], empty: &str) -> Markup {
+    if series.iter().all(|s| s.points.len() < 2) {
+        return html! { div.chart-empty { (empty) } };
+    }
     let all: Vec<&(DateTime<Utc>, f64)> = series.iter().flat_map(|s| &s.points).collect();
     let (Some(t0), Some(t1)) = (all.iter().map(|p| p.0).min(), all.iter().map(|p| p.0).max())
     else {

@@ -116,7 +116,7 @@ pub(crate) async fn page(
         }
         div.scroll {
             table.docs {
-                thead { tr { th { "Subject" } th { "Status" } th.num { "Version" } th.num { "Priority" } th.num { "Attempts" } th.num { "Iterations" } th { "Next iteration" } } }
+                thead { tr { th { "Subject" } th { "Status" } th.num.opt { "Version" } th.num.opt { "Priority" } th.num.opt { "Attempts" } th.num.opt { "Iterations" } th { "Next iteration" } } }
                 tbody {
                     @if shown.is_empty() { tr { td colspan="7" .muted { "No document matches." } } }
                     @for d in shown { (row(&qe, d)) }
@@ -138,10 +138,10 @@ fn row(qe: &str, d: &DocState) -> Markup {
         tr {
             td.subject { a href={ "/console/queues/" (qe) "/doc?subject=" (encode(&d.subject)) } { (d.subject) } }
             td { (status_badge(d.status)) }
-            td.num { (d.version) }
-            td.num { (d.priority) }
-            td.num { (d.attempts) }
-            td.num { (d.iterations) }
+            td.num.opt { (d.version) }
+            td.num.opt { (d.priority) }
+            td.num.opt { (d.attempts) }
+            td.num.opt { (d.iterations) }
             td.nowrap { (when(d.next_iteration, now)) }
         }
     }

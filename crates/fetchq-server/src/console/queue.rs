@@ -285,7 +285,8 @@ pub(crate) async fn page(
             }
             section.card {
                 h2 { "Status over time" }
-                (line_chart("documents by status over time", &status_series, "No history yet."))
+                (line_chart("documents by status over time", &status_series,
+                    "No history yet: the queue's sts job snapshots the counters every 5 minutes."))
             }
         }
         div.grid2 {

@@ -7,7 +7,7 @@ use std::io::Write;
 use bytes::{Bytes, BytesMut};
 use futures_util::TryStreamExt;
 use sha2::{Digest, Sha256};
-use sqlx::{PgPool, Row};
+use sqlx::{Connection, PgConnection, PgPool, Row};
 use tokio::sync::mpsc;
 
 use crate::error::{Error, Result};
@@ -146,11 +146,11 @@ async fn send(tx: &mpsc::Sender<Msg>, msg: Msg) -> bool {
 /// Reads the snapshot and feeds the writer. Returns false when the writer
 /// went away (its own error explains why).
 async fn produce(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     opts: &DumpOptions,
     tx: mpsc::Sender<Msg>,
 ) -> Result<(bool, Header)> {
-    let mut conn = pool.begin().await?;
+    let mut conn = conn.begin().await?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .execute(&mut *conn)
         .await?;
@@ -327,7 +327,12 @@ pub(crate) async fn dump<W: Write + Send + 'static>(
     let (tx, rx) = mpsc::channel::<Msg>(8);
     let compression = opts.compression;
     let writer = tokio::task::spawn_blocking(move || write_stream(out, compression, rx));
-    let produced = produce(pool, opts, tx).await;
+    let mut conn = pool.acquire().await?;
+    let produced = produce(&mut conn, opts, tx).await;
+    if !matches!(produced, Ok((true, _))) {
+        // stopped mid-COPY maybe: do not give the connection back to the pool
+        let _ = conn.detach().close_hard().await;
+    }
     // the sender is dropped: the writer finishes (trailer) or has failed
     let written = writer
         .await

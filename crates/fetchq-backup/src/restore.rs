@@ -6,7 +6,7 @@
 use std::io::{BufRead, BufReader, Read};
 
 use sha2::{Digest, Sha256};
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::{Connection, PgConnection, PgPool, Postgres, Transaction};
 use tokio::sync::mpsc;
 
 use crate::error::{Error, Result};
@@ -244,6 +244,7 @@ async fn recv(rx: &mut mpsc::Receiver<In>) -> Result<In> {
 
 async fn apply(
     pool: &PgPool,
+    conn: &mut PgConnection,
     opts: &RestoreOptions,
     rx: &mut mpsc::Receiver<In>,
 ) -> Result<RestoreSummary> {
@@ -266,7 +267,7 @@ async fn apply(
         });
     }
 
-    let mut tx: Transaction<'_, Postgres> = pool.begin().await?;
+    let mut tx: Transaction<'_, Postgres> = conn.begin().await?;
     let mut targets = Vec::with_capacity(header.queues.len());
     for q in &header.queues {
         let name = opts.queue.clone().unwrap_or_else(|| q.name.clone());
@@ -437,7 +438,13 @@ pub(crate) async fn restore<R: Read + Send + 'static>(
             let _ = tx.blocking_send(In::Fail(e));
         }
     });
-    let result = apply(pool, opts, &mut rx).await;
+    let mut conn = pool.acquire().await?;
+    let result = apply(pool, &mut conn, opts, &mut rx).await;
+    if result.is_err() {
+        // a failure can leave the connection mid-COPY: never give it back to
+        // the pool; closing it also rolls back whatever the restore did
+        let _ = conn.detach().close_hard().await;
+    }
     let result = match result {
         // the database refused something: if the file itself is bad (a
         // flipped byte, a cut), say that instead, it is the cause

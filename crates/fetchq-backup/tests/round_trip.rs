@@ -25,8 +25,12 @@ async fn hundred_thousand_documents_every_field_every_status() {
     fetchq_testing::mixed_workload(&db.client, "other", 300).await;
     let before_other = common::table_hash(&db.pool, "fetchq_data.other__docs").await;
 
-    let opts = DumpOptions::queues(["src", "other"]).include_logs(true).include_metrics(true);
-    let (file, summary) = fetchq_backup::dump_into(&db.pool, &opts, Vec::new()).await.unwrap();
+    let opts = DumpOptions::queues(["src", "other"])
+        .include_logs(true)
+        .include_metrics(true);
+    let (file, summary) = fetchq_backup::dump_into(&db.pool, &opts, Vec::new())
+        .await
+        .unwrap();
     let q = &summary.header.queues[0];
     assert_eq!(q.counts.cnt, 100_000);
     assert_eq!(q.counts.act, 20_000);
@@ -35,15 +39,23 @@ async fn hundred_thousand_documents_every_field_every_status() {
     assert!(q.metrics.unwrap() > 0);
     assert_eq!(q.settings["max_attempts"], 7);
     assert_eq!(summary.header.queues[1].name, "other");
-    assert!(file.len() < 100_000 * 60, "zstd file of {} bytes", file.len());
+    assert!(
+        file.len() < 100_000 * 60,
+        "zstd file of {} bytes",
+        file.len()
+    );
 
     // restore the file into a second database: same names
     let empty = db.create_empty_database().await;
     let pool2 = db.pool_on(&empty, 4).await;
     fetchq_core::migrate(&pool2).await.unwrap();
-    let restored = fetchq_backup::restore(&pool2, &RestoreOptions::default(), Cursor::new(file.clone()))
-        .await
-        .unwrap();
+    let restored = fetchq_backup::restore(
+        &pool2,
+        &RestoreOptions::default(),
+        Cursor::new(file.clone()),
+    )
+    .await
+    .unwrap();
     assert_eq!(restored.queues[0].docs_written, 100_000);
     assert_eq!(restored.queues[0].active_restored_as_due, 20_000);
     assert_eq!(restored.queues[0].logs, 50);
@@ -54,15 +66,32 @@ async fn hundred_thousand_documents_every_field_every_status() {
         let real = client2.metric_compute(queue).await.unwrap();
         let counters = client2.metric_get_common(queue).await.unwrap();
         assert_eq!(
-            (counters.total, counters.planned, counters.pending, counters.active, counters.completed, counters.dead),
-            (real.total, real.planned, real.pending, real.active, real.completed, real.dead),
+            (
+                counters.total,
+                counters.planned,
+                counters.pending,
+                counters.active,
+                counters.completed,
+                counters.dead
+            ),
+            (
+                real.total,
+                real.planned,
+                real.pending,
+                real.active,
+                real.completed,
+                real.dead
+            ),
             "counters of {queue} exact after restore"
         );
         assert_eq!(real.active, 0);
     }
     let src_common = db.client.metric_get_common("other").await.unwrap();
     let dst_common = client2.metric_get_common("other").await.unwrap();
-    assert_eq!(dst_common.rejected, src_common.rejected, "history counters kept");
+    assert_eq!(
+        dst_common.rejected, src_common.rejected,
+        "history counters kept"
+    );
     drop(pool2);
     db.drop_database(&empty).await;
 
@@ -70,7 +99,16 @@ async fn hundred_thousand_documents_every_field_every_status() {
     let restored = fetchq_backup::restore(
         &db.pool,
         &RestoreOptions::default().rename("copy"),
-        Cursor::new(dump_bytes(&db.pool, &DumpOptions::queues(["src"]).include_logs(true).include_metrics(true).compression(Compression::Gzip)).await),
+        Cursor::new(
+            dump_bytes(
+                &db.pool,
+                &DumpOptions::queues(["src"])
+                    .include_logs(true)
+                    .include_metrics(true)
+                    .compression(Compression::Gzip),
+            )
+            .await,
+        ),
     )
     .await
     .unwrap();
@@ -127,5 +165,8 @@ async fn hundred_thousand_documents_every_field_every_status() {
     assert_eq!(counters.total, real.total);
     assert_eq!(counters.pending, real.pending);
     assert_eq!(real.pending, 20_000 + 20_000);
-    assert_eq!(common::table_hash(&db.pool, "fetchq_data.other__docs").await, before_other);
+    assert_eq!(
+        common::table_hash(&db.pool, "fetchq_data.other__docs").await,
+        before_other
+    );
 }

@@ -8,7 +8,11 @@ use sqlx::PgPool;
 /// payloads with quotes, backslashes, tabs, newlines and non-ASCII text), plus
 /// error logs and metric snapshots, then repairs its counters.
 pub async fn fill(pool: &PgPool, queue: &str, n: i64) {
-    sqlx::query("SELECT fetchq.queue_create($1)").bind(queue).execute(pool).await.unwrap();
+    sqlx::query("SELECT fetchq.queue_create($1)")
+        .bind(queue)
+        .execute(pool)
+        .await
+        .unwrap();
     let docs = format!("fetchq_data.\"{queue}__docs\"");
     sqlx::query(&format!(
         r#"INSERT INTO {docs} (subject, version, priority, status, attempts, iterations, next_iteration,
@@ -38,14 +42,24 @@ pub async fn fill(pool: &PgPool, queue: &str, n: i64) {
     .execute(pool)
     .await
     .unwrap();
-    sqlx::query("SELECT * FROM fetchq.metric_reset($1)").bind(queue).execute(pool).await.unwrap();
-    sqlx::query("SELECT fetchq.metric_snap($1)").bind(queue).execute(pool).await.unwrap();
+    sqlx::query("SELECT * FROM fetchq.metric_reset($1)")
+        .bind(queue)
+        .execute(pool)
+        .await
+        .unwrap();
+    sqlx::query("SELECT fetchq.metric_snap($1)")
+        .bind(queue)
+        .execute(pool)
+        .await
+        .unwrap();
     sqlx::query("UPDATE fetchq.queues SET max_attempts = 7, logs_retention = '3 days 2 hours', retry_delay = '2.5 seconds', retry_delay_max = '10 minutes', retry_jitter = 0.35, max_payload_size = 4096, current_version = 2, is_active = false, config = '{\"x\": 1}' WHERE name = $1")
         .bind(queue).execute(pool).await.unwrap();
 }
 
 pub async fn dump_bytes(pool: &PgPool, opts: &DumpOptions) -> Vec<u8> {
-    let (out, _) = fetchq_backup::dump_into(pool, opts, Vec::new()).await.unwrap();
+    let (out, _) = fetchq_backup::dump_into(pool, opts, Vec::new())
+        .await
+        .unwrap();
     out
 }
 

@@ -7,10 +7,12 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod docs;
+mod dump;
 mod logs;
 mod output;
 mod push;
 mod queue_set;
+mod restore;
 mod serve;
 mod status;
 use fetchq_core::embedded::{EmbeddedPostgres, default_data_dir};
@@ -68,6 +70,10 @@ enum Command {
         /// Queue name.
         queue: String,
     },
+    /// Dump queues to one compressed, checksummed file (one consistent snapshot).
+    Dump(dump::DumpArgs),
+    /// Restore a dump in one transaction (all or nothing).
+    Restore(restore::RestoreArgs),
     /// Run every queue's maintenance once (orphans, retention, snapshots, counters).
     Mnt,
     /// Write the PostgreSQL extension files (fetchq.control and scripts).
@@ -136,6 +142,9 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("fetchq: {e}");
+            if let Some(e) = e.downcast_ref::<fetchq_backup::Error>() {
+                return ExitCode::from(restore::exit_code(e));
+            }
             if e.downcast_ref::<serve::Refused>().is_some()
                 || e.downcast_ref::<output::Refused>().is_some()
             {
@@ -278,6 +287,8 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
                 c.dropped
             );
         }
+        Command::Dump(args) => dump::run(&connect(url).await?, args).await?,
+        Command::Restore(args) => restore::run(&connect(url).await?, args).await?,
         Command::Mnt => {
             let (jobs, packed) = connect(url).await?.mnt().await?;
             println!("ran {jobs} maintenance jobs, packed {packed} metric writes");

@@ -38,7 +38,11 @@ enum Command {
     /// Install or upgrade the fetchq schema (idempotent, safe to run concurrently).
     Init,
     /// Print the engine and schema versions.
-    Info,
+    Info {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Manage queues.
     #[command(subcommand)]
     Queue(QueueCommand),
@@ -69,6 +73,9 @@ enum Command {
     Metrics {
         /// Queue name.
         queue: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Dump queues to one compressed, checksummed file (one consistent snapshot).
     Dump(dump::DumpArgs),
@@ -102,7 +109,11 @@ enum QueueCommand {
         name: String,
     },
     /// List queues.
-    List,
+    List {
+        /// Print JSON (every setting of every queue).
+        #[arg(long)]
+        json: bool,
+    },
     /// Pause a queue (picks return nothing).
     Pause {
         /// Queue name.
@@ -214,9 +225,17 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
                 );
             }
         }
-        Command::Info => {
+        Command::Info { json } => {
             let info = connect(url).await?.info().await?;
-            println!("fetchq {} (schema {})", info.version, info.schema_version);
+            if json {
+                output::print_json(&serde_json::json!({
+                    "version": info.version,
+                    "schema_version": info.schema_version,
+                    "cli_version": env!("CARGO_PKG_VERSION"),
+                }));
+            } else {
+                println!("fetchq {} (schema {})", info.version, info.schema_version);
+            }
         }
         Command::Queue(cmd) => {
             let client = connect(url).await?;
@@ -235,7 +254,30 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
                         if dropped { "dropped" } else { "did not exist" }
                     );
                 }
-                QueueCommand::List => {
+                QueueCommand::List { json: true } => {
+                    let queues: Vec<_> = client
+                        .queue_list()
+                        .await?
+                        .into_iter()
+                        .map(|q| {
+                            serde_json::json!({
+                                "id": q.id,
+                                "name": q.name,
+                                "paused": !q.is_active,
+                                "current_version": q.current_version,
+                                "max_attempts": q.max_attempts,
+                                "logs_retention_seconds": q.logs_retention.as_secs_f64(),
+                                "max_payload_size": q.max_payload_size,
+                                "retry_delay_seconds": q.retry_delay.as_secs_f64(),
+                                "retry_delay_max_seconds": q.retry_delay_max.as_secs_f64(),
+                                "retry_jitter": q.retry_jitter,
+                                "created_at": q.created_at,
+                            })
+                        })
+                        .collect();
+                    output::print_json(&serde_json::json!({ "queues": queues }));
+                }
+                QueueCommand::List { json: false } => {
                     for q in client.queue_list().await? {
                         println!(
                             "{}\t{}\tversion {}\tmax_attempts {}",
@@ -265,10 +307,21 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
         Command::Trace { subject, json } => {
             logs::run_trace(&connect(url).await?, &subject, json).await?
         }
-        Command::Metrics { queue } => {
+        Command::Metrics { queue, json } => {
             let client = connect(url).await?;
             client.metric_log_pack().await?;
             let c = client.metric_get_common(&queue).await?;
+            if json {
+                output::print_json(&serde_json::json!({
+                    "queue": queue,
+                    "total": c.total, "planned": c.planned, "pending": c.pending,
+                    "active": c.active, "completed": c.completed, "dead": c.dead,
+                    "entered": c.entered, "picked": c.picked, "processed": c.processed,
+                    "rescheduled": c.rescheduled, "rejected": c.rejected,
+                    "orphans": c.orphans, "dropped": c.dropped, "errors": c.errors,
+                }));
+                return Ok(());
+            }
             println!(
                 "documents {}  planned {}  pending {}  active {}  completed {}  dead {}\n\
                  entered {}  picked {}  processed {}  rescheduled {}  rejected {}  orphans {}  dropped {}",

@@ -259,3 +259,38 @@ async fn dump_refusals_and_errors() {
     );
     assert!(e.contains("merge"), "{e}");
 }
+
+#[tokio::test]
+async fn older_read_commands_print_json() {
+    let db = setup().await;
+    let url = db.url();
+    let info: Value = serde_json::from_str(&ok(&fetchq(&url, &["info", "--json"], None))).unwrap();
+    assert_eq!(info["schema_version"], fetchq_core::latest_schema_version());
+    assert!(info["version"].as_str().unwrap().starts_with("5."));
+    let list: Value =
+        serde_json::from_str(&ok(&fetchq(&url, &["queue", "list", "--json"], None))).unwrap();
+    let names: Vec<&str> = list["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["mails", "other"]);
+    assert_eq!(list["queues"][0]["max_attempts"], 5);
+    assert_eq!(list["queues"][0]["paused"], false);
+    let m: Value =
+        serde_json::from_str(&ok(&fetchq(&url, &["metrics", "mails", "--json"], None))).unwrap();
+    assert_eq!(
+        (
+            m["total"].as_i64(),
+            m["active"].as_i64(),
+            m["rejected"].as_i64()
+        ),
+        (Some(1000), Some(9), Some(1))
+    );
+    // the text forms are unchanged
+    assert!(ok(&fetchq(&url, &["info"], None)).starts_with("fetchq 5."));
+    assert!(ok(&fetchq(&url, &["queue", "list"], None)).contains("mails\tactive"));
+    let e = err(&fetchq(&url, &["metrics", "nope", "--json"], None), 1);
+    assert!(e.contains("nope"), "{e}");
+}

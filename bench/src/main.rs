@@ -40,6 +40,11 @@ struct Args {
     url: Option<String>,
     #[arg(long, hide = true)]
     bare: bool,
+    /// Documents of the backup workload (dump/restore vs pg_dump/pg_restore).
+    #[arg(long, default_value_t = 1_000_000)]
+    backup_docs: usize,
+    #[arg(long, hide = true)]
+    out: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -53,8 +58,12 @@ enum Workload {
     Footprint,
     /// The REST API against the Rust client.
     Http,
+    /// Dump and restore against pg_dump and pg_restore.
+    Backup,
     #[value(hide = true)]
     Child,
+    #[value(hide = true)]
+    DumpChild,
 }
 
 /// One result line.
@@ -72,6 +81,11 @@ async fn main() -> Result<(), BoxError> {
     if args.workload == Workload::Child {
         let url = args.url.as_deref().ok_or("child needs --url")?;
         return workloads::footprint::child(url, args.bare).await;
+    }
+    if args.workload == Workload::DumpChild {
+        let url = args.url.as_deref().ok_or("dump-child needs --url")?;
+        let out = args.out.as_deref().ok_or("dump-child needs --out")?;
+        return workloads::backup::dump_child(url, out).await;
     }
     let server = server::Server::start()?;
     eprintln!("PostgreSQL for benchmarks: {}", server.describe());
@@ -103,6 +117,9 @@ async fn main() -> Result<(), BoxError> {
     if all || args.workload == Workload::Http {
         rows.push(workloads::http::push(&server, args.docs * 5).await?);
         rows.push(workloads::http::work(&server, args.docs).await?);
+    }
+    if all || args.workload == Workload::Backup {
+        rows.extend(workloads::backup::run(&server, args.backup_docs).await?);
     }
     print_table(&rows);
     write_json(&args.json, &rows)?;

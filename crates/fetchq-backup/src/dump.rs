@@ -197,6 +197,12 @@ async fn produce(
         let logs: String = row.try_get("logs_table")?;
         let metrics: String = row.try_get("metrics_table")?;
         let counters: sqlx::types::Json<BTreeMap<String, i64>> = row.try_get("counters")?;
+        // a queue_drop now waits for the dump instead of failing it midway
+        sqlx::query(&format!(
+            "LOCK TABLE {docs}, {logs}, {metrics} IN ACCESS SHARE MODE"
+        ))
+        .execute(&mut *conn)
+        .await?;
         let c = sqlx::query(&table_sql(
             include_str!("../sql/dump_counts.sql"),
             "{docs}",

@@ -272,25 +272,31 @@ async fn apply(
     for q in &header.queues {
         let name = opts.queue.clone().unwrap_or_else(|| q.name.clone());
         fetchq_core::validate_queue_name(&name)?;
-        let exists: bool = sqlx::query_scalar(
+        let mut exists: bool = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM fetchq.queues WHERE name = $1 FOR UPDATE)",
         )
         .bind(&name)
         .fetch_one(&mut *tx)
         .await?;
+        if !exists {
+            // a restore or a client creating the same queue at the same
+            // moment: the one that commits second sees was_created false
+            let created: bool =
+                sqlx::query_scalar("SELECT was_created FROM fetchq.queue_create($1)")
+                    .bind(&name)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            exists = !created;
+            if created {
+                sqlx::query(include_str!("../sql/restore_counters.sql"))
+                    .bind(&name)
+                    .bind(sqlx::types::Json(&q.counters))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
         if exists && opts.on_conflict == OnConflict::Fail {
             return Err(Error::QueueExists(name));
-        }
-        if !exists {
-            sqlx::query("SELECT fetchq.queue_create($1)")
-                .bind(&name)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query(include_str!("../sql/restore_counters.sql"))
-                .bind(&name)
-                .bind(sqlx::types::Json(&q.counters))
-                .execute(&mut *tx)
-                .await?;
         }
         if !exists || opts.on_conflict == OnConflict::Replace {
             sqlx::query(include_str!("../sql/restore_settings.sql"))

@@ -146,3 +146,41 @@ async fn dump_while_a_worker_drains_the_same_queue_is_one_snapshot() {
         assert_eq!(s.queues[0].docs_written, 40_000);
     }
 }
+
+/// A writer slow enough that the dump is still running when the queue is dropped.
+struct Slow(Vec<u8>);
+
+impl std::io::Write for Slow {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_dropped_during_a_dump_waits_for_it() {
+    let db = TestDb::new().await;
+    fill(&db.pool, "big", 20_000).await;
+    fill(&db.pool, "small", 10).await;
+    let opts = fetchq_backup::DumpOptions::queues(["big", "small"])
+        .compression(fetchq_backup::Compression::None);
+    let pool = db.pool.clone();
+    let dump =
+        tokio::spawn(async move { fetchq_backup::dump_into(&pool, &opts, Slow(Vec::new())).await });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !dump.is_finished(),
+        "the dump must still be running for this test"
+    );
+    let dropped = db.client.queue_drop("small").await;
+    let (out, summary) = dump.await.unwrap().unwrap();
+    assert!(dropped.unwrap());
+    assert_eq!(summary.header.queues[1].counts.cnt, 10);
+    let s = fetchq_backup::restore(&db.pool, &RestoreOptions::default(), Cursor::new(out.0)).await;
+    // big exists: the file is fine, the conflict is the only refusal
+    assert!(matches!(s, Err(fetchq_backup::Error::QueueExists(q)) if q == "big"));
+}

@@ -15,6 +15,10 @@ use crate::format::{
 };
 use crate::{OnConflict, RestoreOptions, RestoreSummary, RestoredQueue};
 
+/// The documents table's columns in the order of a document line.
+const DOC_COPY_COLUMNS: &str = "subject, version, priority, status, attempts, iterations, \
+     next_iteration, created_at, last_iteration, lease_token, payload";
+
 /// Escaped rows gathered before they go to the database.
 const CHUNK: usize = 256 * 1024;
 
@@ -133,6 +137,10 @@ fn read_stream(input: impl Read + 'static, tx: &mpsc::Sender<In>) -> Result<()> 
 
     let mut next = 0usize;
     let mut current: Option<(i64, i64)> = None; // (announced rows, rows seen)
+    let mut current_kind = SectionKind::Docs;
+    // a line that cannot be a row: reported at the trailer unless the
+    // checksum says the file was damaged (the real cause)
+    let mut bad_line: Option<Error> = None;
     let mut total = 0i64;
     let mut batch = Vec::with_capacity(CHUNK + 64 * 1024);
     let close = |current: &mut Option<(i64, i64)>, batch: &mut Vec<u8>| -> Result<()> {
@@ -164,9 +172,21 @@ fn read_stream(input: impl Read + 'static, tx: &mpsc::Sender<In>) -> Result<()> 
                 };
                 *got += 1;
                 total += 1;
-                copy_escape(body, &mut batch);
-                batch.push(b'\n');
                 hasher.update(&line);
+                if bad_line.is_some() {
+                    continue;
+                }
+                if current_kind == SectionKind::Docs {
+                    let mark = batch.len();
+                    if let Err(e) = doc_to_copy(body, &mut batch) {
+                        batch.truncate(mark);
+                        bad_line = Some(e);
+                        continue;
+                    }
+                } else {
+                    copy_escape(body, &mut batch);
+                    batch.push(b'\n');
+                }
                 if batch.len() >= CHUNK {
                     send(tx, In::Rows(std::mem::take(&mut batch)))?;
                     batch.reserve(CHUNK + 64 * 1024);
@@ -181,6 +201,9 @@ fn read_stream(input: impl Read + 'static, tx: &mpsc::Sender<In>) -> Result<()> 
                         expected: trailer.sha256,
                         actual,
                     });
+                }
+                if let Some(e) = bad_line {
+                    return Err(e);
                 }
                 close(&mut current, &mut batch)?;
                 if next != expected.len() {
@@ -217,6 +240,7 @@ fn read_stream(input: impl Read + 'static, tx: &mpsc::Sender<In>) -> Result<()> 
                     )));
                 }
                 next += 1;
+                current_kind = section.section;
                 current = Some((section.rows, 0));
                 send(tx, In::Section(section))?;
             }
@@ -227,6 +251,38 @@ fn read_stream(input: impl Read + 'static, tx: &mpsc::Sender<In>) -> Result<()> 
             }
         }
     }
+}
+
+/// Turns a document line (a JSON array in [`DOC_COLUMNS`](crate::format::DOC_COLUMNS)
+/// order) into one COPY text row of the documents table.
+fn doc_to_copy(body: &[u8], out: &mut Vec<u8>) -> Result<()> {
+    let cols: Vec<&serde_json::value::RawValue> = serde_json::from_slice(body)
+        .map_err(|e| Error::Corrupt(format!("bad document line: {e}")))?;
+    if cols.len() != crate::format::DOC_COLUMNS.len() {
+        return Err(Error::Corrupt(format!(
+            "a document line of {} columns instead of {}",
+            cols.len(),
+            crate::format::DOC_COLUMNS.len()
+        )));
+    }
+    for (i, col) in cols.iter().enumerate() {
+        if i > 0 {
+            out.push(b'\t');
+        }
+        let raw = col.get();
+        if raw == "null" {
+            out.extend_from_slice(b"\\N");
+        } else if i + 1 == cols.len() || !raw.starts_with('"') {
+            // the payload as JSON text; numbers as they are
+            copy_escape(raw.as_bytes(), out);
+        } else {
+            let text: String = serde_json::from_str(raw)
+                .map_err(|e| Error::Corrupt(format!("bad document line: {e}")))?;
+            copy_escape(text.as_bytes(), out);
+        }
+    }
+    out.push(b'\n');
+    Ok(())
 }
 
 struct Target {
@@ -320,7 +376,7 @@ async fn apply(
             },
         });
     }
-    sqlx::query(include_str!("../sql/restore_setup.sql"))
+    sqlx::raw_sql(include_str!("../sql/restore_setup.sql"))
         .execute(&mut *tx)
         .await?;
 
@@ -342,10 +398,41 @@ async fn apply(
                     return Err(Error::Corrupt("a section of an unknown queue".into()));
                 };
                 let target = &mut targets[pos];
-                {
-                    let mut copy = tx
-                        .copy_in_raw("COPY fetchq_restore_rows (d) FROM STDIN")
-                        .await?;
+                let table = |kind: &str| -> String {
+                    format!(
+                        "{}.{}",
+                        quote_ident("fetchq_data"),
+                        quote_ident(&format!("{}__{kind}", target.name))
+                    )
+                };
+                let docs = table("docs");
+                // a queue this restore created is empty and seen by nobody
+                // else: its documents go straight into its table, with the
+                // secondary indexes built once at the end (as pg_restore does)
+                let direct = section.section == SectionKind::Docs && target.summary.created;
+                let mut index_defs: Vec<String> = Vec::new();
+                let copy_sql = match section.section {
+                    SectionKind::Docs if direct => {
+                        let indexes: Vec<(String, String)> =
+                            sqlx::query_as(include_str!("../sql/restore_index_defs.sql"))
+                                .bind(format!("{}__docs", target.name))
+                                .fetch_all(&mut *tx)
+                                .await?;
+                        for (name, def) in indexes {
+                            sqlx::query(&format!("DROP INDEX fetchq_data.{name}"))
+                                .execute(&mut *tx)
+                                .await?;
+                            index_defs.push(def);
+                        }
+                        format!("COPY {docs} ({DOC_COPY_COLUMNS}) FROM STDIN")
+                    }
+                    SectionKind::Docs => {
+                        format!("COPY fetchq_restore_docs ({DOC_COPY_COLUMNS}) FROM STDIN")
+                    }
+                    _ => "COPY fetchq_restore_rows (d) FROM STDIN".to_owned(),
+                };
+                let copied = {
+                    let mut copy = tx.copy_in_raw(&copy_sql).await?;
                     loop {
                         match rx.recv().await {
                             Some(In::Rows(rows)) => {
@@ -362,49 +449,66 @@ async fn apply(
                             }
                         }
                     }
-                    copy.finish().await?;
-                }
-                let table = |kind: &str| -> Result<String> {
-                    Ok(format!(
-                        "{}.{}",
-                        quote_ident("fetchq_data"),
-                        quote_ident(&format!("{}__{kind}", target.name))
-                    ))
+                    copy.finish().await?
                 };
+                let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
                 match section.section {
                     SectionKind::Docs => {
-                        let bad: Option<String> =
-                            sqlx::query_scalar(include_str!("../sql/restore_check_docs.sql"))
-                                .fetch_optional(&mut *tx)
-                                .await?;
+                        let staged = if direct {
+                            docs.clone()
+                        } else {
+                            "fetchq_restore_docs".to_owned()
+                        };
+                        let bad: Option<String> = sqlx::query_scalar(
+                            &include_str!("../sql/restore_check_docs.sql")
+                                .replace("{staged}", &staged),
+                        )
+                        .fetch_optional(&mut *tx)
+                        .await?;
                         if let Some(bad) = bad {
-                            return Err(Error::Corrupt(format!("invalid document line: {bad}")));
+                            return Err(Error::Corrupt(format!("invalid document: {bad}")));
                         }
-                        let sql = include_str!("../sql/restore_docs.sql")
-                            .replace("{docs}", &table("docs")?)
-                            .replace("{conflict}", conflict);
-                        let done = sqlx::query(&sql).execute(&mut *tx).await?;
-                        target.summary.docs_written +=
-                            i64::try_from(done.rows_affected()).unwrap_or(i64::MAX);
+                        if direct {
+                            sqlx::query(
+                                &include_str!("../sql/restore_active_as_due.sql")
+                                    .replace("{docs}", &docs),
+                            )
+                            .execute(&mut *tx)
+                            .await?;
+                            for def in &index_defs {
+                                sqlx::query(def).execute(&mut *tx).await?;
+                            }
+                            target.summary.docs_written += count(copied);
+                        } else {
+                            let sql = include_str!("../sql/restore_docs.sql")
+                                .replace("{docs}", &docs)
+                                .replace("{conflict}", conflict);
+                            let done = sqlx::query(&sql).execute(&mut *tx).await?;
+                            target.summary.docs_written += count(done.rows_affected());
+                            sqlx::query("TRUNCATE fetchq_restore_docs")
+                                .execute(&mut *tx)
+                                .await?;
+                        }
                     }
                     SectionKind::Logs => {
                         let sql = include_str!("../sql/restore_logs.sql")
-                            .replace("{logs}", &table("logs")?);
+                            .replace("{logs}", &table("logs"));
                         let done = sqlx::query(&sql).execute(&mut *tx).await?;
-                        target.summary.logs +=
-                            i64::try_from(done.rows_affected()).unwrap_or(i64::MAX);
+                        target.summary.logs += count(done.rows_affected());
+                        sqlx::query("TRUNCATE fetchq_restore_rows")
+                            .execute(&mut *tx)
+                            .await?;
                     }
                     SectionKind::Metrics => {
                         let sql = include_str!("../sql/restore_metrics.sql")
-                            .replace("{metrics}", &table("metrics")?);
+                            .replace("{metrics}", &table("metrics"));
                         let done = sqlx::query(&sql).execute(&mut *tx).await?;
-                        target.summary.metrics +=
-                            i64::try_from(done.rows_affected()).unwrap_or(i64::MAX);
+                        target.summary.metrics += count(done.rows_affected());
+                        sqlx::query("TRUNCATE fetchq_restore_rows")
+                            .execute(&mut *tx)
+                            .await?;
                     }
                 }
-                sqlx::query("TRUNCATE fetchq_restore_rows")
-                    .execute(&mut *tx)
-                    .await?;
             }
             In::Done(trailer) => break trailer,
             _ => return Err(Error::Corrupt("unexpected line".into())),

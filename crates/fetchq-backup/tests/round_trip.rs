@@ -160,6 +160,23 @@ async fn hundred_thousand_documents_every_field_every_status() {
         .await
         .unwrap();
     assert_eq!(jobs, 3, "the restored queue has its maintenance jobs");
+    let indexes: Vec<String> = sqlx::query_scalar(
+        "SELECT replace(indexdef, 'copy__', 'src__') FROM pg_indexes WHERE tablename = 'copy__docs'
+         EXCEPT SELECT indexdef FROM pg_indexes WHERE tablename = 'src__docs'",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert!(
+        indexes.is_empty(),
+        "the indexes of the restored table are the engine's: {indexes:?}"
+    );
+    let count: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM pg_indexes WHERE tablename = 'copy__docs'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(count, 4);
     let real = db.client.metric_compute("copy").await.unwrap();
     let counters = db.client.metric_get_common("copy").await.unwrap();
     assert_eq!(counters.total, real.total);

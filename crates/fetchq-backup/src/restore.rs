@@ -418,6 +418,19 @@ async fn apply(
                                 .bind(format!("{}__docs", target.name))
                                 .fetch_all(&mut *tx)
                                 .await?;
+                        let pkey: Option<(String, String)> =
+                            sqlx::query_as(include_str!("../sql/restore_pkey.sql"))
+                                .bind(&docs)
+                                .fetch_optional(&mut *tx)
+                                .await?;
+                        if let Some((name, def)) = pkey {
+                            sqlx::query(&format!("ALTER TABLE {docs} DROP CONSTRAINT {name}"))
+                                .execute(&mut *tx)
+                                .await?;
+                            // first built again: a duplicate subject fails there
+                            index_defs
+                                .push(format!("ALTER TABLE {docs} ADD CONSTRAINT {name} {def}"));
+                        }
                         for (name, def) in indexes {
                             sqlx::query(&format!("DROP INDEX fetchq_data.{name}"))
                                 .execute(&mut *tx)

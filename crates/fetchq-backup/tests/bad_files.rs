@@ -25,6 +25,30 @@ async fn refused(db: &TestDb, file: Vec<u8>, opts: &RestoreOptions) -> Error {
     err
 }
 
+/// Recomputes the trailer of a plain dump (a forger's file: well sealed, bad content).
+fn reseal(text: &[u8]) -> Vec<u8> {
+    use sha2::Digest;
+    let body_end = text[..text.len() - 1]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .unwrap()
+        + 1;
+    let body = &text[..body_end];
+    let rows = body
+        .split(|&b| b == b'\n')
+        .filter(|l| l.starts_with(b"["))
+        .count();
+    let sha: String = sha2::Sha256::digest(body)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let mut out = body.to_vec();
+    out.extend_from_slice(
+        format!("{{\"end\":\"fetchq-dump\",\"rows\":{rows},\"sha256\":\"{sha}\"}}\n").as_bytes(),
+    );
+    out
+}
+
 fn rename() -> RestoreOptions {
     RestoreOptions::default().rename("copy")
 }
@@ -121,6 +145,32 @@ async fn corrupted_truncated_and_foreign_files_change_nothing() {
     let err = refused(&db, body, &rename()).await;
     assert!(
         matches!(err, Error::Truncated(_) | Error::Corrupt(_)),
+        "{err}"
+    );
+
+    // a duplicated subject, resealed with a right checksum: refused by the
+    // database (primary key), nothing changes
+    let dup = String::from_utf8(text.clone())
+        .unwrap()
+        .replacen("[\"s12\",", "[\"s13\",", 1);
+    assert_ne!(dup.as_bytes(), &text[..]);
+    let err = refused(&db, reseal(dup.as_bytes()), &rename()).await;
+    assert!(matches!(err, Error::Database(_)), "{err}");
+    // a status the engine does not know, resealed
+    let line = text
+        .split(|&b| b == b'\n')
+        .find(|l| l.starts_with(b"[\"s12\","))
+        .unwrap();
+    let mut fields: Vec<serde_json::Value> = serde_json::from_slice(line).unwrap();
+    fields[3] = serde_json::json!(7);
+    let odd = String::from_utf8(text.clone()).unwrap().replacen(
+        std::str::from_utf8(line).unwrap(),
+        &serde_json::to_string(&fields).unwrap(),
+        1,
+    );
+    let err = refused(&db, reseal(odd.as_bytes()), &rename()).await;
+    assert!(
+        matches!(&err, Error::Corrupt(m) if m.contains("invalid document")),
         "{err}"
     );
 

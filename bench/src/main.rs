@@ -43,6 +43,11 @@ struct Args {
     url: Option<String>,
     #[arg(long, hide = true)]
     bare: bool,
+    /// Documents of the backup workload (dump/restore vs pg_dump/pg_restore).
+    #[arg(long, default_value_t = 1_000_000)]
+    backup_docs: usize,
+    #[arg(long, hide = true)]
+    out: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -58,8 +63,12 @@ enum Workload {
     Http,
     /// The web console's pages on a big queue against a small one.
     Console,
+    /// Dump and restore against pg_dump and pg_restore.
+    Backup,
     #[value(hide = true)]
     Child,
+    #[value(hide = true)]
+    DumpChild,
 }
 
 /// One result line.
@@ -77,6 +86,11 @@ async fn main() -> Result<(), BoxError> {
     if args.workload == Workload::Child {
         let url = args.url.as_deref().ok_or("child needs --url")?;
         return workloads::footprint::child(url, args.bare).await;
+    }
+    if args.workload == Workload::DumpChild {
+        let url = args.url.as_deref().ok_or("dump-child needs --url")?;
+        let out = args.out.as_deref().ok_or("dump-child needs --out")?;
+        return workloads::backup::dump_child(url, out).await;
     }
     let server = server::Server::start()?;
     eprintln!("PostgreSQL for benchmarks: {}", server.describe());
@@ -111,6 +125,9 @@ async fn main() -> Result<(), BoxError> {
     }
     if all || args.workload == Workload::Console {
         rows.extend(workloads::console::run(&server, args.console_docs).await?);
+    }
+    if all || args.workload == Workload::Backup {
+        rows.extend(workloads::backup::run(&server, args.backup_docs).await?);
     }
     print_table(&rows);
     write_json(&args.json, &rows)?;

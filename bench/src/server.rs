@@ -53,6 +53,21 @@ impl Server {
         Ok((pool, url))
     }
 
+    /// The PostgreSQL binaries (pg_dump, pg_restore).
+    pub(crate) fn bin_dir(&self) -> std::path::PathBuf {
+        self.pg.bin_dir().to_path_buf()
+    }
+
+    /// Drops a database of the run.
+    pub(crate) async fn drop_database(&self, name: &str) -> Result<(), sqlx::Error> {
+        let admin = PgPool::connect(&self.url).await?;
+        sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+            .execute(&admin)
+            .await?;
+        admin.close().await;
+        Ok(())
+    }
+
     pub(crate) fn stop(&self) {
         if let Err(e) = self.pg.stop() {
             eprintln!("could not stop the benchmark server: {e}");

@@ -1,5 +1,6 @@
 //! The workloads, each next to its plain-SQL baseline.
 
+pub(crate) mod backup;
 pub(crate) mod console;
 pub(crate) mod drain;
 pub(crate) mod footprint;

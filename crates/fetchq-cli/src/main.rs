@@ -7,10 +7,12 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod docs;
+mod dump;
 mod logs;
 mod output;
 mod push;
 mod queue_set;
+mod restore;
 mod serve;
 mod status;
 use fetchq_core::embedded::{EmbeddedPostgres, default_data_dir};
@@ -36,7 +38,11 @@ enum Command {
     /// Install or upgrade the fetchq schema (idempotent, safe to run concurrently).
     Init,
     /// Print the engine and schema versions.
-    Info,
+    Info {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Manage queues.
     #[command(subcommand)]
     Queue(QueueCommand),
@@ -67,7 +73,14 @@ enum Command {
     Metrics {
         /// Queue name.
         queue: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
+    /// Dump queues to one compressed, checksummed file (one consistent snapshot).
+    Dump(dump::DumpArgs),
+    /// Restore a dump in one transaction (all or nothing).
+    Restore(restore::RestoreArgs),
     /// Run every queue's maintenance once (orphans, retention, snapshots, counters).
     Mnt,
     /// Write the PostgreSQL extension files (fetchq.control and scripts).
@@ -96,7 +109,11 @@ enum QueueCommand {
         name: String,
     },
     /// List queues.
-    List,
+    List {
+        /// Print JSON (every setting of every queue).
+        #[arg(long)]
+        json: bool,
+    },
     /// Pause a queue (picks return nothing).
     Pause {
         /// Queue name.
@@ -136,6 +153,9 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("fetchq: {e}");
+            if let Some(e) = e.downcast_ref::<fetchq_backup::Error>() {
+                return ExitCode::from(restore::exit_code(e));
+            }
             if e.downcast_ref::<serve::Refused>().is_some()
                 || e.downcast_ref::<output::Refused>().is_some()
             {
@@ -205,9 +225,17 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
                 );
             }
         }
-        Command::Info => {
+        Command::Info { json } => {
             let info = connect(url).await?.info().await?;
-            println!("fetchq {} (schema {})", info.version, info.schema_version);
+            if json {
+                output::print_json(&serde_json::json!({
+                    "version": info.version,
+                    "schema_version": info.schema_version,
+                    "cli_version": env!("CARGO_PKG_VERSION"),
+                }));
+            } else {
+                println!("fetchq {} (schema {})", info.version, info.schema_version);
+            }
         }
         Command::Queue(cmd) => {
             let client = connect(url).await?;
@@ -226,7 +254,30 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
                         if dropped { "dropped" } else { "did not exist" }
                     );
                 }
-                QueueCommand::List => {
+                QueueCommand::List { json: true } => {
+                    let queues: Vec<_> = client
+                        .queue_list()
+                        .await?
+                        .into_iter()
+                        .map(|q| {
+                            serde_json::json!({
+                                "id": q.id,
+                                "name": q.name,
+                                "paused": !q.is_active,
+                                "current_version": q.current_version,
+                                "max_attempts": q.max_attempts,
+                                "logs_retention_seconds": q.logs_retention.as_secs_f64(),
+                                "max_payload_size": q.max_payload_size,
+                                "retry_delay_seconds": q.retry_delay.as_secs_f64(),
+                                "retry_delay_max_seconds": q.retry_delay_max.as_secs_f64(),
+                                "retry_jitter": q.retry_jitter,
+                                "created_at": q.created_at,
+                            })
+                        })
+                        .collect();
+                    output::print_json(&serde_json::json!({ "queues": queues }));
+                }
+                QueueCommand::List { json: false } => {
                     for q in client.queue_list().await? {
                         println!(
                             "{}\t{}\tversion {}\tmax_attempts {}",
@@ -256,10 +307,21 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
         Command::Trace { subject, json } => {
             logs::run_trace(&connect(url).await?, &subject, json).await?
         }
-        Command::Metrics { queue } => {
+        Command::Metrics { queue, json } => {
             let client = connect(url).await?;
             client.metric_log_pack().await?;
             let c = client.metric_get_common(&queue).await?;
+            if json {
+                output::print_json(&serde_json::json!({
+                    "queue": queue,
+                    "total": c.total, "planned": c.planned, "pending": c.pending,
+                    "active": c.active, "completed": c.completed, "dead": c.dead,
+                    "entered": c.entered, "picked": c.picked, "processed": c.processed,
+                    "rescheduled": c.rescheduled, "rejected": c.rejected,
+                    "orphans": c.orphans, "dropped": c.dropped, "errors": c.errors,
+                }));
+                return Ok(());
+            }
             println!(
                 "documents {}  planned {}  pending {}  active {}  completed {}  dead {}\n\
                  entered {}  picked {}  processed {}  rescheduled {}  rejected {}  orphans {}  dropped {}",
@@ -278,6 +340,8 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
                 c.dropped
             );
         }
+        Command::Dump(args) => dump::run(&connect(url).await?, args).await?,
+        Command::Restore(args) => restore::run(&connect(url).await?, args).await?,
         Command::Mnt => {
             let (jobs, packed) = connect(url).await?.mnt().await?;
             println!("ran {jobs} maintenance jobs, packed {packed} metric writes");

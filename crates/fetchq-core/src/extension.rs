@@ -57,14 +57,31 @@ pub fn install_script() -> String {
         out.push_str(m.sql);
         out.push_str(&record(m));
     }
-    out.push_str("\n-- keep the rows of configuration tables in pg_dump\n");
-    for table in ["queues", "metrics", "metrics_writes", "jobs", "migrations"] {
-        out.push_str(&format!(
-            "SELECT pg_catalog.pg_extension_config_dump('fetchq.{table}', '');\n"
-        ));
-    }
+    out.push_str(CONFIG_DUMP);
     out
 }
+
+/// What `pg_dump` keeps of the extension's tables. It dumps the rows of a
+/// registered table (and the value of a registered sequence) and `pg_restore`
+/// inserts them after `CREATE EXTENSION` ran this script again, so a row the
+/// script inserts itself must be filtered out, or the restore fails on a
+/// duplicate key and loses the table's other rows: `fetchq.migrations` is
+/// entirely the script's, and so is the global `lgp` job; every other job
+/// (each queue's `mnt`, `sts`, `drp`) is data. The id sequences are registered
+/// so restored ids do not collide with new ones. Registering again only updates
+/// the filter, so every upgrade script carries it too (an install of an older
+/// version gets the fix with `ALTER EXTENSION fetchq UPDATE`).
+const CONFIG_DUMP: &str = "
+-- what pg_dump keeps: every row this script does not insert itself, and the id sequences
+SELECT pg_catalog.pg_extension_config_dump('fetchq.queues', '');
+SELECT pg_catalog.pg_extension_config_dump('fetchq.queues_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('fetchq.metrics', '');
+SELECT pg_catalog.pg_extension_config_dump('fetchq.metrics_writes', '');
+SELECT pg_catalog.pg_extension_config_dump('fetchq.metrics_writes_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('fetchq.jobs', 'WHERE NOT (task = ''lgp'' AND queue = ''*'')');
+SELECT pg_catalog.pg_extension_config_dump('fetchq.jobs_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('fetchq.migrations', 'WHERE false');
+";
 
 /// The upgrade script from schema `from` to `from + 1`
 /// (`fetchq--<from>--<from+1>.sql`), or `None` past the latest version.
@@ -76,7 +93,7 @@ pub fn install_script() -> String {
 pub fn upgrade_script(from: i32) -> Option<String> {
     let m = MIGRATIONS.iter().find(|m| m.version == from + 1)?;
     Some(format!(
-        "\\echo Use \"ALTER EXTENSION fetchq UPDATE\" to load this file. \\quit\n{}\n{}",
+        "\\echo Use \"ALTER EXTENSION fetchq UPDATE\" to load this file. \\quit\n{}\n{}{CONFIG_DUMP}",
         m.sql,
         record(m)
     ))

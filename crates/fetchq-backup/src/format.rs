@@ -1,0 +1,218 @@
+//! The dump file format, version 1: JSON lines, compressed as a whole.
+//!
+//! ```text
+//! {"format":"fetchq-dump","format_version":1,...}      header (one line)
+//! {"section":"docs","queue":"mails","rows":2}          a section marker
+//! ["a@x",0,0,1,0,0,"2026-...","2026-...",null,null,{}] one document per line
+//! ["b@x",...]
+//! {"section":"logs","queue":"mails","rows":0}          (with --include logs)
+//! {"end":"fetchq-dump","rows":2,"sha256":"..."}        trailer (last line)
+//! ```
+//!
+//! The trailer's `sha256` covers every byte of the uncompressed stream before
+//! the trailer line. Data lines are JSON arrays in the column order the header
+//! lists (`doc_columns`, `log_columns`, `metric_columns`).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The `format` field of every dump header.
+pub const FORMAT_NAME: &str = "fetchq-dump";
+
+/// The format version this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Columns of a document line, in order.
+pub const DOC_COLUMNS: [&str; 11] = [
+    "subject",
+    "version",
+    "priority",
+    "status",
+    "attempts",
+    "iterations",
+    "next_iteration",
+    "created_at",
+    "last_iteration",
+    "lease_token",
+    "payload",
+];
+
+/// Columns of an error log line, in order.
+pub const LOG_COLUMNS: [&str; 6] = [
+    "id",
+    "created_at",
+    "subject",
+    "message",
+    "details",
+    "ref_id",
+];
+
+/// Columns of a metric snapshot line, in order.
+pub const METRIC_COLUMNS: [&str; 4] = ["id", "created_at", "metric", "value"];
+
+/// The first line of a dump: what it holds and where it comes from.
+///
+/// ```
+/// let line = r#"{"format":"fetchq-dump","format_version":1,"engine_version":"5.13.0",
+///   "schema_version":13,"created_at":"2026-01-01T00:00:00Z","tool":"t","includes":[],
+///   "doc_columns":[],"log_columns":[],"metric_columns":[],"queues":[]}"#;
+/// let header: fetchq_backup::Header = serde_json::from_str(line).unwrap();
+/// assert_eq!(header.format_version, 1);
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Header {
+    /// Always [`FORMAT_NAME`].
+    pub format: String,
+    /// [`FORMAT_VERSION`] when written by this build.
+    pub format_version: u32,
+    /// `fetchq.info()` version of the dumped database.
+    pub engine_version: String,
+    /// Schema version of the dumped database.
+    pub schema_version: i32,
+    /// When the snapshot was taken (database clock).
+    pub created_at: DateTime<Utc>,
+    /// The program that wrote the file.
+    pub tool: String,
+    /// Optional sections present: `logs`, `metrics`.
+    pub includes: Vec<String>,
+    /// Column names of document lines.
+    pub doc_columns: Vec<String>,
+    /// Column names of log lines.
+    pub log_columns: Vec<String>,
+    /// Column names of metric snapshot lines.
+    pub metric_columns: Vec<String>,
+    /// The queues, in the order of their sections.
+    pub queues: Vec<QueueHeader>,
+}
+
+/// One queue of a dump.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueueHeader {
+    /// Queue name.
+    pub name: String,
+    /// The queue's settings row (`fetchq.queues` without its id): `max_attempts`,
+    /// `logs_retention`, `retry_delay`, `is_active`, `current_version`, ...
+    pub settings: serde_json::Value,
+    /// The version workers target by default.
+    pub current_version: i32,
+    /// Documents by status in the snapshot (they are the documents in the file).
+    pub counts: Counts,
+    /// Counters at the snapshot (packed values plus unpacked deltas).
+    pub counters: BTreeMap<String, i64>,
+    /// Active (leased) documents: a restore makes them pending and due at once.
+    pub active_restored_as_due: i64,
+    /// Error log lines in the file (None: logs not included).
+    pub logs: Option<i64>,
+    /// Metric snapshot lines in the file (None: metrics not included).
+    pub metrics: Option<i64>,
+}
+
+/// Documents by status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    /// Every document.
+    pub cnt: i64,
+    /// Planned (0).
+    pub pln: i64,
+    /// Pending (1).
+    pub pnd: i64,
+    /// Active (2).
+    pub act: i64,
+    /// Completed (3).
+    pub cpl: i64,
+    /// Killed / dead (-1).
+    pub kll: i64,
+}
+
+/// The kind of rows a section holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SectionKind {
+    /// Documents.
+    Docs,
+    /// Error log entries.
+    Logs,
+    /// Metric snapshots.
+    Metrics,
+}
+
+/// A line that starts a section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Section {
+    /// What the rows are.
+    pub section: SectionKind,
+    /// Which queue they belong to.
+    pub queue: String,
+    /// How many data lines follow.
+    pub rows: i64,
+}
+
+/// The last line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trailer {
+    /// Always [`FORMAT_NAME`].
+    pub end: String,
+    /// Data lines in the whole file.
+    pub rows: i64,
+    /// Hex SHA-256 of the uncompressed bytes before this line.
+    pub sha256: String,
+}
+
+/// Turns a COPY text-format line (without its newline) back into its text:
+/// the escapes PostgreSQL writes are `\\`, `\n`, `\r`, `\t`, `\b`, `\f`, `\v`.
+pub(crate) fn copy_unescape(line: &[u8], out: &mut Vec<u8>) {
+    let mut i = 0;
+    while i < line.len() {
+        let b = line[i];
+        if b == b'\\' && i + 1 < line.len() {
+            let c = line[i + 1];
+            out.push(match c {
+                b'n' => b'\n',
+                b'r' => b'\r',
+                b't' => b'\t',
+                b'b' => 0x08,
+                b'f' => 0x0c,
+                b'v' => 0x0b,
+                other => other,
+            });
+            i += 2;
+        } else {
+            out.push(b);
+            i += 1;
+        }
+    }
+}
+
+/// Escapes one line of text (without its newline) for COPY text format input.
+pub(crate) fn copy_escape(line: &[u8], out: &mut Vec<u8>) {
+    for &b in line {
+        match b {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            other => out.push(other),
+        }
+    }
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_round_trip() {
+        let text = br#"["a\\b", "c\"d", "tab	x"]"#;
+        let mut esc = Vec::new();
+        copy_escape(text, &mut esc);
+        let mut back = Vec::new();
+        copy_unescape(&esc, &mut back);
+        assert_eq!(back, text);
+    }
+}

@@ -56,6 +56,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!(11, "v4_compat", "0011_v4_compat.sql"),
     migration!(12, "admin", "0012_admin.sql"),
     migration!(13, "metrics_read", "0013_metrics_read.sql"),
+    migration!(14, "timers", "0014_timers.sql"),
 ];
 
 /// Key of the advisory lock that serializes concurrent migrations.

@@ -22,7 +22,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
-use fetchq_core::{Client, Error, Lease, Schedule};
+use fetchq_core::{Client, Error, Lease, MetricBatch, Schedule};
 use serde_json::Value;
 use tokio::sync::{Notify, OwnedSemaphorePermit, mpsc};
 use tokio::time::Instant;
@@ -43,6 +43,8 @@ const MAX_MESSAGE: usize = 2000;
 pub(crate) struct Resolution {
     pub(crate) lease: Lease,
     pub(crate) outcome: Outcome,
+    /// Custom counters and timers the handler recorded, written after the batch.
+    pub(crate) metrics: MetricBatch,
     /// The handler's version and `migrate_to`, to resolve [`Outcome::upgrade`].
     pub(crate) version: i32,
     pub(crate) migrate_to: Option<i32>,
@@ -63,6 +65,8 @@ struct Writer {
     unwritten: std::sync::atomic::AtomicUsize,
     /// Give up: shutdown's deadline passed, or it was forced.
     hard: CancellationToken,
+    /// Custom metrics not written yet (a transient failure keeps them for the next batch).
+    metrics: MetricBatch,
 }
 
 /// Runs until every sender is gone and the last batch is written, or until
@@ -85,6 +89,7 @@ pub(crate) async fn run(
         incidents,
         unwritten: std::sync::atomic::AtomicUsize::new(0),
         hard,
+        metrics: MetricBatch::default(),
     };
     loop {
         let first = tokio::select! {
@@ -98,13 +103,24 @@ pub(crate) async fn run(
             }
             break;
         }
-        let Some(first) = first else { return };
+        let Some(first) = first else {
+            // the last metrics kept after a transient failure: one more try
+            let hard = w.hard.clone();
+            tokio::select! {
+                () = w.write_metrics() => {}
+                () = hard.cancelled() => {}
+            }
+            return;
+        };
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
                 Ok(r) => batch.push(r),
                 Err(_) => break,
             }
+        }
+        for r in &mut batch {
+            w.metrics.append(std::mem::take(&mut r.metrics));
         }
         // a write blocked in the database (a row lock held elsewhere, a hung
         // connection) must not hold shutdown past its end: give up on it then
@@ -116,6 +132,12 @@ pub(crate) async fn run(
                 w.unwritten.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
                 break;
             }
+        }
+        // the handlers' custom metrics: one more round trip per batch, not per
+        // document, and never in the way of the outcomes (written first)
+        tokio::select! {
+            () = w.write_metrics() => {}
+            () = hard.cancelled() => break,
         }
     }
     // out of time: what is left is not written
@@ -140,7 +162,32 @@ enum Step<T> {
     GaveUp,
 }
 
+/// The most custom metric entries kept while the database refuses them for a
+/// transient reason; past it they are dropped.
+const MAX_PENDING_METRICS: usize = 200_000;
+
 impl Writer {
+    /// Writes the custom metrics gathered so far, once: on a transient failure
+    /// they wait for the next batch (bounded), a permanent refusal drops them
+    /// with an error log. Never retried in a loop, never holds the outcomes.
+    async fn write_metrics(&mut self) {
+        if self.metrics.is_empty() {
+            return;
+        }
+        match self.client.metric_write_batch(&self.metrics).await {
+            Ok(_) => self.metrics.clear(),
+            Err(e) if e.is_transient() && self.metrics.len() <= MAX_PENDING_METRICS => {
+                tracing::debug!(error = %e, entries = self.metrics.len(),
+                    "custom metrics not written: kept for the next batch");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, entries = self.metrics.len(),
+                    "custom metrics refused by the database: dropped");
+                self.metrics.clear();
+            }
+        }
+    }
+
     /// Writes a batch; every resolution ends settled, dropped or abandoned.
     async fn write_batch(&mut self, mut batch: Vec<Resolution>) {
         loop {

@@ -182,7 +182,9 @@ fn spawn(
         lease: doc.lease.clone(),
         cancel: cancel.clone(),
         span: span.clone(),
+        metrics: Default::default(),
     };
+    let recorded = ctx.clone();
     let lease = doc.lease.clone();
     let future = reg.handler.call(doc, ctx);
     let (max_runtime, version, migrate_to) = (opts.max_runtime, opts.version, opts.migrate_to);
@@ -222,6 +224,7 @@ fn spawn(
             let resolution = Resolution {
                 lease,
                 outcome,
+                metrics: recorded.take_metrics(),
                 version,
                 migrate_to,
                 counters,

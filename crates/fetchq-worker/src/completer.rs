@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use crate::handler::Outcome;
 use crate::registry::Registry;
 use crate::stats::{Counters, bump};
+use crate::telemetry::Telemetry;
 use crate::trouble::{Incidents, Trouble};
 
 const MAX_BATCH: usize = 500;
@@ -67,6 +68,7 @@ struct Writer {
     hard: CancellationToken,
     /// Custom metrics not written yet (a transient failure keeps them for the next batch).
     metrics: MetricBatch,
+    telemetry: Telemetry,
 }
 
 /// Runs until every sender is gone and the last batch is written, or until
@@ -80,6 +82,7 @@ pub(crate) async fn run(
     hard: CancellationToken,
     incidents: Incidents,
     wakers: HashMap<String, Vec<Arc<Notify>>>,
+    telemetry: Telemetry,
 ) {
     let mut w = Writer {
         client,
@@ -90,6 +93,7 @@ pub(crate) async fn run(
         unwritten: std::sync::atomic::AtomicUsize::new(0),
         hard,
         metrics: MetricBatch::default(),
+        telemetry,
     };
     loop {
         let first = tokio::select! {
@@ -125,8 +129,9 @@ pub(crate) async fn run(
         // a write blocked in the database (a row lock held elsewhere, a hung
         // connection) must not hold shutdown past its end: give up on it then
         let (n, hard) = (batch.len(), w.hard.clone());
+        let started = Instant::now();
         tokio::select! {
-            () = w.write_batch(batch) => {}
+            () = w.write_batch(batch) => w.telemetry.outcome_batch(started.elapsed()),
             () = hard.cancelled() => {
                 // some of them may have been written: counted as not written
                 w.unwritten.fetch_add(n, std::sync::atomic::Ordering::Relaxed);

@@ -49,6 +49,7 @@ mod pool;
 mod registry;
 mod runtime;
 mod stats;
+mod telemetry;
 mod trouble;
 
 pub use async_trait::async_trait;

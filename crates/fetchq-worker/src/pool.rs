@@ -21,6 +21,7 @@ use crate::erased::Registered;
 use crate::handler::{Context, HandlerError, Outcome};
 use crate::registry::{Entry, Registry, State};
 use crate::stats::{Counters, bump};
+use crate::telemetry::Telemetry;
 use crate::trouble::{Incidents, Trouble};
 
 /// What a pool shares with the rest of the runtime.
@@ -40,6 +41,7 @@ pub(crate) struct Shared {
     /// How long cancelled handlers get to return after `deadline`.
     pub(crate) cancel_wait: Duration,
     pub(crate) incidents: Incidents,
+    pub(crate) telemetry: Telemetry,
 }
 
 /// How long a busy pool waits for more free slots before a small pick.
@@ -56,6 +58,7 @@ pub(crate) async fn run(
 ) {
     let opts = &reg.options;
     let name = opts.name();
+    shared.telemetry.attach(&counters, &opts.queue, &name);
     let pick = PickOptions::new()
         .version(opts.version)
         .lease(opts.lease)
@@ -97,12 +100,16 @@ pub(crate) async fn run(
         waited = false;
         let limit = i32::try_from(free.min(opts.batch)).unwrap_or(i32::MAX);
         let this_pick = pick.limit(limit);
+        let started = Instant::now();
         let picked = tokio::select! {
             // an empty pick also says when the next planned document is due
             p = shared.client.pick_idle(&opts.queue, &this_pick) => p,
             // stuck on an unreachable server past the deadline: give up on it
             _ = shared.deadline.cancelled() => break,
         };
+        if picked.is_ok() {
+            shared.telemetry.picked(&counters, started.elapsed());
+        }
         match picked {
             Ok((docs, next_due)) if docs.is_empty() => {
                 trouble.ok();
@@ -190,12 +197,19 @@ fn spawn(
     let (max_runtime, version, migrate_to) = (opts.max_runtime, opts.version, opts.migrate_to);
     let shared = shared.clone();
     let counters = counters.clone();
+    bump(&counters.in_flight, 1);
     tasks.spawn(
         async move {
+            // counted in flight until handed over (or given up), however this ends
+            let _in_flight = InFlight(counters.clone());
             // the handler runs in its own task: a panic is caught, not spread;
             // the guard aborts it if this task is aborted
+            let started = Instant::now();
             let handle = AbortOnDrop(tokio::spawn(future.in_current_span()));
             let outcome = run_handler(handle, max_runtime, &cancel, &counters).await;
+            shared
+                .telemetry
+                .handled(&counters, outcome.kind(), started.elapsed());
             if shared.deadline.is_cancelled() && matches!(outcome, Outcome::Reject { .. }) {
                 // cut short by shutdown, which is not the document's fault: it
                 // stays held (running) and the drain releases it, so no attempt
@@ -236,6 +250,17 @@ fn spawn(
         }
         .instrument(span),
     );
+}
+
+/// Takes a document off the in-flight count when dropped.
+struct InFlight(Arc<Counters>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0
+            .in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<Result<Outcome, HandlerError>>);

@@ -35,7 +35,7 @@ async fn handlers_record_timers_and_counters_and_bad_names_do_not_wedge_outcomes
                 ctx.metric_increment("seen", 1).unwrap();
                 // every third document also carries poison: refused at once,
                 // typed, and nothing of it reaches the batch
-                if n % 3 == 0 {
+                if n.is_multiple_of(3) {
                     let bad = ctx.time("bad name/with slash", async { 7 }).await;
                     assert_eq!(bad, 7);
                     assert!(matches!(

@@ -357,7 +357,18 @@ pub(crate) mod prom {
                 &[],
                 get(&r.outcome_batches),
             );
-            for (activity, n) in self.incidents.errors_by_activity() {
+            // every activity, 0 until it fails: a board's query finds the series
+            let errors = self.incidents.errors_by_activity();
+            for activity in crate::trouble::ACTIVITIES {
+                if !errors.iter().any(|(a, _)| *a == activity) {
+                    counter(
+                        "fetchq_worker_database_errors_total",
+                        &[("activity", activity)],
+                        0,
+                    );
+                }
+            }
+            for (activity, n) in errors {
                 counter(
                     "fetchq_worker_database_errors_total",
                     &[("activity", activity)],

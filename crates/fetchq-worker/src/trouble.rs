@@ -40,6 +40,18 @@ struct State {
     errors: std::collections::BTreeMap<&'static str, u64>,
 }
 
+/// The activity kinds of the database error metrics.
+#[cfg(feature = "metrics")]
+pub(crate) const ACTIVITIES: [&str; 7] = [
+    "pick",
+    "heartbeat",
+    "outcomes",
+    "maintenance",
+    "notifications",
+    "startup",
+    "other",
+];
+
 /// The bounded label of an activity (a pool's names its handler).
 fn activity_kind(activity: &str) -> &'static str {
     match activity {

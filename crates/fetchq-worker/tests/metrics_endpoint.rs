@@ -50,6 +50,8 @@ async fn the_worker_serves_its_metrics_over_http() {
     let db = TestDb::new().await;
     let c = db.client.clone();
     c.queue_create("q").await.unwrap();
+    // a reject is final (dead), not retried later: the counts below are exact
+    c.queue_set_max_attempts("q", 1).await.unwrap();
     let docs: Vec<NewDoc> = (0..200).map(|i| NewDoc::new(format!("d{i}"))).collect();
     c.push_many("q", &docs).await.unwrap();
     let h = handler(

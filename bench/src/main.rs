@@ -53,6 +53,8 @@ enum Workload {
     Footprint,
     /// The REST API against the Rust client.
     Http,
+    /// The drain with the worker's process metrics on against off.
+    WorkerMetrics,
     #[value(hide = true)]
     Child,
 }
@@ -99,6 +101,9 @@ async fn main() -> Result<(), BoxError> {
     }
     if all || args.workload == Workload::Footprint {
         rows.extend(workloads::footprint::run(&server, args.docs).await?);
+    }
+    if all || args.workload == Workload::WorkerMetrics {
+        rows.push(workloads::worker_metrics::run(&server, args.docs).await?);
     }
     if all || args.workload == Workload::Http {
         rows.push(workloads::http::push(&server, args.docs * 5).await?);

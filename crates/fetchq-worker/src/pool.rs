@@ -197,11 +197,13 @@ fn spawn(
     let (max_runtime, version, migrate_to) = (opts.max_runtime, opts.version, opts.migrate_to);
     let shared = shared.clone();
     let counters = counters.clone();
+    // counted in flight until handed over (or given up), however the task
+    // ends: aborted before it first runs too (the guard lives in its future)
     bump(&counters.in_flight, 1);
+    let in_flight = InFlight(counters.clone());
     tasks.spawn(
         async move {
-            // counted in flight until handed over (or given up), however this ends
-            let _in_flight = InFlight(counters.clone());
+            let _in_flight = in_flight;
             // the handler runs in its own task: a panic is caught, not spread;
             // the guard aborts it if this task is aborted
             let started = Instant::now();

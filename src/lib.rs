@@ -36,8 +36,8 @@ pub use fetchq_core::*;
 #[cfg(feature = "macros")]
 pub use fetchq_macros::handler;
 pub use fetchq_worker::{
-    Context, Doc, Handler, HandlerError, HandlerOptions, HandlerStats, IntoHandlerResult, Outcome,
-    Runtime, Source, Stats, WorkerError, async_trait,
+    Context, Doc, Handler, HandlerError, HandlerOptions, HandlerStats, IntoHandlerResult,
+    MAX_METRICS_PER_DOC, Outcome, Runtime, Source, Stats, WorkerError, async_trait,
 };
 
 /// The result of a handler (and a convenient one for code around it): its

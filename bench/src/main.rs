@@ -65,6 +65,8 @@ enum Workload {
     Console,
     /// Dump and restore against pg_dump and pg_restore.
     Backup,
+    /// The drain with the worker's process metrics on against off.
+    WorkerMetrics,
     #[value(hide = true)]
     Child,
     #[value(hide = true)]
@@ -118,6 +120,9 @@ async fn main() -> Result<(), BoxError> {
     }
     if all || args.workload == Workload::Footprint {
         rows.extend(workloads::footprint::run(&server, args.docs).await?);
+    }
+    if all || args.workload == Workload::WorkerMetrics {
+        rows.push(workloads::worker_metrics::run(&server, args.docs).await?);
     }
     if all || args.workload == Workload::Http {
         rows.push(workloads::http::push(&server, args.docs * 5).await?);

@@ -9,6 +9,7 @@ pub(crate) mod latency;
 pub(crate) mod push;
 pub(crate) mod reschedule;
 pub(crate) mod scale;
+pub(crate) mod worker_metrics;
 
 pub(crate) type BoxError = Box<dyn std::error::Error>;
 

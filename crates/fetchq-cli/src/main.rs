@@ -48,11 +48,15 @@ enum Command {
     Queue(QueueCommand),
     /// Push a document (a duplicate subject is ignored), or `--jsonl` documents from stdin.
     Push(push::PushArgs),
-    /// Every queue: counts by status, paused, current version.
+    /// Every queue: counts by status, paused, current version, lag, throughput.
     Status {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// For queues without a metric snapshot in the last 15 minutes, measure
+        /// the throughput over this long (two reads; `0s`: do not measure).
+        #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+        sample: std::time::Duration,
     },
     /// List a queue's documents (one page), or act on every match (--play, --kill, --drop, --reschedule).
     Docs(docs::DocsArgs),
@@ -300,7 +304,7 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
             }
         }
         Command::Push(args) => push::run(&connect(url).await?, args).await?,
-        Command::Status { json } => status::run(&connect(url).await?, json).await?,
+        Command::Status { json, sample } => status::run(&connect(url).await?, json, sample).await?,
         Command::Docs(args) => docs::run_docs(&connect(url).await?, args).await?,
         Command::Doc(cmd) => docs::run_doc(&connect(url).await?, cmd).await?,
         Command::Logs(args) => logs::run_logs(&connect(url).await?, args).await?,

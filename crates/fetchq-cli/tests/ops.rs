@@ -377,3 +377,106 @@ async fn logs_trace_and_queue_set() {
         1,
     );
 }
+
+#[tokio::test]
+async fn status_shows_lag_and_throughput_from_snapshots_or_two_reads() {
+    let db = TestDb::new().await;
+    let url = db.url();
+    let c = &db.client;
+    c.queue_create("late").await.unwrap();
+    let two_min_ago = chrono::Utc::now() - chrono::Duration::seconds(120);
+    let docs: Vec<NewDoc> = (0..40)
+        .map(|i| NewDoc::new(format!("d{i}")).at(fetchq_core::Schedule::at(two_min_ago)))
+        .collect();
+    c.push_many("late", &docs).await.unwrap();
+    c.queue_create("quiet").await.unwrap();
+
+    // no snapshot: two reads `--sample` apart while documents are processed
+    let worker = {
+        let c = c.clone();
+        tokio::spawn(async move {
+            for _ in 0..10 {
+                let picked = c
+                    .pick("late", &fetchq_core::PickOptions::new().limit(1))
+                    .await
+                    .unwrap();
+                for d in picked {
+                    c.complete(&d.lease, None).await.unwrap();
+                }
+                tokio::time::sleep(Duration::from_millis(150)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let url2 = url.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        fetchq(&url2, &["status", "--json", "--sample", "1500ms"])
+    })
+    .await
+    .unwrap();
+    worker.await.unwrap();
+    let st = json(&out);
+    let q = |name: &str| {
+        st["queues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|q| q["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    let late = q("late");
+    assert!(late["lag_seconds"].as_f64().unwrap() >= 119.0, "{late}");
+    assert_eq!(late["throughput_from"], "sample", "{late}");
+    assert!(
+        late["processed_per_minute"].as_f64().unwrap() > 0.0,
+        "{late}"
+    );
+    let quiet = q("quiet");
+    assert_eq!(quiet["lag_seconds"], 0.0);
+    assert_eq!(quiet["processed_per_minute"], 0.0);
+
+    // a snapshot two minutes old: the rate since it, with no wait (snapshots
+    // copy the packed counters: maintenance packs before)
+    c.metric_log_pack().await.unwrap();
+    c.metric_snap("late").await.unwrap();
+    sqlx::query("UPDATE fetchq_data.late__metrics SET created_at = now() - interval '2 minutes'")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    for d in c
+        .pick("late", &fetchq_core::PickOptions::new().limit(10))
+        .await
+        .unwrap()
+    {
+        c.complete(&d.lease, None).await.unwrap();
+    }
+    let started = Instant::now();
+    let st = json(&fetchq(&url, &["status", "--json", "--sample", "0s"]));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let late = st["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["name"] == "late")
+        .unwrap()
+        .clone();
+    assert_eq!(late["throughput_from"], "snapshot", "{late}");
+    let rate = late["processed_per_minute"].as_f64().unwrap();
+    assert!((4.9..=5.1).contains(&rate), "10 in 2 minutes: {late}");
+    // --sample 0s and no snapshot: none
+    let quiet = st["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["name"] == "quiet")
+        .unwrap()
+        .clone();
+    assert_eq!(quiet["processed_per_minute"], Value::Null);
+    let table = ok(&fetchq(&url, &["status", "--sample", "0s"]));
+    assert!(
+        table.contains("LAG") && table.contains("PROCESSED/MIN"),
+        "{table}"
+    );
+    assert!(table.contains("late") && table.contains("2m"), "{table}");
+}

@@ -53,6 +53,7 @@ mod migrate;
 mod per_queue;
 mod pick;
 mod queue;
+mod timers;
 
 pub use admin::{BulkAction, BulkProgress};
 pub use browse::{DocCount, DocFilter, LogEntry, MetricPoint};
@@ -66,6 +67,10 @@ pub use metrics::{Counters, MetricValue, StatusCounts};
 pub use migrate::{MIGRATIONS, Migration, MigrationReport, latest_schema_version, migrate};
 pub use pick::{Document, Lease, PickOptions};
 pub use queue::{QueueInfo, validate_queue_name};
+pub use timers::{
+    MetricBatch, TIMER_BUCKETS_MS, Timer, timers_from_export, validate_metric_name,
+    validate_timer_name,
+};
 
 /// Embeds `sql/queries/<name>.sql`: every statement the client sends lives in a file.
 macro_rules! sql {

@@ -57,6 +57,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!(12, "admin", "0012_admin.sql"),
     migration!(13, "metrics_read", "0013_metrics_read.sql"),
     migration!(14, "console", "0014_console.sql"),
+    migration!(15, "timers", "0015_timers.sql"),
 ];
 
 /// Key of the advisory lock that serializes concurrent migrations.

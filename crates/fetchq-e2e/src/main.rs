@@ -1,8 +1,10 @@
 //! A worker process for the multi-process tests. Configured by environment:
 //! `DATABASE_URL`, `E2E_QUEUE` (default `e2e`), `E2E_CONCURRENCY` (16),
 //! `E2E_BATCH` (16), `E2E_LEASE_MS` (5000), `E2E_WORK_MS` (0), `E2E_GRACE_MS`
-//! (10000). Each handled document is recorded in table `e2e_handled`, then
-//! completed. Prints its counters as JSON on a clean exit.
+//! (10000), `E2E_METRICS_ADDR` (unset: no metrics endpoint). Each handled
+//! document is recorded in table `e2e_handled` (timed as the queue's timer
+//! `record`, counted in its custom counter `handled`), then completed. Prints
+//! its counters as JSON on a clean exit.
 
 use std::time::Duration;
 
@@ -31,12 +33,16 @@ impl Handler for Record {
     }
 
     async fn handle(&self, doc: Doc<Value>, ctx: Context) -> Result<Outcome, HandlerError> {
-        sqlx::query("INSERT INTO e2e_handled (subject, pid, token) VALUES ($1, $2, $3)")
-            .bind(&doc.subject)
-            .bind(i64::from(std::process::id()))
-            .bind(ctx.lease().token)
-            .execute(ctx.client().pool())
-            .await?;
+        ctx.time(
+            "record",
+            sqlx::query("INSERT INTO e2e_handled (subject, pid, token) VALUES ($1, $2, $3)")
+                .bind(&doc.subject)
+                .bind(i64::from(std::process::id()))
+                .bind(ctx.lease().token)
+                .execute(ctx.client().pool()),
+        )
+        .await?;
+        ctx.metric_increment("handled", 1)?;
         if !self.work.is_zero() {
             tokio::time::sleep(self.work).await;
         }
@@ -57,7 +63,11 @@ async fn main() -> std::process::ExitCode {
         .batch(env_u64("E2E_BATCH", concurrency as u64) as usize)
         .lease(Duration::from_millis(env_u64("E2E_LEASE_MS", 5000)))
         .idle_poll(Duration::from_millis(200));
-    let runtime = Runtime::new(url)
+    let mut runtime = Runtime::new(url);
+    if let Ok(addr) = std::env::var("E2E_METRICS_ADDR") {
+        runtime = runtime.metrics_addr(addr);
+    }
+    let runtime = runtime
         .register(Record {
             options,
             work: Duration::from_millis(env_u64("E2E_WORK_MS", 0)),

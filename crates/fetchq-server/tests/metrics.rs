@@ -174,9 +174,14 @@ fn parse(text: &str) -> Exposition {
         }
         assert!(fields.next().is_none(), "trailing fields: {line}");
         // a family's samples are contiguous
+        let histogram = ["_bucket", "_sum", "_count"].iter().find_map(|suffix| {
+            name.strip_suffix(suffix)
+                .filter(|f| e.types.get(*f).map(String::as_str) == Some("histogram"))
+        });
         let family = name
             .strip_suffix("_total")
             .filter(|f| e.types.contains_key(*f))
+            .or(histogram)
             .unwrap_or(name);
         let family = if e.types.contains_key(name) {
             name
@@ -421,7 +426,11 @@ async fn promtool_accepts_the_exposition() {
     c.metric_log_increment("q", "profiles_404", 2)
         .await
         .unwrap();
+    c.metric_time("q", "fetch.profile-ms", std::time::Duration::from_millis(3))
+        .await
+        .unwrap();
     let (_, _, text) = scrape(&s, Some(READ)).await;
+    assert!(text.contains("fetchq_timer_seconds_bucket{"), "{text}");
     use std::io::Write;
     let mut child = std::process::Command::new("promtool")
         .args(["check", "metrics"])
@@ -445,4 +454,54 @@ async fn promtool_accepts_the_exposition() {
     assert!(out.status.success(), "promtool: {said}\n{text}");
     // lint problems are printed even when the exit code is 0 in some versions
     assert!(said.trim().is_empty(), "promtool: {said}\n{text}");
+}
+
+#[tokio::test]
+async fn timers_are_histograms_in_seconds_and_in_the_queue_metrics() {
+    let s = Server::start().await;
+    let c = &s.db.client;
+    c.queue_create("q").await.unwrap();
+    c.queue_create("other").await.unwrap();
+    let ms = |n: u64| std::time::Duration::from_millis(n);
+    for t in [1, 3, 3, 40, 70_000] {
+        c.metric_time("q", "fetch_profile", ms(t)).await.unwrap();
+    }
+    c.metric_time("other", "x", ms(1)).await.unwrap();
+    // a timer of a queue that does not exist is not exported
+    c.metric_time("ghost", "x", ms(1)).await.unwrap();
+    let (st, _, text) = scrape(&s, Some(READ)).await;
+    assert_eq!(st, StatusCode::OK);
+    let e = parse(&text);
+    assert_eq!(
+        e.types.get("fetchq_timer_seconds").map(String::as_str),
+        Some("histogram")
+    );
+    let l = |le: &'static str| [("queue", "q"), ("timer", "fetch_profile"), ("le", le)];
+    let bucket = |le| e.get("fetchq_timer_seconds_bucket", &l(le));
+    assert_eq!(bucket("0.001"), Some(1.0));
+    assert_eq!(bucket("0.0025"), Some(1.0));
+    assert_eq!(bucket("0.005"), Some(3.0));
+    assert_eq!(bucket("0.05"), Some(4.0));
+    assert_eq!(bucket("60"), Some(4.0));
+    assert_eq!(bucket("+Inf"), Some(5.0));
+    let lt = [("queue", "q"), ("timer", "fetch_profile")];
+    assert_eq!(e.get("fetchq_timer_seconds_count", &lt), Some(5.0));
+    let sum = e.get("fetchq_timer_seconds_sum", &lt).unwrap();
+    assert!((sum - 70.047).abs() < 1e-9, "{sum}");
+    assert!(!e.queues().contains("ghost"));
+    // the timer's counters are not shown as custom metrics
+    assert!(!text.contains("~t/"), "{text}");
+    // and in the JSON metrics of the queue
+    let (st, m) = s.get("/api/v1/queues/q/metrics", READ).await;
+    assert_eq!(st, StatusCode::OK);
+    let timers = m["timers"].as_array().unwrap();
+    assert_eq!(timers.len(), 1, "{m}");
+    assert_eq!(timers[0]["name"], "fetch_profile");
+    assert_eq!(timers[0]["count"], 5);
+    assert_eq!(timers[0]["sum_ms"], 70_047.0);
+    let buckets = timers[0]["buckets"].as_array().unwrap();
+    assert_eq!(buckets[0]["le_ms"], 1.0);
+    assert_eq!(buckets[0]["count"], 1);
+    assert_eq!(buckets.last().unwrap()["le_ms"], serde_json::Value::Null);
+    assert_eq!(buckets.last().unwrap()["count"], 5);
 }

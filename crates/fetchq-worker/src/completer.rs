@@ -22,7 +22,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
-use fetchq_core::{Client, Error, Lease, Schedule};
+use fetchq_core::{Client, Error, Lease, MetricBatch, Schedule};
 use serde_json::Value;
 use tokio::sync::{Notify, OwnedSemaphorePermit, mpsc};
 use tokio::time::Instant;
@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use crate::handler::Outcome;
 use crate::registry::Registry;
 use crate::stats::{Counters, bump};
+use crate::telemetry::Telemetry;
 use crate::trouble::{Incidents, Trouble};
 
 const MAX_BATCH: usize = 500;
@@ -43,6 +44,8 @@ const MAX_MESSAGE: usize = 2000;
 pub(crate) struct Resolution {
     pub(crate) lease: Lease,
     pub(crate) outcome: Outcome,
+    /// Custom counters and timers the handler recorded, written after the batch.
+    pub(crate) metrics: MetricBatch,
     /// The handler's version and `migrate_to`, to resolve [`Outcome::upgrade`].
     pub(crate) version: i32,
     pub(crate) migrate_to: Option<i32>,
@@ -63,6 +66,9 @@ struct Writer {
     unwritten: std::sync::atomic::AtomicUsize,
     /// Give up: shutdown's deadline passed, or it was forced.
     hard: CancellationToken,
+    /// Custom metrics not written yet (a transient failure keeps them for the next batch).
+    metrics: MetricBatch,
+    telemetry: Telemetry,
 }
 
 /// Runs until every sender is gone and the last batch is written, or until
@@ -76,6 +82,7 @@ pub(crate) async fn run(
     hard: CancellationToken,
     incidents: Incidents,
     wakers: HashMap<String, Vec<Arc<Notify>>>,
+    telemetry: Telemetry,
 ) {
     let mut w = Writer {
         client,
@@ -85,6 +92,8 @@ pub(crate) async fn run(
         incidents,
         unwritten: std::sync::atomic::AtomicUsize::new(0),
         hard,
+        metrics: MetricBatch::default(),
+        telemetry,
     };
     loop {
         let first = tokio::select! {
@@ -98,7 +107,15 @@ pub(crate) async fn run(
             }
             break;
         }
-        let Some(first) = first else { return };
+        let Some(first) = first else {
+            // the last metrics kept after a transient failure: one more try
+            let hard = w.hard.clone();
+            tokio::select! {
+                () = w.write_metrics() => {}
+                () = hard.cancelled() => {}
+            }
+            return;
+        };
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -106,16 +123,26 @@ pub(crate) async fn run(
                 Err(_) => break,
             }
         }
+        for r in &mut batch {
+            w.metrics.append(std::mem::take(&mut r.metrics));
+        }
         // a write blocked in the database (a row lock held elsewhere, a hung
         // connection) must not hold shutdown past its end: give up on it then
         let (n, hard) = (batch.len(), w.hard.clone());
+        let started = Instant::now();
         tokio::select! {
-            () = w.write_batch(batch) => {}
+            () = w.write_batch(batch) => w.telemetry.outcome_batch(started.elapsed()),
             () = hard.cancelled() => {
                 // some of them may have been written: counted as not written
                 w.unwritten.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
                 break;
             }
+        }
+        // the handlers' custom metrics: one more round trip per batch, not per
+        // document, and never in the way of the outcomes (written first)
+        tokio::select! {
+            () = w.write_metrics() => {}
+            () = hard.cancelled() => break,
         }
     }
     // out of time: what is left is not written
@@ -140,7 +167,32 @@ enum Step<T> {
     GaveUp,
 }
 
+/// The most custom metric entries kept while the database refuses them for a
+/// transient reason; past it they are dropped.
+const MAX_PENDING_METRICS: usize = 200_000;
+
 impl Writer {
+    /// Writes the custom metrics gathered so far, once: on a transient failure
+    /// they wait for the next batch (bounded), a permanent refusal drops them
+    /// with an error log. Never retried in a loop, never holds the outcomes.
+    async fn write_metrics(&mut self) {
+        if self.metrics.is_empty() {
+            return;
+        }
+        match self.client.metric_write_batch(&self.metrics).await {
+            Ok(_) => self.metrics.clear(),
+            Err(e) if e.is_transient() && self.metrics.len() <= MAX_PENDING_METRICS => {
+                tracing::debug!(error = %e, entries = self.metrics.len(),
+                    "custom metrics not written: kept for the next batch");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, entries = self.metrics.len(),
+                    "custom metrics refused by the database: dropped");
+                self.metrics.clear();
+            }
+        }
+    }
+
     /// Writes a batch; every resolution ends settled, dropped or abandoned.
     async fn write_batch(&mut self, mut batch: Vec<Resolution>) {
         loop {

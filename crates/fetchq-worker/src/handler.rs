@@ -2,11 +2,13 @@
 //! the outcome it returns.
 
 use std::fmt;
-use std::time::Duration;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use fetchq_core::{Client, Lease, Schedule};
+use fetchq_core::{Client, Lease, MetricBatch, Schedule};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -185,7 +187,13 @@ pub struct Context {
     pub(crate) lease: Lease,
     pub(crate) cancel: CancellationToken,
     pub(crate) span: tracing::Span,
+    /// Custom counters and timers recorded by the handler, written with its outcome.
+    pub(crate) metrics: Arc<Mutex<MetricBatch>>,
 }
+
+/// The most custom metric entries one document's handler may record (an
+/// error past it: a runaway loop must not eat the worker's memory).
+pub const MAX_METRICS_PER_DOC: usize = 10_000;
 
 impl Context {
     /// A context for calling a handler directly (in tests, say); the runtime
@@ -203,6 +211,7 @@ impl Context {
             lease,
             cancel: CancellationToken::new(),
             span: tracing::Span::none(),
+            metrics: Arc::default(),
         }
     }
 
@@ -230,6 +239,101 @@ impl Context {
     /// handler already runs inside it; use it for work spawned elsewhere.
     pub fn span(&self) -> &tracing::Span {
         &self.span
+    }
+
+    fn record(
+        &self,
+        add: impl FnOnce(&mut MetricBatch) -> fetchq_core::Result<()>,
+    ) -> fetchq_core::Result<()> {
+        let mut batch = self.metrics.lock().unwrap_or_else(|p| p.into_inner());
+        if batch.len() >= MAX_METRICS_PER_DOC {
+            return Err(fetchq_core::Error::InvalidArgument {
+                message: format!(
+                    "a handler records at most {MAX_METRICS_PER_DOC} metrics per document"
+                ),
+            });
+        }
+        add(&mut batch)
+    }
+
+    /// Adds `increment` to the custom counter `name` of this document's queue.
+    /// Nothing is sent now: it is written with the handler's outcome, in the
+    /// same batch as the other documents' (no round trip per call), and
+    /// dropped if the outcome is (the lease was lost, shutdown released the
+    /// document). Read it with `Client::metric_get`, `GET /metrics`
+    /// (`fetchq_custom`) or SQL `fetchq.metric_get`.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidArgument`](fetchq_core::Error::InvalidArgument) for a bad name
+    /// (1 to 100 characters, no NUL, not starting with `~t/`) or past
+    /// [`MAX_METRICS_PER_DOC`] entries; nothing is recorded then.
+    ///
+    /// ```no_run
+    /// # async fn run(client: fetchq_core::Client, doc: fetchq_core::Document) -> fetchq_core::Result<()> {
+    /// let ctx = fetchq_worker::Context::new(client, doc.lease.clone());
+    /// ctx.metric_increment("profiles_404", 1)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn metric_increment(&self, name: &str, increment: i64) -> fetchq_core::Result<()> {
+        self.record(|b| b.increment(&self.lease.queue, name, increment))
+    }
+
+    /// Records that the timer `name` of this document's queue took `elapsed`
+    /// (written as [`metric_increment`](Self::metric_increment) is).
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidArgument`](fetchq_core::Error::InvalidArgument) for a bad
+    /// timer name (see [`fetchq_core::validate_timer_name`]), a time past
+    /// 10^9 ms or past [`MAX_METRICS_PER_DOC`] entries; nothing is recorded then.
+    ///
+    /// ```no_run
+    /// # async fn run(client: fetchq_core::Client, doc: fetchq_core::Document) -> fetchq_core::Result<()> {
+    /// let ctx = fetchq_worker::Context::new(client, doc.lease.clone());
+    /// ctx.metric_time("fetch_profile", std::time::Duration::from_millis(42))?;
+    /// # Ok(()) }
+    /// ```
+    pub fn metric_time(&self, name: &str, elapsed: Duration) -> fetchq_core::Result<()> {
+        self.record(|b| b.time(&self.lease.queue, name, elapsed))
+    }
+
+    /// Runs `fut` and records how long it took under the timer `name` of this
+    /// document's queue (see [`metric_time`](Self::metric_time)); returns its
+    /// output. A bad timer name does not change the result: the time is not
+    /// recorded and a warning is logged (check names with
+    /// [`fetchq_core::validate_timer_name`] or use `metric_time` for the error).
+    ///
+    /// ```no_run
+    /// # async fn fetch(url: &str) -> String { String::new() }
+    /// # async fn run(client: fetchq_core::Client, doc: fetchq_core::Document) {
+    /// let ctx = fetchq_worker::Context::new(client, doc.lease.clone());
+    /// let body = ctx.time("fetch_profile", fetch("https://example.com")).await;
+    /// # let _ = body;
+    /// # }
+    /// ```
+    pub async fn time<F: Future>(&self, name: &str, fut: F) -> F::Output {
+        let started = Instant::now();
+        let out = fut.await;
+        if let Err(e) = self.metric_time(name, started.elapsed()) {
+            tracing::warn!(timer = %name.chars().take(80).collect::<String>(), error = %e,
+                "time not recorded");
+        }
+        out
+    }
+
+    /// What this context recorded so far and has not handed over for writing
+    /// (for tests calling a handler directly).
+    pub fn recorded_metrics(&self) -> MetricBatch {
+        self.metrics
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Takes what was recorded, leaving nothing.
+    pub(crate) fn take_metrics(&self) -> MetricBatch {
+        std::mem::take(&mut *self.metrics.lock().unwrap_or_else(|p| p.into_inner()))
     }
 }
 

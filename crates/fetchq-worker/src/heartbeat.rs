@@ -9,6 +9,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::registry::Registry;
+use crate::telemetry::Telemetry;
 use crate::trouble::{Incidents, Trouble};
 
 /// How often to look, given the shortest lease of the registered handlers.
@@ -23,6 +24,7 @@ pub(crate) async fn run(
     tick: Duration,
     stop: CancellationToken,
     incidents: Incidents,
+    telemetry: Telemetry,
 ) {
     let mut trouble = Trouble::new("heartbeat", &incidents);
     let mut interval = tokio::time::interval(tick);
@@ -41,6 +43,7 @@ pub(crate) async fn run(
             match extended {
                 Ok(held) => {
                     trouble.ok();
+                    telemetry.heartbeat(leases.len());
                     let until = now + duration;
                     for lease in &leases {
                         if held.contains(&lease.subject) {

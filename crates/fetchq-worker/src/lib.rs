@@ -49,12 +49,14 @@ mod pool;
 mod registry;
 mod runtime;
 mod stats;
+mod telemetry;
 mod trouble;
 
 pub use async_trait::async_trait;
 pub use fetchq_core;
 pub use handler::{
-    Context, Doc, Handler, HandlerError, HandlerOptions, IntoHandlerResult, Outcome,
+    Context, Doc, Handler, HandlerError, HandlerOptions, IntoHandlerResult, MAX_METRICS_PER_DOC,
+    Outcome,
 };
 pub use runtime::{Runtime, Source, WorkerError};
 pub use stats::{HandlerStats, Stats};

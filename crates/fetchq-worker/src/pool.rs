@@ -21,6 +21,7 @@ use crate::erased::Registered;
 use crate::handler::{Context, HandlerError, Outcome};
 use crate::registry::{Entry, Registry, State};
 use crate::stats::{Counters, bump};
+use crate::telemetry::Telemetry;
 use crate::trouble::{Incidents, Trouble};
 
 /// What a pool shares with the rest of the runtime.
@@ -40,6 +41,7 @@ pub(crate) struct Shared {
     /// How long cancelled handlers get to return after `deadline`.
     pub(crate) cancel_wait: Duration,
     pub(crate) incidents: Incidents,
+    pub(crate) telemetry: Telemetry,
 }
 
 /// How long a busy pool waits for more free slots before a small pick.
@@ -56,6 +58,7 @@ pub(crate) async fn run(
 ) {
     let opts = &reg.options;
     let name = opts.name();
+    shared.telemetry.attach(&counters, &opts.queue, &name);
     let pick = PickOptions::new()
         .version(opts.version)
         .lease(opts.lease)
@@ -97,12 +100,16 @@ pub(crate) async fn run(
         waited = false;
         let limit = i32::try_from(free.min(opts.batch)).unwrap_or(i32::MAX);
         let this_pick = pick.limit(limit);
+        let started = Instant::now();
         let picked = tokio::select! {
             // an empty pick also says when the next planned document is due
             p = shared.client.pick_idle(&opts.queue, &this_pick) => p,
             // stuck on an unreachable server past the deadline: give up on it
             _ = shared.deadline.cancelled() => break,
         };
+        if picked.is_ok() {
+            shared.telemetry.picked(&counters, started.elapsed());
+        }
         match picked {
             Ok((docs, next_due)) if docs.is_empty() => {
                 trouble.ok();
@@ -182,18 +189,29 @@ fn spawn(
         lease: doc.lease.clone(),
         cancel: cancel.clone(),
         span: span.clone(),
+        metrics: Default::default(),
     };
+    let recorded = ctx.clone();
     let lease = doc.lease.clone();
     let future = reg.handler.call(doc, ctx);
     let (max_runtime, version, migrate_to) = (opts.max_runtime, opts.version, opts.migrate_to);
     let shared = shared.clone();
     let counters = counters.clone();
+    // counted in flight until handed over (or given up), however the task
+    // ends: aborted before it first runs too (the guard lives in its future)
+    bump(&counters.in_flight, 1);
+    let in_flight = InFlight(counters.clone());
     tasks.spawn(
         async move {
+            let _in_flight = in_flight;
             // the handler runs in its own task: a panic is caught, not spread;
             // the guard aborts it if this task is aborted
+            let started = Instant::now();
             let handle = AbortOnDrop(tokio::spawn(future.in_current_span()));
             let outcome = run_handler(handle, max_runtime, &cancel, &counters).await;
+            shared
+                .telemetry
+                .handled(&counters, outcome.kind(), started.elapsed());
             if shared.deadline.is_cancelled() && matches!(outcome, Outcome::Reject { .. }) {
                 // cut short by shutdown, which is not the document's fault: it
                 // stays held (running) and the drain releases it, so no attempt
@@ -222,6 +240,7 @@ fn spawn(
             let resolution = Resolution {
                 lease,
                 outcome,
+                metrics: recorded.take_metrics(),
                 version,
                 migrate_to,
                 counters,
@@ -233,6 +252,17 @@ fn spawn(
         }
         .instrument(span),
     );
+}
+
+/// Takes a document off the in-flight count when dropped.
+struct InFlight(Arc<Counters>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0
+            .in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<Result<Outcome, HandlerError>>);

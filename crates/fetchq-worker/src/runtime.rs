@@ -18,6 +18,7 @@ use crate::handler::Handler;
 use crate::pool::Shared;
 use crate::registry::Registry;
 use crate::stats::Stats;
+use crate::telemetry::Telemetry;
 use crate::trouble::{Incidents, Trouble};
 use crate::{completer, heartbeat, leader, notifier, pool};
 
@@ -106,6 +107,16 @@ pub struct Runtime {
     max_connections: u32,
     acquire_timeout: Duration,
     max_pending_outcomes: Option<usize>,
+    #[cfg(feature = "metrics")]
+    metrics: Option<MetricsBind>,
+}
+
+/// Where the metrics endpoint listens.
+#[cfg(feature = "metrics")]
+#[derive(Debug)]
+enum MetricsBind {
+    Addr(String),
+    Listener(std::net::TcpListener),
 }
 
 /// How much of `shutdown_timeout` is kept, at most, for releasing the
@@ -130,7 +141,48 @@ impl Runtime {
             max_connections: 20,
             acquire_timeout: Duration::from_secs(5),
             max_pending_outcomes: None,
+            #[cfg(feature = "metrics")]
+            metrics: None,
         }
+    }
+
+    /// Serves this process's metrics in the Prometheus text format at
+    /// `http://<addr>/metrics` while the runtime runs (feature `metrics`):
+    /// `fetchq_handler_duration_seconds{queue,handler,outcome}` (histogram),
+    /// `fetchq_worker_documents_in_flight`, picks and their latency, written
+    /// outcomes, handler failures, lease losses, heartbeats, outcome batches
+    /// and their latency, database errors by activity. Labels are queue and
+    /// handler names, never subjects. [`run`](Self::run) fails with
+    /// [`WorkerError::Config`] when the address cannot be bound.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), fetchq_worker::WorkerError> {
+    /// fetchq_worker::Runtime::new("postgres://localhost/app")
+    ///     .metrics_addr("0.0.0.0:9464")
+    ///     // .register(...)
+    ///     .run()
+    ///     .await
+    /// # }
+    /// ```
+    #[cfg(feature = "metrics")]
+    pub fn metrics_addr(mut self, addr: impl Into<String>) -> Self {
+        self.metrics = Some(MetricsBind::Addr(addr.into()));
+        self
+    }
+
+    /// As [`metrics_addr`](Self::metrics_addr), on a listener already bound
+    /// (a random port for tests, a socket handed over by a supervisor).
+    ///
+    /// ```no_run
+    /// let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    /// println!("metrics at http://{}/metrics", listener.local_addr().unwrap());
+    /// let runtime = fetchq_worker::Runtime::new("postgres://localhost/app").metrics_listener(listener);
+    /// # let _ = runtime;
+    /// ```
+    #[cfg(feature = "metrics")]
+    pub fn metrics_listener(mut self, listener: std::net::TcpListener) -> Self {
+        self.metrics = Some(MetricsBind::Listener(listener));
+        self
     }
 
     /// Adds a handler; invalid options make [`run`](Self::run) fail.
@@ -256,13 +308,42 @@ impl Runtime {
     /// when the schema cannot be installed or a queue created, and
     /// [`WorkerError::Forced`] after a forced shutdown. Database trouble while
     /// running is retried with backoff, not returned.
-    pub async fn run(self) -> Result<(), WorkerError> {
+    #[cfg_attr(not(feature = "metrics"), allow(unused_mut))]
+    pub async fn run(mut self) -> Result<(), WorkerError> {
         if let Some(e) = self.errors.first() {
             return Err(WorkerError::Config(e.clone()));
         }
         if self.handlers.is_empty() {
             return Err(WorkerError::Config("no handler registered".into()));
         }
+        let incidents = Incidents::default();
+        #[allow(unused_mut)]
+        let mut telemetry = Telemetry::default();
+        #[cfg(feature = "metrics")]
+        let metrics_listener = match self.metrics.take() {
+            None => None,
+            Some(bind) => {
+                let listener = match bind {
+                    MetricsBind::Addr(addr) => tokio::net::TcpListener::bind(&addr)
+                        .await
+                        .map_err(|e| WorkerError::Config(format!("metrics_addr {addr}: {e}")))?,
+                    MetricsBind::Listener(l) => l
+                        .set_nonblocking(true)
+                        .and_then(|()| tokio::net::TcpListener::from_std(l))
+                        .map_err(|e| WorkerError::Config(format!("metrics_listener: {e}")))?,
+                };
+                let exporter = Arc::new(crate::telemetry::prom::Exporter::new(
+                    self.stats.clone(),
+                    incidents.clone(),
+                    telemetry.counters.clone(),
+                ));
+                telemetry.exporter = Some(exporter.clone());
+                if let Ok(addr) = listener.local_addr() {
+                    tracing::info!(%addr, "serving metrics at /metrics");
+                }
+                Some((listener, exporter))
+            }
+        };
         let pool = match &self.source {
             Source::Pool(pool) => pool.clone(),
             Source::Url(url) => PgPoolOptions::new()
@@ -275,7 +356,6 @@ impl Runtime {
         if self.signals {
             spawn_signal_handler(self.shutdown.clone(), self.force.clone());
         }
-        let incidents = Incidents::default();
         self.setup(&client, &incidents).await?;
 
         // shutdown's clock: handlers are cancelled at `deadline`, writing
@@ -322,6 +402,7 @@ impl Runtime {
             hard.clone(),
             incidents.clone(),
             wakers.clone(),
+            telemetry.clone(),
         ));
         let shortest = self
             .handlers
@@ -335,7 +416,16 @@ impl Runtime {
             heartbeat::tick_for(shortest),
             background.clone(),
             incidents.clone(),
+            telemetry.clone(),
         ));
+        #[cfg(feature = "metrics")]
+        if let Some((listener, exporter)) = metrics_listener {
+            services.spawn(crate::telemetry::prom::serve(
+                listener,
+                exporter,
+                background.clone(),
+            ));
+        }
         if let Some(every) = self.maintenance {
             services.spawn(leader::run(
                 client.clone(),
@@ -355,6 +445,7 @@ impl Runtime {
             hard,
             cancel_wait: reserve / 2,
             incidents: incidents.clone(),
+            telemetry,
         };
         let mut pools = JoinSet::new();
         for (reg, wake) in self.handlers.into_iter().zip(wakes) {

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// Counters of one handler in this process.
 #[derive(Debug, Default)]
@@ -19,6 +19,15 @@ pub(crate) struct Counters {
     pub(crate) lease_lost: AtomicU64,
     pub(crate) released: AtomicU64,
     pub(crate) refused: AtomicU64,
+    /// Pick round trips.
+    pub(crate) picks: AtomicU64,
+    /// Documents picked and not handed over for writing yet.
+    pub(crate) in_flight: AtomicU64,
+    /// The handler's queue (set when its pool starts).
+    pub(crate) queue: OnceLock<String>,
+    /// Its histograms, when metrics are exported.
+    #[cfg(feature = "metrics")]
+    pub(crate) histograms: OnceLock<crate::telemetry::prom::HandlerHistograms>,
 }
 
 pub(crate) fn bump(counter: &AtomicU64, n: u64) {
@@ -76,6 +85,13 @@ impl Stats {
     pub(crate) fn handler(&self, name: &str) -> Arc<Counters> {
         let mut map = self.handlers.lock().unwrap_or_else(|e| e.into_inner());
         map.entry(name.to_owned()).or_default().clone()
+    }
+
+    /// Every handler's counters, by name.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn handlers(&self) -> Vec<(String, Arc<Counters>)> {
+        let map = self.handlers.lock().unwrap_or_else(|e| e.into_inner());
+        map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 
     /// The counters of every handler, by name.

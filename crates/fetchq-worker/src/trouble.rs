@@ -36,6 +36,33 @@ struct State {
     failing: HashMap<String, Instant>,
     /// Incidents opened so far (for tests and logs).
     incidents: u64,
+    /// Failures so far, by activity kind (for the metrics).
+    errors: std::collections::BTreeMap<&'static str, u64>,
+}
+
+/// The activity kinds of the database error metrics.
+#[cfg(feature = "metrics")]
+pub(crate) const ACTIVITIES: [&str; 7] = [
+    "pick",
+    "heartbeat",
+    "outcomes",
+    "maintenance",
+    "notifications",
+    "startup",
+    "other",
+];
+
+/// The bounded label of an activity (a pool's names its handler).
+fn activity_kind(activity: &str) -> &'static str {
+    match activity {
+        a if a.starts_with("picking") => "pick",
+        "heartbeat" => "heartbeat",
+        "writing outcomes" => "outcomes",
+        "maintenance" => "maintenance",
+        "listening for notifications" => "notifications",
+        "starting up" => "startup",
+        _ => "other",
+    }
 }
 
 /// The runtime's database incidents, shared by every activity.
@@ -51,6 +78,7 @@ impl Incidents {
 
     fn failure(&self, activity: &str, err: &dyn std::fmt::Display, streak: u32, now: Instant) {
         let mut state = self.lock();
+        *state.errors.entry(activity_kind(activity)).or_default() += 1;
         state.failing.insert(activity.to_owned(), now);
         match &mut state.open {
             Some(open) => {
@@ -94,6 +122,12 @@ impl Incidents {
             }
             state.failing.clear();
         }
+    }
+
+    /// Database failures so far, by activity kind.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn errors_by_activity(&self) -> Vec<(&'static str, u64)> {
+        self.lock().errors.iter().map(|(k, v)| (*k, *v)).collect()
     }
 
     /// How many incidents were opened so far.

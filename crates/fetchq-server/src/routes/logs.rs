@@ -133,10 +133,54 @@ pub struct MetricsOut {
     /// Snapshots since `since`, oldest first.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub history: Option<Vec<PointView>>,
+    /// The queue's timers (`ctx.time`, `Client::metric_time`, SQL
+    /// `fetchq.metric_time`), exact at read, by name.
+    pub timers: Vec<TimerView>,
 }
 
-/// The counters of a queue (exact at read: the counter writes not packed yet
-/// are added, nothing is packed), and their history.
+/// A timer: how many times were recorded, their sum and the histogram.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TimerView {
+    /// The timer's name.
+    pub name: String,
+    /// How many times were recorded.
+    pub count: u64,
+    /// Their sum, in milliseconds.
+    pub sum_ms: f64,
+    /// Cumulative buckets: how many times were at most `le_ms` milliseconds
+    /// (the last bucket has `le_ms` null: +Inf, its count is `count`).
+    pub buckets: Vec<BucketView>,
+}
+
+/// One cumulative histogram bucket.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BucketView {
+    /// The upper bound in milliseconds; null for +Inf.
+    pub le_ms: Option<f64>,
+    /// How many times were at most that.
+    pub count: u64,
+}
+
+impl From<fetchq_core::Timer> for TimerView {
+    fn from(t: fetchq_core::Timer) -> Self {
+        Self {
+            name: t.name,
+            count: t.count,
+            sum_ms: t.sum_ms,
+            buckets: t
+                .buckets
+                .into_iter()
+                .map(|(le, count)| BucketView {
+                    le_ms: le.is_finite().then_some(le),
+                    count,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The counters and timers of a queue (exact at read: the counter writes not
+/// packed yet are added, nothing is packed), and the counters' history.
 #[utoipa::path(get, path = "/api/v1/queues/{queue}/metrics", tag = "inspect", security(("bearer" = ["read"])),
     params(("queue" = String, Path, description = "queue name"), MetricsQuery),
     responses((status = 200, body = MetricsOut), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
@@ -162,6 +206,7 @@ pub async fn metrics(
     // a missing queue is a 404 even where the counters would read as zeros
     state.client.queue_status(&queue).await?;
     let counters = state.client.metric_get_common(&queue).await?;
+    let timers = state.client.timer_list(Some(&queue)).await?;
     let history = match since {
         None => None,
         Some(t) => Some(
@@ -177,5 +222,6 @@ pub async fn metrics(
     Ok(Json(MetricsOut {
         counters: counters.into(),
         history,
+        timers: timers.into_iter().map(TimerView::from).collect(),
     }))
 }

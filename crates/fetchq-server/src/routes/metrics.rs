@@ -1,5 +1,5 @@
-//! `GET /metrics`: every queue's counters, lag and state in the Prometheus
-//! text exposition format (version 0.0.4), read in one call
+//! `GET /metrics`: every queue's counters, lag, state and timers in the
+//! Prometheus text exposition format (version 0.0.4), read in one call
 //! ([`fetchq_core::Client::metric_export`], O(queues), never O(documents)).
 
 use std::collections::BTreeMap;
@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use fetchq_core::ExportedValue;
+use fetchq_core::{ExportedValue, timers_from_export};
 
 use crate::auth::{Authorized, need};
 use crate::error::ApiError;
@@ -45,6 +45,7 @@ fn is_engine_counter(metric: &str) -> bool {
         || EVENTS.iter().any(|(_, m)| *m == metric)
         || metric == "cnt"
         || metric == "err"
+        || metric.starts_with("~t/")
         || metric
             .strip_prefix('v')
             .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
@@ -202,6 +203,39 @@ pub fn render(values: &[ExportedValue]) -> String {
                 );
             }
         }
+    }
+    family(
+        &mut out,
+        "fetchq_timer_seconds",
+        "histogram",
+        "The queue's timers (ctx.time, metric_time), in seconds, by name.",
+    );
+    for t in timers_from_export(values) {
+        if !queues.contains_key(t.queue.as_str()) {
+            continue;
+        }
+        let labels = [("queue", t.queue.as_str()), ("timer", t.name.as_str())];
+        for (le_ms, count) in &t.buckets {
+            let le = number(le_ms / 1000.0);
+            sample(
+                &mut out,
+                "fetchq_timer_seconds_bucket",
+                &[labels[0], labels[1], ("le", &le)],
+                *count as f64,
+            );
+        }
+        sample(
+            &mut out,
+            "fetchq_timer_seconds_sum",
+            &labels,
+            t.sum_ms / 1000.0,
+        );
+        sample(
+            &mut out,
+            "fetchq_timer_seconds_count",
+            &labels,
+            t.count as f64,
+        );
     }
     out
 }

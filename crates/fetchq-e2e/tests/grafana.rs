@@ -102,33 +102,6 @@ fn substitute(expr: &str) -> String {
         .replace("$__rate_interval", "20s")
 }
 
-fn promtool_metrics(promtool: &Path, what: &str, text: &str) {
-    use std::io::Write;
-    let mut child = Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && said.trim().is_empty(),
-        "promtool check metrics on {what}: {said}\n{text}"
-    );
-}
-
 async fn push_wave(c: &fetchq_core::Client, wave: usize, n: usize) {
     let docs: Vec<NewDoc> = (0..n)
         .map(|i| NewDoc::new(format!("w{wave}-{i}")))
@@ -349,7 +322,7 @@ async fn every_board_query_returns_series_from_a_real_prometheus() {
         .text()
         .await
         .unwrap();
-    promtool_metrics(&promtool, "fetchq serve", &server_text);
+    fetchq_testing::promtool_check_metrics(Some(&promtool), "fetchq serve", &server_text);
     let worker_text = http
         .get(format!("http://{worker_addr}/metrics"))
         .send()
@@ -358,7 +331,7 @@ async fn every_board_query_returns_series_from_a_real_prometheus() {
         .text()
         .await
         .unwrap();
-    promtool_metrics(&promtool, "the worker", &worker_text);
+    fetchq_testing::promtool_check_metrics(Some(&promtool), "the worker", &worker_text);
 
     drop(worker);
     let _ = stop_server.send(());

@@ -431,29 +431,11 @@ async fn promtool_accepts_the_exposition() {
         .unwrap();
     let (_, _, text) = scrape(&s, Some(READ)).await;
     assert!(text.contains("fetchq_timer_seconds_bucket{"), "{text}");
-    use std::io::Write;
-    let mut child = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "promtool: {said}\n{text}");
-    // lint problems are printed even when the exit code is 0 in some versions
-    assert!(said.trim().is_empty(), "promtool: {said}\n{text}");
+    assert!(fetchq_testing::promtool_check_metrics(
+        None,
+        "fetchq serve",
+        &text
+    ));
 }
 
 #[tokio::test]

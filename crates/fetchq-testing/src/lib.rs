@@ -305,3 +305,49 @@ pub async fn mixed_workload(client: &Client, queue: &str, docs: i32) {
         }
     }
 }
+
+/// Runs `promtool check metrics` (at `promtool`, or found on `PATH`) on a
+/// Prometheus exposition and panics, naming `what`, on any complaint (some
+/// versions print lint problems with exit code 0). Returns false, with a
+/// note, when promtool is missing; under `CI=true` that fails instead.
+///
+/// ```no_run
+/// let text = "# HELP up Up.\n# TYPE up gauge\nup 1\n";
+/// fetchq_testing::promtool_check_metrics(None, "an example", text);
+/// ```
+pub fn promtool_check_metrics(promtool: Option<&std::path::Path>, what: &str, text: &str) -> bool {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let program = promtool.map_or_else(
+        || std::path::PathBuf::from("promtool"),
+        std::path::Path::to_path_buf,
+    );
+    let Ok(mut child) = Command::new(&program)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "promtool is missing on CI (apt-get install prometheus)"
+        );
+        eprintln!("NOTE: promtool not found (apt-get install prometheus): promtool check skipped");
+        return false;
+    };
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(text.as_bytes()).expect("write to promtool");
+    }
+    let out = child.wait_with_output().expect("promtool ran");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool check metrics on {what}: {said}\n{text}"
+    );
+    true
+}

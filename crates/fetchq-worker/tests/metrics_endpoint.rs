@@ -160,7 +160,7 @@ async fn the_worker_serves_its_metrics_over_http() {
     // anything else is a 404
     assert_eq!(get(&format!("{base}/")).await.0, 404);
     assert_eq!(get(&format!("{base}/metricsx")).await.0, 404);
-    promtool(&text);
+    fetchq_testing::promtool_check_metrics(None, "the worker", &text);
     stop.cancel();
     run.await.unwrap().unwrap();
 }
@@ -183,41 +183,5 @@ async fn an_address_that_cannot_be_bound_is_a_config_error() {
     assert!(
         matches!(err, fetchq_worker::WorkerError::Config(ref m) if m.contains(&addr)),
         "{err}"
-    );
-}
-
-/// `promtool check metrics` on the exposition (skipped with a note when
-/// promtool is missing; CI installs it).
-fn promtool(text: &str) {
-    use std::io::Write;
-    let Ok(mut child) = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-    else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "promtool is missing on CI"
-        );
-        eprintln!("NOTE: promtool not found (apt-get install prometheus): promtool check skipped");
-        return;
-    };
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && said.trim().is_empty(),
-        "promtool: {said}\n{text}"
     );
 }

@@ -7,8 +7,8 @@ mod common;
 
 use common::{ADMIN, READ, Server};
 use fetchq_core::{NewDoc, Status};
-use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, COOKIE, LOCATION, SET_COOKIE};
+use reqwest::{Method, StatusCode};
 
 fn hex(s: &str) -> String {
     s.bytes().map(|b| format!("{b:02x}")).collect()
@@ -23,6 +23,23 @@ fn no_redirects() -> reqwest::Client {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap()
+}
+
+/// A request carrying the cookie header `cookie` and, if given, a CSRF header.
+async fn signed(
+    s: &Server,
+    method: Method,
+    path: &str,
+    cookie: &str,
+    csrf: Option<&str>,
+) -> reqwest::Response {
+    let mut req = no_redirects()
+        .request(method, s.url(path))
+        .header(COOKIE, cookie);
+    if let Some(token) = csrf {
+        req = req.header("x-csrf-token", token);
+    }
+    req.send().await.unwrap()
 }
 
 async fn page(s: &Server, path: &str, token: &str) -> (StatusCode, String) {
@@ -97,7 +114,7 @@ async fn the_printed_url_signs_in_with_a_strict_http_only_cookie() {
         "/login?next=%2Fconsole%2Fqueues%2Fq%2Fdocs%3Fstatus%3Ddead"
     );
     // a program asking `/` still gets the JSON index
-    let (status, body) = s.call(reqwest::Method::GET, "/", None, None).await;
+    let (status, body) = s.call(Method::GET, "/", None, None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["console"], "/ (in a browser)");
 }
@@ -106,58 +123,47 @@ async fn the_printed_url_signs_in_with_a_strict_http_only_cookie() {
 async fn a_cookie_signed_change_needs_the_csrf_header_of_its_session() {
     let s = Server::start().await;
     s.db.client.queue_create("q").await.unwrap();
-    let url = s.url("/api/v1/queues/q/pause");
-    let http = no_redirects();
+    let pause = "/api/v1/queues/q/pause";
     // no header, a wrong one, another session's: refused, nothing changed
     for header in [
         None,
         Some("x".repeat(64)),
         Some(fetchq_server::csrf_token(READ)),
     ] {
-        let mut req = http.post(&url).header(COOKIE, cookie(ADMIN));
-        if let Some(h) = header {
-            req = req.header("x-csrf-token", h);
-        }
-        let res = req.send().await.unwrap();
+        let res = signed(&s, Method::POST, pause, &cookie(ADMIN), header.as_deref()).await;
         assert_eq!(res.status(), StatusCode::FORBIDDEN);
         let body: serde_json::Value = res.json().await.unwrap();
         assert_eq!(body["error"]["code"], "csrf");
     }
     assert!(s.db.client.queue_status("q").await.unwrap().is_active);
     // reads need no header; the right header acts
-    let res = http
-        .get(s.url("/api/v1/queues/q"))
-        .header(COOKIE, cookie(ADMIN))
-        .send()
-        .await
-        .unwrap();
+    let res = signed(&s, Method::GET, "/api/v1/queues/q", &cookie(ADMIN), None).await;
     assert_eq!(res.status(), StatusCode::OK);
-    let res = http
-        .post(&url)
-        .header(COOKIE, cookie(ADMIN))
-        .header("x-csrf-token", fetchq_server::csrf_token(ADMIN))
-        .send()
-        .await
-        .unwrap();
+    let csrf = fetchq_server::csrf_token(ADMIN);
+    let res = signed(&s, Method::POST, pause, &cookie(ADMIN), Some(&csrf)).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert!(!s.db.client.queue_status("q").await.unwrap().is_active);
     // a read session with its own CSRF token still lacks the scope
-    let res = http
-        .post(s.url("/api/v1/queues/q/resume"))
-        .header(COOKIE, cookie(READ))
-        .header("x-csrf-token", fetchq_server::csrf_token(READ))
-        .send()
-        .await
-        .unwrap();
+    let csrf = fetchq_server::csrf_token(READ);
+    let res = signed(
+        &s,
+        Method::POST,
+        "/api/v1/queues/q/resume",
+        &cookie(READ),
+        Some(&csrf),
+    )
+    .await;
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
     assert!(!s.db.client.queue_status("q").await.unwrap().is_active);
     // a garbage cookie is no session
-    let res = http
-        .get(s.url("/api/v1/queues"))
-        .header(COOKIE, "fetchq_session=zz; other=1")
-        .send()
-        .await
-        .unwrap();
+    let res = signed(
+        &s,
+        Method::GET,
+        "/api/v1/queues",
+        "fetchq_session=zz; other=1",
+        None,
+    )
+    .await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
 }
 

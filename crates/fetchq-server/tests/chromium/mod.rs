@@ -95,36 +95,28 @@ impl Browser {
         }
     }
 
-    pub async fn text(&self, css: &str) -> String {
-        let el = self
-            .client
+    /// The element `css` selects, waited for up to 15 s.
+    pub async fn element(&self, css: &str) -> fantoccini::elements::Element {
+        self.client
             .wait()
             .at_most(Duration::from_secs(15))
             .for_element(Locator::Css(css))
             .await
-            .unwrap_or_else(|e| panic!("no {css}: {e}"));
+            .unwrap_or_else(|e| panic!("no {css}: {e}"))
+    }
+
+    pub async fn text(&self, css: &str) -> String {
+        let el = self.element(css).await;
         el.text().await.unwrap()
     }
 
     pub async fn click(&self, css: &str) {
-        let el = self
-            .client
-            .wait()
-            .at_most(Duration::from_secs(15))
-            .for_element(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("no {css}: {e}"));
+        let el = self.element(css).await;
         el.click().await.unwrap();
     }
 
     pub async fn fill(&self, css: &str, value: &str) {
-        let el = self
-            .client
-            .wait()
-            .at_most(Duration::from_secs(15))
-            .for_element(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("no {css}: {e}"));
+        let el = self.element(css).await;
         el.clear().await.unwrap();
         el.send_keys(value).await.unwrap();
     }

@@ -60,3 +60,5 @@ pub use handler::{
 };
 pub use runtime::{Runtime, Source, WorkerError};
 pub use stats::{HandlerStats, Stats};
+#[cfg(feature = "otlp")]
+pub use telemetry::otlp::OtlpOptions;

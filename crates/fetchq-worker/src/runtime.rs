@@ -109,6 +109,8 @@ pub struct Runtime {
     max_pending_outcomes: Option<usize>,
     #[cfg(feature = "metrics")]
     metrics: Option<MetricsBind>,
+    #[cfg(feature = "otlp")]
+    otlp: Option<crate::OtlpOptions>,
 }
 
 /// Where the metrics endpoint listens.
@@ -118,6 +120,12 @@ enum MetricsBind {
     Addr(String),
     Listener(std::net::TcpListener),
 }
+
+/// The bound metrics endpoint, when asked for.
+#[cfg(feature = "metrics")]
+type MetricsListener = Option<tokio::net::TcpListener>;
+#[cfg(not(feature = "metrics"))]
+type MetricsListener = ();
 
 /// How much of `shutdown_timeout` is kept, at most, for releasing the
 /// documents of cancelled handlers and writing the last outcomes.
@@ -143,6 +151,8 @@ impl Runtime {
             max_pending_outcomes: None,
             #[cfg(feature = "metrics")]
             metrics: None,
+            #[cfg(feature = "otlp")]
+            otlp: None,
         }
     }
 
@@ -182,6 +192,29 @@ impl Runtime {
     #[cfg(feature = "metrics")]
     pub fn metrics_listener(mut self, listener: std::net::TcpListener) -> Self {
         self.metrics = Some(MetricsBind::Listener(listener));
+        self
+    }
+
+    /// Pushes this process's metrics to an OpenTelemetry collector over
+    /// OTLP/HTTP while the runtime runs (feature `otlp`): the same families
+    /// as [`metrics_addr`](Self::metrics_addr), named without their
+    /// `_total`/`_seconds` suffixes, cumulative. The last values are pushed
+    /// at shutdown. A collector that is down or slow costs a failed push
+    /// (logged at debug by the SDK), never a handler or a pick.
+    /// [`run`](Self::run) fails with [`WorkerError::Config`] on bad options.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), fetchq_worker::WorkerError> {
+    /// fetchq_worker::Runtime::new("postgres://localhost/app")
+    ///     .otlp(fetchq_worker::OtlpOptions::new().endpoint("http://otel-collector:4318"))
+    ///     // .register(...)
+    ///     .run()
+    ///     .await
+    /// # }
+    /// ```
+    #[cfg(feature = "otlp")]
+    pub fn otlp(mut self, options: crate::OtlpOptions) -> Self {
+        self.otlp = Some(options);
         self
     }
 
@@ -317,33 +350,8 @@ impl Runtime {
             return Err(WorkerError::Config("no handler registered".into()));
         }
         let incidents = Incidents::default();
-        #[allow(unused_mut)]
-        let mut telemetry = Telemetry::default();
-        #[cfg(feature = "metrics")]
-        let metrics_listener = match self.metrics.take() {
-            None => None,
-            Some(bind) => {
-                let listener = match bind {
-                    MetricsBind::Addr(addr) => tokio::net::TcpListener::bind(&addr)
-                        .await
-                        .map_err(|e| WorkerError::Config(format!("metrics_addr {addr}: {e}")))?,
-                    MetricsBind::Listener(l) => l
-                        .set_nonblocking(true)
-                        .and_then(|()| tokio::net::TcpListener::from_std(l))
-                        .map_err(|e| WorkerError::Config(format!("metrics_listener: {e}")))?,
-                };
-                let exporter = Arc::new(crate::telemetry::prom::Exporter::new(
-                    self.stats.clone(),
-                    incidents.clone(),
-                    telemetry.counters.clone(),
-                ));
-                telemetry.exporter = Some(exporter.clone());
-                if let Ok(addr) = listener.local_addr() {
-                    tracing::info!(%addr, "serving metrics at /metrics");
-                }
-                Some((listener, exporter))
-            }
-        };
+        #[cfg_attr(not(feature = "metrics"), allow(unused_variables, unused_mut))]
+        let (telemetry, mut metrics_listener) = self.telemetry(&incidents).await?;
         let pool = match &self.source {
             Source::Pool(pool) => pool.clone(),
             Source::Url(url) => PgPoolOptions::new()
@@ -419,10 +427,12 @@ impl Runtime {
             telemetry.clone(),
         ));
         #[cfg(feature = "metrics")]
-        if let Some((listener, exporter)) = metrics_listener {
+        if let (Some(listener), Some(exporter)) =
+            (metrics_listener.take(), &telemetry.exporters().prom)
+        {
             services.spawn(crate::telemetry::prom::serve(
                 listener,
-                exporter,
+                exporter.clone(),
                 background.clone(),
             ));
         }
@@ -445,7 +455,7 @@ impl Runtime {
             hard,
             cancel_wait: reserve / 2,
             incidents: incidents.clone(),
-            telemetry,
+            telemetry: telemetry.clone(),
         };
         let mut pools = JoinSet::new();
         for (reg, wake) in self.handlers.into_iter().zip(wakes) {
@@ -474,12 +484,66 @@ impl Runtime {
         {
             services.abort_all();
         }
+        // the last values pushed, bounded by the push timeout
+        #[cfg(feature = "otlp")]
+        if let Some(otlp) = &telemetry.exporters().otlp {
+            otlp.shutdown().await;
+        }
+        drop(telemetry);
         if self.force.is_cancelled() {
             tracing::warn!(leases = registry.len(), "forced shutdown");
             return Err(WorkerError::Forced);
         }
         tracing::info!("fetchq runtime stopped");
         Ok(())
+    }
+
+    /// Starts the exporters asked for: binds the metrics endpoint (served
+    /// once the runtime runs) and starts the OTLP push.
+    async fn telemetry(
+        &mut self,
+        incidents: &Incidents,
+    ) -> Result<(Telemetry, MetricsListener), WorkerError> {
+        let counters = Arc::new(crate::telemetry::RuntimeCounters::default());
+        #[allow(unused_variables)]
+        let sources = crate::telemetry::Sources {
+            stats: self.stats.clone(),
+            incidents: incidents.clone(),
+            runtime: counters.clone(),
+        };
+        #[allow(unused_mut)]
+        let mut exporters = crate::telemetry::Exporters::default();
+        #[cfg(feature = "metrics")]
+        let listener = match self.metrics.take() {
+            None => None,
+            Some(bind) => {
+                let listener = match bind {
+                    MetricsBind::Addr(addr) => tokio::net::TcpListener::bind(&addr)
+                        .await
+                        .map_err(|e| WorkerError::Config(format!("metrics_addr {addr}: {e}")))?,
+                    MetricsBind::Listener(l) => l
+                        .set_nonblocking(true)
+                        .and_then(|()| tokio::net::TcpListener::from_std(l))
+                        .map_err(|e| WorkerError::Config(format!("metrics_listener: {e}")))?,
+                };
+                exporters.prom = Some(Arc::new(crate::telemetry::prom::Exporter::new(
+                    sources.clone(),
+                )));
+                if let Ok(addr) = listener.local_addr() {
+                    tracing::info!(%addr, "serving metrics at /metrics");
+                }
+                Some(listener)
+            }
+        };
+        #[cfg(not(feature = "metrics"))]
+        let listener = ();
+        #[cfg(feature = "otlp")]
+        if let Some(opts) = self.otlp.take() {
+            let otlp = crate::telemetry::otlp::Exporter::start(&opts, sources)
+                .map_err(WorkerError::Config)?;
+            exporters.otlp = Some(otlp);
+        }
+        Ok((Telemetry::new(counters, exporters), listener))
     }
 
     /// Installs the schema and creates the queues, retrying while the

@@ -55,8 +55,8 @@ mod trouble;
 pub use async_trait::async_trait;
 pub use fetchq_core;
 pub use handler::{
-    Context, Doc, Handler, HandlerError, HandlerOptions, IntoHandlerResult, MAX_METRICS_PER_DOC,
-    Outcome,
+    Context, Doc, Handler, HandlerError, HandlerOptions, IntoHandlerResult, MAX_BATCH,
+    MAX_METRICS_PER_DOC, Outcome,
 };
 pub use runtime::{Runtime, Source, WorkerError};
 pub use stats::{HandlerStats, Stats};

@@ -1,11 +1,20 @@
 //! One pool per registered handler: picks as many documents as it has free
-//! slots (never more), runs each in its own task, and on shutdown lets them
-//! finish until the deadline, then cancels them and gives back what is left.
+//! slots, plus room in its local buffer when `batch` exceeds `concurrency`,
+//! runs each in its own task, and on shutdown gives the buffer back at once,
+//! lets running handlers finish until the deadline, then cancels them and
+//! gives back what is left.
+//!
+//! Buffered documents are leased like running ones: in the registry, so the
+//! heartbeat extends them and a lost lease is noticed before they start.
+//! One that waits for a slot longer than [`buffer_wait`] is given back, so
+//! a pool whose handlers slowed down does not sit on documents another
+//! process could run.
 //!
 //! A slot is free once its outcome is handed to the completer, which takes at
 //! most `max_pending_outcomes` of them at a time: when writes are slow, pools
 //! stop picking instead of piling up documents that are picked but unwritten.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,6 +59,22 @@ const REFILL_WAIT: Duration = Duration::from_millis(2);
 /// The smallest idle wait, so a due-but-locked document cannot make us spin.
 const MIN_IDLE_WAIT: Duration = Duration::from_millis(5);
 
+/// The longest a buffered document waits for a slot before it is given back.
+const MAX_BUFFER_WAIT: Duration = Duration::from_secs(10);
+
+/// How long a buffered document may wait for a slot: half its lease, at
+/// most [`MAX_BUFFER_WAIT`].
+fn buffer_wait(lease: Duration) -> Duration {
+    (lease / 2).min(MAX_BUFFER_WAIT)
+}
+
+/// A picked document waiting in the pool's buffer for a free slot.
+struct Buffered {
+    doc: Document,
+    cancel: CancellationToken,
+    since: Instant,
+}
+
 pub(crate) async fn run(
     reg: Registered,
     shared: Shared,
@@ -59,24 +84,42 @@ pub(crate) async fn run(
     let opts = &reg.options;
     let name = opts.name();
     shared.telemetry.attach(&counters, &opts.queue, &name);
+    let batch = opts.get_batch();
     let pick = PickOptions::new()
         .version(opts.version)
         .lease(opts.lease)
-        .limit(i32::try_from(opts.batch).unwrap_or(i32::MAX));
+        .limit(i32::try_from(batch).unwrap_or(i32::MAX));
+    // documents beyond the free slots that one pick may bring
+    let room = batch.saturating_sub(opts.concurrency);
+    let max_wait = buffer_wait(opts.lease);
+    let mut buffer: VecDeque<Buffered> = VecDeque::with_capacity(room);
     let mut tasks: JoinSet<()> = JoinSet::new();
     let mut leases: Vec<Lease> = Vec::new();
     let mut trouble = Trouble::new(format!("picking for {name}"), &shared.incidents);
-    let low_water = opts.batch.min(opts.concurrency).div_ceil(2);
+    let low_water = batch.min(opts.concurrency).div_ceil(2);
     let mut waited = false;
-    tracing::info!(handler = %name, queue = %opts.queue, version = opts.version, concurrency = opts.concurrency, "pool started");
+    tracing::info!(handler = %name, queue = %opts.queue, version = opts.version, concurrency = opts.concurrency, batch, "pool started");
 
     while !shared.shutdown.is_cancelled() {
         while tasks.try_join_next().is_some() {}
+        // free slots take buffered documents first
+        while tasks.len() < opts.concurrency {
+            let Some(b) = buffer.pop_front() else { break };
+            if shared.registry.is_running(&b.doc.lease) {
+                spawn(&mut tasks, &reg, &shared, &counters, b.doc, b.cancel);
+            } else {
+                // lost while it waited (the heartbeat counted it)
+                shared.registry.remove(&b.doc.lease);
+            }
+        }
+        give_back_stale(&mut buffer, max_wait, &opts.queue, &shared, &counters).await;
         let free = opts.concurrency.saturating_sub(tasks.len());
         if free == 0 {
+            let oldest = buffer.front().map(|b| b.since + max_wait);
             tokio::select! {
                 _ = tasks.join_next() => {}
                 _ = shared.shutdown.cancelled() => {}
+                () = sleep_until(oldest) => {}
             }
             continue;
         }
@@ -96,9 +139,10 @@ pub(crate) async fn run(
             }
             continue;
         }
-        // after one bounded wait, pick whatever is free
+        // after one bounded wait, pick whatever is free (the buffer is empty
+        // here: free slots took it), and fill the buffer's room
         waited = false;
-        let limit = i32::try_from(free.min(opts.batch)).unwrap_or(i32::MAX);
+        let limit = i32::try_from((free + room).min(batch)).unwrap_or(i32::MAX);
         let this_pick = pick.limit(limit);
         let started = Instant::now();
         let picked = tokio::select! {
@@ -125,9 +169,19 @@ pub(crate) async fn run(
                 trouble.ok();
                 bump(&counters.picked, docs.len() as u64);
                 leases.retain(|l| shared.registry.is_running(l));
-                for doc in docs {
+                let now = Instant::now();
+                for (i, doc) in docs.into_iter().enumerate() {
                     leases.push(doc.lease.clone());
-                    spawn(&mut tasks, &reg, &shared, &counters, doc);
+                    let cancel = hold(&shared, opts.lease, &counters, &doc);
+                    if i < free {
+                        spawn(&mut tasks, &reg, &shared, &counters, doc, cancel);
+                    } else {
+                        buffer.push_back(Buffered {
+                            doc,
+                            cancel,
+                            since: now,
+                        });
+                    }
                 }
             }
             Err(e @ (Error::QueueNotFound { .. } | Error::InvalidArgument { .. })) => {
@@ -147,7 +201,80 @@ pub(crate) async fn run(
             }
         }
     }
+    // the buffer first, at once: nobody here will run those
+    let buffered: Vec<Lease> = buffer.drain(..).map(|b| b.doc.lease).collect();
+    give_back(&name, &opts.queue, buffered, &shared, &counters).await;
     drain(&name, &mut tasks, leases, &shared, &counters).await;
+}
+
+/// Sleeps until `at`, or forever when there is nothing to wait for.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Gives back the buffered documents that waited for a slot longer than
+/// `max_wait` (the oldest are at the front).
+async fn give_back_stale(
+    buffer: &mut VecDeque<Buffered>,
+    max_wait: Duration,
+    queue: &str,
+    shared: &Shared,
+    counters: &Counters,
+) {
+    let now = Instant::now();
+    let stale = buffer
+        .iter()
+        .take_while(|b| now.saturating_duration_since(b.since) >= max_wait)
+        .count();
+    if stale == 0 {
+        return;
+    }
+    let leases: Vec<Lease> = buffer.drain(..stale).map(|b| b.doc.lease).collect();
+    tracing::debug!(
+        queue,
+        n = leases.len(),
+        "buffered documents waited too long for a slot"
+    );
+    give_back("buffer", queue, leases, shared, counters).await;
+}
+
+/// Releases `leases` (still held, not started): due again for anyone,
+/// attempts not burned. On failure they come back after their lease.
+async fn give_back(
+    name: &str,
+    queue: &str,
+    leases: Vec<Lease>,
+    shared: &Shared,
+    counters: &Counters,
+) {
+    let leases: Vec<Lease> = leases
+        .into_iter()
+        .filter(|l| {
+            let held = shared.registry.is_running(l);
+            // not ours to run any more: the heartbeat leaves them be
+            shared.registry.remove(l);
+            held
+        })
+        .collect();
+    if leases.is_empty() {
+        return;
+    }
+    let released = tokio::select! {
+        r = shared.client.release(queue, &leases) => r,
+        _ = shared.hard.cancelled() => Err(fetchq_core::Error::Database(sqlx::Error::PoolTimedOut)),
+    };
+    match released {
+        Ok(released) => {
+            bump(&counters.released, released.len() as u64);
+            tracing::debug!(handler = %name, released = released.len(), "gave back buffered documents");
+        }
+        Err(e) => {
+            tracing::warn!(handler = %name, error = %e, "could not give buffered documents back: they return after their lease")
+        }
+    }
 }
 
 /// How long to sleep when nothing is due: until the next planned document of
@@ -162,26 +289,39 @@ fn idle_wait(next_due: Option<Duration>, idle_poll: Duration) -> Duration {
     }
 }
 
+/// Holds a picked document's lease in the registry (heartbeated from now
+/// on); returns its cancellation token.
+fn hold(
+    shared: &Shared,
+    lease: Duration,
+    counters: &Arc<Counters>,
+    doc: &Document,
+) -> CancellationToken {
+    // fires on a lost lease, past max runtime, or when shutdown stops waiting
+    // (not when shutdown starts: in-flight work may finish within the deadline)
+    let cancel = shared.deadline.child_token();
+    shared.registry.insert(Entry {
+        lease: doc.lease.clone(),
+        lease_duration: lease,
+        expires: Instant::now() + lease,
+        cancel: cancel.clone(),
+        state: State::Running,
+        submitted_at: None,
+        counters: counters.clone(),
+    });
+    cancel
+}
+
+/// Runs a held document's handler in its own task.
 fn spawn(
     tasks: &mut JoinSet<()>,
     reg: &Registered,
     shared: &Shared,
     counters: &Arc<Counters>,
     doc: Document,
+    cancel: CancellationToken,
 ) {
     let opts = &reg.options;
-    // fires on a lost lease, past max runtime, or when shutdown stops waiting
-    // (not when shutdown starts: in-flight work may finish within the deadline)
-    let cancel = shared.deadline.child_token();
-    shared.registry.insert(Entry {
-        lease: doc.lease.clone(),
-        lease_duration: opts.lease,
-        expires: Instant::now() + opts.lease,
-        cancel: cancel.clone(),
-        state: State::Running,
-        submitted_at: None,
-        counters: counters.clone(),
-    });
     let span = tracing::info_span!("fetchq.doc", queue = %opts.queue, subject = %doc.subject,
         version = doc.version, attempt = doc.attempts, handler = %opts.name());
     let ctx = Context {

@@ -13,6 +13,7 @@ use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::HandlerOptions;
 use crate::erased::{Erased, Registered};
 use crate::handler::Handler;
 use crate::pool::Shared;
@@ -219,8 +220,34 @@ impl Runtime {
     }
 
     /// Adds a handler; invalid options make [`run`](Self::run) fail.
-    pub fn register<H: Handler>(mut self, handler: H) -> Self {
-        let options = handler.options();
+    pub fn register<H: Handler>(self, handler: H) -> Self {
+        self.register_with(handler, |options| options)
+    }
+
+    /// Adds a handler with its options adjusted at run time: a macro
+    /// handler's concurrency, batch or lease taken from configuration.
+    /// Invalid options make [`run`](Self::run) fail.
+    ///
+    /// ```no_run
+    /// # use fetchq_worker::{async_trait, Context, Doc, Handler, HandlerError, HandlerOptions, Outcome, Runtime};
+    /// # struct Scrape;
+    /// # #[async_trait]
+    /// # impl Handler for Scrape {
+    /// #     type Payload = serde_json::Value;
+    /// #     fn options(&self) -> HandlerOptions { HandlerOptions::new("avengers") }
+    /// #     async fn handle(&self, _: Doc<serde_json::Value>, _: Context) -> Result<Outcome, HandlerError> { Ok(Outcome::complete()) }
+    /// # }
+    /// let workers: usize = std::env::var("WORKERS").ok().and_then(|v| v.parse().ok()).unwrap_or(8);
+    /// let runtime = Runtime::new("postgres://localhost/app")
+    ///     .register_with(Scrape, |o| o.concurrency(workers).batch(workers * 4));
+    /// # let _ = runtime;
+    /// ```
+    pub fn register_with<H: Handler>(
+        mut self,
+        handler: H,
+        adjust: impl FnOnce(HandlerOptions) -> HandlerOptions,
+    ) -> Self {
+        let options = adjust(handler.options());
         if let Err(e) = options.validate() {
             self.errors.push(e);
         }

@@ -103,7 +103,9 @@ impl HandlerOptions {
     /// documents are given back at once on shutdown, and when one has waited
     /// for a slot longer than half its lease (10 s at most): the buffer never
     /// holds more than `batch - concurrency` documents, nor for long, away
-    /// from other processes.
+    /// from other processes. Below the concurrency, a pool with more free
+    /// slots than `batch` runs several picks of `batch` at once (at most 8),
+    /// as that many single-fetch workers would.
     ///
     /// ```
     /// let opts = fetchq_worker::HandlerOptions::new("mailer").concurrency(8).batch(100);

@@ -1,5 +1,6 @@
 //! One pool per registered handler: picks as many documents as it has free
-//! slots, plus room in its local buffer when `batch` exceeds `concurrency`,
+//! slots (in several picks at once when `batch` is smaller than the free
+//! slots), plus room in its local buffer when `batch` exceeds `concurrency`,
 //! runs each in its own task, and on shutdown gives the buffer back at once,
 //! lets running handlers finish until the deadline, then cancels them and
 //! gives back what is left.
@@ -59,6 +60,9 @@ const REFILL_WAIT: Duration = Duration::from_millis(2);
 /// The smallest idle wait, so a due-but-locked document cannot make us spin.
 const MIN_IDLE_WAIT: Duration = Duration::from_millis(5);
 
+/// The most picks one pool runs at once (when `batch` is below its free slots).
+const MAX_PARALLEL_PICKS: usize = 8;
+
 /// The longest a buffered document waits for a slot before it is given back.
 const MAX_BUFFER_WAIT: Duration = Duration::from_secs(10);
 
@@ -98,6 +102,8 @@ pub(crate) async fn run(
     let mut trouble = Trouble::new(format!("picking for {name}"), &shared.incidents);
     let low_water = batch.min(opts.concurrency).div_ceil(2);
     let mut waited = false;
+    // the last pick leased nothing (or none was made yet)
+    let mut idle = true;
     tracing::info!(handler = %name, queue = %opts.queue, version = opts.version, concurrency = opts.concurrency, batch, "pool started");
 
     while !shared.shutdown.is_cancelled() {
@@ -142,21 +148,36 @@ pub(crate) async fn run(
         // after one bounded wait, pick whatever is free (the buffer is empty
         // here: free slots took it), and fill the buffer's room
         waited = false;
-        let limit = i32::try_from((free + room).min(batch)).unwrap_or(i32::MAX);
-        let this_pick = pick.limit(limit);
+        // a batch smaller than the free slots: several picks at once, each
+        // of `batch`, as that many single-fetch workers would; after an empty
+        // pick one at a time, so an idle pool costs one statement per poll
+        let parallel = if idle {
+            1
+        } else {
+            free.div_ceil(batch).clamp(1, MAX_PARALLEL_PICKS)
+        };
+        let limit = if parallel > 1 {
+            batch
+        } else {
+            (free + room).min(batch)
+        };
+        let this_pick = pick.limit(i32::try_from(limit).unwrap_or(i32::MAX));
         let started = Instant::now();
         let picked = tokio::select! {
             // an empty pick also says when the next planned document is due
-            p = shared.client.pick_idle(&opts.queue, &this_pick) => p,
+            p = pick_parallel(&shared.client, &opts.queue, &this_pick, parallel) => p,
             // stuck on an unreachable server past the deadline: give up on it
             _ = shared.deadline.cancelled() => break,
         };
         if picked.is_ok() {
-            shared.telemetry.picked(&counters, started.elapsed());
+            for _ in 0..parallel {
+                shared.telemetry.picked(&counters, started.elapsed());
+            }
         }
         match picked {
             Ok((docs, next_due)) if docs.is_empty() => {
                 trouble.ok();
+                idle = true;
                 let wait = idle_wait(next_due, opts.idle_poll);
                 tokio::select! {
                     _ = wake.notified() => {}
@@ -167,6 +188,7 @@ pub(crate) async fn run(
             }
             Ok((docs, _)) => {
                 trouble.ok();
+                idle = false;
                 bump(&counters.picked, docs.len() as u64);
                 leases.retain(|l| shared.registry.is_running(l));
                 let now = Instant::now();
@@ -205,6 +227,46 @@ pub(crate) async fn run(
     let buffered: Vec<Lease> = buffer.drain(..).map(|b| b.doc.lease).collect();
     give_back(&name, &opts.queue, buffered, &shared, &counters).await;
     drain(&name, &mut tasks, leases, &shared, &counters).await;
+}
+
+/// Runs `parallel` picks at once (one when 1), each in its own transaction;
+/// returns every document leased, and when none was, the soonest next-due
+/// time. One failed pick fails the whole only when the others leased
+/// nothing: documents already leased are never dropped.
+async fn pick_parallel(
+    client: &Client,
+    queue: &str,
+    pick: &PickOptions,
+    parallel: usize,
+) -> Result<(Vec<Document>, Option<Duration>), Error> {
+    if parallel <= 1 {
+        return client.pick_idle(queue, pick).await;
+    }
+    let mut picks = JoinSet::new();
+    for _ in 0..parallel {
+        let (client, queue, pick) = (client.clone(), queue.to_owned(), *pick);
+        picks.spawn(async move { client.pick_idle(&queue, &pick).await });
+    }
+    let (mut docs, mut next_due, mut failed) = (Vec::new(), None::<Duration>, None);
+    while let Some(joined) = picks.join_next().await {
+        match joined {
+            Ok(Ok((leased, due))) => {
+                docs.extend(leased);
+                next_due = match (next_due, due) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+            Ok(Err(e)) => failed = Some(e),
+            // a pick task cannot panic but by a bug; it is not trouble to retry
+            Err(e) => tracing::error!(error = %e, "a pick task failed"),
+        }
+    }
+    match failed {
+        Some(e) if docs.is_empty() => Err(e),
+        _ if docs.is_empty() => Ok((docs, next_due)),
+        _ => Ok((docs, None)),
+    }
 }
 
 /// Sleeps until `at`, or forever when there is nothing to wait for.

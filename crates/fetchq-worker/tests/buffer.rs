@@ -305,3 +305,54 @@ async fn register_with_adjusts_a_handlers_options_at_run_time() {
         other => panic!("expected a config error, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn parallel_small_picks_from_two_runtimes_run_each_document_once() {
+    let db = TestDb::new().await;
+    push(&db, 400).await;
+    let seen: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+    let (running, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let mut runs = Vec::new();
+    let mut all_stats = Vec::new();
+    let mut stops = Vec::new();
+    for _ in 0..2 {
+        let (seen, running, most) = (seen.clone(), running.clone(), most.clone());
+        // batch 1 under concurrency 8: up to 8 picks of one at once
+        let h = handler(
+            HandlerOptions::new("q").concurrency(8).batch(1),
+            move |doc, _ctx| {
+                let (seen, running, most) = (seen.clone(), running.clone(), most.clone());
+                Box::pin(async move {
+                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    *seen.lock().unwrap().entry(doc.subject.clone()).or_default() += 1;
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                    running.fetch_sub(1, Ordering::SeqCst);
+                    Ok(Outcome::complete())
+                })
+            },
+        );
+        let rt = Runtime::new(db.pool.clone())
+            .handle_signals(false)
+            .register(h);
+        stops.push(rt.shutdown_token());
+        all_stats.push(rt.stats());
+        runs.push(tokio::spawn(rt.run()));
+    }
+    eventually(Duration::from_secs(60), "all completed", || async {
+        all_stats.iter().map(|s| s.total().completed).sum::<u64>() == 400
+    })
+    .await;
+    for s in &stops {
+        s.cancel();
+    }
+    for r in runs {
+        r.await.unwrap().unwrap();
+    }
+    assert!(most.load(Ordering::SeqCst) <= 16);
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 400);
+    assert!(seen.values().all(|n| *n == 1), "a document ran twice");
+    assert_eq!(count(&db.client, "q", 3).await, 400);
+    assert_eq!(count(&db.client, "q", ACTIVE).await, 0);
+}

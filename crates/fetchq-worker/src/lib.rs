@@ -50,6 +50,7 @@ mod registry;
 mod runtime;
 mod stats;
 mod telemetry;
+pub mod testing;
 mod trouble;
 
 pub use async_trait::async_trait;

@@ -2,8 +2,8 @@
 //! `Runtime::metrics_listener`): the same drain with them on (scraped every
 //! second, as Prometheus would) and off, alternated over several rounds.
 //! Two rows: throughput (noisy on a shared host: PostgreSQL's share of the
-//! two cores decides it), and this process's own CPU time per document (user
-//! and system, from `/proc/self/stat`), which is what the metrics add to.
+//! two cores decides it), and this process's own CPU time per document (its
+//! threads' time on a CPU), which is what the metrics add to.
 
 use std::time::{Duration, Instant};
 
@@ -38,17 +38,13 @@ impl Handler for NoOp {
     }
 }
 
-/// This process's CPU time so far (user + system), in seconds.
+/// This process's CPU time so far (every thread, user and system), in
+/// seconds, from `CLOCK_PROCESS_CPUTIME_ID` (`/proc` counts in 10 ms ticks,
+/// too coarse for a drain of a second or two).
 fn cpu_seconds() -> Result<f64, BoxError> {
-    let stat = std::fs::read_to_string("/proc/self/stat")?;
-    // the fields after the command name, which is in parentheses
-    let rest = stat.rsplit_once(')').ok_or("no /proc/self/stat")?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the line (11 and 12 here)
-    let ticks: f64 = fields.get(11).ok_or("no utime")?.parse::<f64>()?
-        + fields.get(12).ok_or("no stime")?.parse::<f64>()?;
-    // USER_HZ is 100 on Linux
-    Ok(ticks / 100.0)
+    Ok(cpu_time::ProcessTime::try_now()?
+        .as_duration()
+        .as_secs_f64())
 }
 
 /// One drain of `docs` documents; returns (docs/s, CPU µs of this process per document).
@@ -135,6 +131,11 @@ pub(crate) async fn run(server: &Server, docs: usize) -> Result<Vec<Row>, BoxErr
     }
     let ratios: Vec<f64> = on.iter().zip(&off).map(|(a, b)| a / b).collect();
     let rounded = |v: &[f64]| v.iter().map(|r| r.round()).collect::<Vec<_>>();
+    let tenths = |v: &[f64]| {
+        v.iter()
+            .map(|r| (r * 10.0).round() / 10.0)
+            .collect::<Vec<_>>()
+    };
     let note = format!(
         "{docs} docs; medians of {ROUNDS} alternated rounds; median of the rounds' ratios {:.3}; on {:?}, off {:?}",
         median(ratios),
@@ -142,9 +143,9 @@ pub(crate) async fn run(server: &Server, docs: usize) -> Result<Vec<Row>, BoxErr
         rounded(&off)
     );
     let cpu_note = format!(
-        "this process (runtime and scraper), user+system from /proc/self/stat; medians of {ROUNDS} rounds; on {:?}, off {:?}",
-        rounded(&cpu_on),
-        rounded(&cpu_off)
+        "this process (runtime and scraper), CPU time from CLOCK_PROCESS_CPUTIME_ID; medians of {ROUNDS} rounds; on {:?}, off {:?}",
+        tenths(&cpu_on),
+        tenths(&cpu_off)
     );
     Ok(vec![
         Row {

@@ -118,7 +118,12 @@ pub(crate) async fn run(
                 shared.registry.remove(&b.doc.lease);
             }
         }
-        give_back_stale(&mut buffer, max_wait, &opts.queue, &shared, &counters).await;
+        if let Err(e) =
+            give_back_stale(&mut buffer, max_wait, &opts.queue, &shared, &counters).await
+        {
+            // one warning per incident: the documents come back after their lease
+            trouble.failed(&e);
+        }
         let free = opts.concurrency.saturating_sub(tasks.len());
         if free == 0 {
             let oldest = buffer.front().map(|b| b.since + max_wait);
@@ -225,7 +230,9 @@ pub(crate) async fn run(
     }
     // the buffer first, at once: nobody here will run those
     let buffered: Vec<Lease> = buffer.drain(..).map(|b| b.doc.lease).collect();
-    give_back(&name, &opts.queue, buffered, &shared, &counters).await;
+    if let Err(e) = give_back(&opts.queue, buffered, &shared, &counters).await {
+        tracing::warn!(handler = %name, error = %e, "could not give buffered documents back: they return after their lease");
+    }
     drain(&name, &mut tasks, leases, &shared, &counters).await;
 }
 
@@ -285,14 +292,14 @@ async fn give_back_stale(
     queue: &str,
     shared: &Shared,
     counters: &Counters,
-) {
+) -> Result<(), Error> {
     let now = Instant::now();
     let stale = buffer
         .iter()
         .take_while(|b| now.saturating_duration_since(b.since) >= max_wait)
         .count();
     if stale == 0 {
-        return;
+        return Ok(());
     }
     let leases: Vec<Lease> = buffer.drain(..stale).map(|b| b.doc.lease).collect();
     tracing::debug!(
@@ -300,18 +307,17 @@ async fn give_back_stale(
         n = leases.len(),
         "buffered documents waited too long for a slot"
     );
-    give_back("buffer", queue, leases, shared, counters).await;
+    give_back(queue, leases, shared, counters).await
 }
 
 /// Releases `leases` (still held, not started): due again for anyone,
 /// attempts not burned. On failure they come back after their lease.
 async fn give_back(
-    name: &str,
     queue: &str,
     leases: Vec<Lease>,
     shared: &Shared,
     counters: &Counters,
-) {
+) -> Result<(), Error> {
     let leases: Vec<Lease> = leases
         .into_iter()
         .filter(|l| {
@@ -322,21 +328,19 @@ async fn give_back(
         })
         .collect();
     if leases.is_empty() {
-        return;
+        return Ok(());
     }
     let released = tokio::select! {
-        r = shared.client.release(queue, &leases) => r,
-        _ = shared.hard.cancelled() => Err(fetchq_core::Error::Database(sqlx::Error::PoolTimedOut)),
+        r = shared.client.release(queue, &leases) => r?,
+        _ = shared.hard.cancelled() => return Err(Error::Database(sqlx::Error::PoolTimedOut)),
     };
-    match released {
-        Ok(released) => {
-            bump(&counters.released, released.len() as u64);
-            tracing::debug!(handler = %name, released = released.len(), "gave back buffered documents");
-        }
-        Err(e) => {
-            tracing::warn!(handler = %name, error = %e, "could not give buffered documents back: they return after their lease")
-        }
-    }
+    bump(&counters.released, released.len() as u64);
+    tracing::debug!(
+        queue,
+        released = released.len(),
+        "gave back buffered documents"
+    );
+    Ok(())
 }
 
 /// How long to sleep when nothing is due: until the next planned document of

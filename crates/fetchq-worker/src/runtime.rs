@@ -331,7 +331,9 @@ impl Runtime {
     }
 
     /// How many handler outcomes may wait to be written at once (default: the
-    /// sum of the handlers' concurrency). A handler's slot is freed only once
+    /// sum over the handlers of the larger of concurrency and batch, so a
+    /// pool that picks 100 at a time writes up to 100 outcomes in one round
+    /// trip). A handler's slot is freed only once
     /// its outcome has a place among them, so when writes are slow the pools
     /// stop picking: documents picked but not yet written never exceed the
     /// total concurrency plus this bound.
@@ -407,10 +409,12 @@ impl Runtime {
         ));
 
         let registry = Registry::default();
+        // a pool that picks ahead (batch above concurrency) gets its
+        // outcomes written in batches as large as its picks
         let bound = self.max_pending_outcomes.unwrap_or_else(|| {
             self.handlers
                 .iter()
-                .map(|h| h.options.concurrency)
+                .map(|h| h.options.concurrency.max(h.options.get_batch()))
                 .sum::<usize>()
                 .max(1)
         });

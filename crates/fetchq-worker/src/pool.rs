@@ -102,7 +102,18 @@ pub(crate) async fn run(
     let mut trouble = Trouble::new(format!("picking for {name}"), &shared.incidents);
     let low_water = batch.min(opts.concurrency).div_ceil(2);
     let mut waited = false;
-    // the last pick leased nothing (or none was made yet)
+    // a batch below the concurrency: picks of `batch` run side by side, as
+    // that many single-fetch workers would (at most MAX_PARALLEL_PICKS)
+    let max_picks = if batch < opts.concurrency {
+        opts.concurrency.div_ceil(batch).min(MAX_PARALLEL_PICKS)
+    } else {
+        1
+    };
+    // picks in flight, and the slots each may fill
+    let mut picks: JoinSet<Picked> = JoinSet::new();
+    let mut limits: std::collections::HashMap<tokio::task::Id, usize> = Default::default();
+    // the last pick leased nothing (or none was made yet): one pick at a
+    // time, so an idle pool costs one statement per poll
     let mut idle = true;
     tracing::info!(handler = %name, queue = %opts.queue, version = opts.version, concurrency = opts.concurrency, batch, "pool started");
 
@@ -124,20 +135,18 @@ pub(crate) async fn run(
             // one warning per incident: the documents come back after their lease
             trouble.failed(&e);
         }
-        let free = opts.concurrency.saturating_sub(tasks.len());
-        if free == 0 {
-            let oldest = buffer.front().map(|b| b.since + max_wait);
-            tokio::select! {
-                _ = tasks.join_next() => {}
-                _ = shared.shutdown.cancelled() => {}
-                () = sleep_until(oldest) => {}
-            }
-            continue;
-        }
-        // busy: let more slots free up before picking, so one pick serves many
-        // slots instead of one; fast handlers reach the low-water mark at once,
-        // slow ones cost at most REFILL_WAIT
-        if !tasks.is_empty() && free < low_water && !waited {
+        let reserved: usize = limits.values().sum();
+        let free = opts
+            .concurrency
+            .saturating_sub(tasks.len())
+            .saturating_sub(reserved);
+        let in_flight = if idle { 1 } else { max_picks };
+        let may_pick = free > 0 && buffer.is_empty() && picks.len() < in_flight;
+        // busy, with no pick in flight: let more slots free up before
+        // picking, so one pick serves many slots instead of one; fast
+        // handlers reach the low-water mark at once, slow ones cost at most
+        // REFILL_WAIT
+        if may_pick && picks.is_empty() && !tasks.is_empty() && free < low_water && !waited {
             waited = true;
             let deadline = tokio::time::sleep(REFILL_WAIT);
             tokio::pin!(deadline);
@@ -150,39 +159,59 @@ pub(crate) async fn run(
             }
             continue;
         }
-        // after one bounded wait, pick whatever is free (the buffer is empty
-        // here: free slots took it), and fill the buffer's room
-        waited = false;
-        // a batch smaller than the free slots: several picks at once, each
-        // of `batch`, as that many single-fetch workers would; after an empty
-        // pick one at a time, so an idle pool costs one statement per poll
-        let parallel = if idle {
-            1
-        } else {
-            free.div_ceil(batch).clamp(1, MAX_PARALLEL_PICKS)
-        };
-        let limit = if parallel > 1 {
-            batch
-        } else {
-            (free + room).min(batch)
-        };
-        let this_pick = pick.limit(i32::try_from(limit).unwrap_or(i32::MAX));
-        let started = Instant::now();
+        if may_pick {
+            waited = false;
+            // the buffer is empty here (free slots took it): fill its room too
+            let limit = if max_picks > 1 {
+                batch.min(free)
+            } else {
+                (free + room).min(batch)
+            };
+            let (client, queue) = (shared.client.clone(), opts.queue.clone());
+            let this_pick = pick.limit(i32::try_from(limit).unwrap_or(i32::MAX));
+            let task = picks.spawn(async move {
+                let started = Instant::now();
+                // an empty pick also says when the next planned document is due
+                let result = client.pick_idle(&queue, &this_pick).await;
+                Picked {
+                    elapsed: started.elapsed(),
+                    result,
+                }
+            });
+            limits.insert(task.id(), limit);
+            continue;
+        }
+        let oldest = buffer.front().map(|b| b.since + max_wait);
         let picked = tokio::select! {
-            // an empty pick also says when the next planned document is due
-            p = pick_parallel(&shared.client, &opts.queue, &this_pick, parallel) => p,
+            Some(joined) = picks.join_next_with_id(), if !picks.is_empty() => joined,
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
+            () = sleep_until(oldest) => continue,
+            _ = shared.shutdown.cancelled() => continue,
             // stuck on an unreachable server past the deadline: give up on it
             _ = shared.deadline.cancelled() => break,
         };
-        if picked.is_ok() {
-            for _ in 0..parallel {
-                shared.telemetry.picked(&counters, started.elapsed());
+        let picked = match picked {
+            Ok((id, picked)) => {
+                limits.remove(&id);
+                picked
             }
+            Err(e) => {
+                // a pick task cannot fail but by a bug: its slots are freed
+                limits.remove(&e.id());
+                tracing::error!(handler = %name, error = %e, "a pick task failed");
+                continue;
+            }
+        };
+        if picked.result.is_ok() {
+            shared.telemetry.picked(&counters, picked.elapsed);
         }
-        match picked {
+        match picked.result {
             Ok((docs, next_due)) if docs.is_empty() => {
                 trouble.ok();
                 idle = true;
+                if !picks.is_empty() {
+                    continue;
+                }
                 let wait = idle_wait(next_due, opts.idle_poll);
                 tokio::select! {
                     _ = wake.notified() => {}
@@ -194,22 +223,12 @@ pub(crate) async fn run(
             Ok((docs, _)) => {
                 trouble.ok();
                 idle = false;
-                bump(&counters.picked, docs.len() as u64);
-                leases.retain(|l| shared.registry.is_running(l));
-                let now = Instant::now();
-                for (i, doc) in docs.into_iter().enumerate() {
-                    leases.push(doc.lease.clone());
-                    let cancel = hold(&shared, opts.lease, &counters, &doc);
-                    if i < free {
-                        spawn(&mut tasks, &reg, &shared, &counters, doc, cancel);
-                    } else {
-                        buffer.push_back(Buffered {
-                            doc,
-                            cancel,
-                            since: now,
-                        });
-                    }
-                }
+                let held = Held {
+                    reg: &reg,
+                    shared: &shared,
+                    counters: &counters,
+                };
+                held.take(&mut tasks, &mut buffer, &mut leases, docs);
             }
             Err(e @ (Error::QueueNotFound { .. } | Error::InvalidArgument { .. })) => {
                 // configuration, not trouble: say so loudly, keep retrying slowly
@@ -228,6 +247,31 @@ pub(crate) async fn run(
             }
         }
     }
+    // picks still in flight: what they lease goes back with the buffer
+    loop {
+        let joined = tokio::select! {
+            j = picks.join_next() => j,
+            _ = shared.deadline.cancelled() => None,
+        };
+        let Some(joined) = joined else { break };
+        if let Ok(Picked {
+            result: Ok((docs, _)),
+            ..
+        }) = joined
+        {
+            let now = Instant::now();
+            for doc in docs {
+                leases.push(doc.lease.clone());
+                let cancel = hold(&shared, opts.lease, &counters, &doc);
+                buffer.push_back(Buffered {
+                    doc,
+                    cancel,
+                    since: now,
+                });
+            }
+        }
+    }
+    picks.abort_all();
     // the buffer first, at once: nobody here will run those
     let buffered: Vec<Lease> = buffer.drain(..).map(|b| b.doc.lease).collect();
     if let Err(e) = give_back(&opts.queue, buffered, &shared, &counters).await {
@@ -236,43 +280,47 @@ pub(crate) async fn run(
     drain(&name, &mut tasks, leases, &shared, &counters).await;
 }
 
-/// Runs `parallel` picks at once (one when 1), each in its own transaction;
-/// returns every document leased, and when none was, the soonest next-due
-/// time. One failed pick fails the whole only when the others leased
-/// nothing: documents already leased are never dropped.
-async fn pick_parallel(
-    client: &Client,
-    queue: &str,
-    pick: &PickOptions,
-    parallel: usize,
-) -> Result<(Vec<Document>, Option<Duration>), Error> {
-    if parallel <= 1 {
-        return client.pick_idle(queue, pick).await;
-    }
-    let mut picks = JoinSet::new();
-    for _ in 0..parallel {
-        let (client, queue, pick) = (client.clone(), queue.to_owned(), *pick);
-        picks.spawn(async move { client.pick_idle(&queue, &pick).await });
-    }
-    let (mut docs, mut next_due, mut failed) = (Vec::new(), None::<Duration>, None);
-    while let Some(joined) = picks.join_next().await {
-        match joined {
-            Ok(Ok((leased, due))) => {
-                docs.extend(leased);
-                next_due = match (next_due, due) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
+/// What one pick task brings back.
+struct Picked {
+    elapsed: Duration,
+    result: Result<(Vec<Document>, Option<Duration>), Error>,
+}
+
+/// What holding picked documents needs.
+struct Held<'a> {
+    reg: &'a Registered,
+    shared: &'a Shared,
+    counters: &'a Arc<Counters>,
+}
+
+impl Held<'_> {
+    /// Holds every picked document: runs as many as there are free slots,
+    /// and buffers the rest.
+    fn take(
+        &self,
+        tasks: &mut JoinSet<()>,
+        buffer: &mut VecDeque<Buffered>,
+        leases: &mut Vec<Lease>,
+        docs: Vec<Document>,
+    ) {
+        let (reg, shared, counters) = (self.reg, self.shared, self.counters);
+        let opts = &reg.options;
+        bump(&counters.picked, docs.len() as u64);
+        leases.retain(|l| shared.registry.is_running(l));
+        let now = Instant::now();
+        for doc in docs {
+            leases.push(doc.lease.clone());
+            let cancel = hold(shared, opts.lease, counters, &doc);
+            if tasks.len() < opts.concurrency {
+                spawn(tasks, reg, shared, counters, doc, cancel);
+            } else {
+                buffer.push_back(Buffered {
+                    doc,
+                    cancel,
+                    since: now,
+                });
             }
-            Ok(Err(e)) => failed = Some(e),
-            // a pick task cannot panic but by a bug; it is not trouble to retry
-            Err(e) => tracing::error!(error = %e, "a pick task failed"),
         }
-    }
-    match failed {
-        Some(e) if docs.is_empty() => Err(e),
-        _ if docs.is_empty() => Ok((docs, next_due)),
-        _ => Ok((docs, None)),
     }
 }
 

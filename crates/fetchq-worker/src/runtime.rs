@@ -200,8 +200,9 @@ impl Runtime {
     /// OTLP/HTTP while the runtime runs (feature `otlp`): the same families
     /// as [`metrics_addr`](Self::metrics_addr), named without their
     /// `_total`/`_seconds` suffixes, cumulative. The last values are pushed
-    /// at shutdown. A collector that is down or slow costs a failed push
-    /// (logged at debug by the SDK), never a handler or a pick.
+    /// at shutdown (not on a forced one). A collector that is down or slow
+    /// costs a failed push, never a handler or a pick: the first failure is
+    /// a warning, the recovery an info line.
     /// [`run`](Self::run) fails with [`WorkerError::Config`] on bad options.
     ///
     /// ```no_run
@@ -379,8 +380,6 @@ impl Runtime {
             return Err(WorkerError::Config("no handler registered".into()));
         }
         let incidents = Incidents::default();
-        #[cfg_attr(not(feature = "metrics"), allow(unused_variables, unused_mut))]
-        let (telemetry, mut metrics_listener) = self.telemetry(&incidents).await?;
         let pool = match &self.source {
             Source::Pool(pool) => pool.clone(),
             Source::Url(url) => PgPoolOptions::new()
@@ -390,10 +389,19 @@ impl Runtime {
                 .map_err(fetchq_core::Error::from)?,
         };
         let client = Client::new(pool.clone());
+        // after the pool: a bad URL fails before any exporter starts
+        #[cfg_attr(not(feature = "metrics"), allow(unused_variables, unused_mut))]
+        let (telemetry, mut metrics_listener) = self.telemetry(&incidents).await?;
         if self.signals {
             spawn_signal_handler(self.shutdown.clone(), self.force.clone());
         }
-        self.setup(&client, &incidents).await?;
+        if let Err(e) = self.setup(&client, &incidents).await {
+            #[cfg(feature = "otlp")]
+            if let Some(otlp) = &telemetry.exporters().otlp {
+                otlp.shutdown().await;
+            }
+            return Err(e);
+        }
 
         // shutdown's clock: handlers are cancelled at `deadline`, writing
         // stops at `hard` (the end of shutdown_timeout, or forced)
@@ -515,10 +523,15 @@ impl Runtime {
         {
             services.abort_all();
         }
-        // the last values pushed, bounded by the push timeout
+        // the last values pushed, bounded by the push timeout; a forced
+        // shutdown waits for no collector
         #[cfg(feature = "otlp")]
         if let Some(otlp) = &telemetry.exporters().otlp {
-            otlp.shutdown().await;
+            if self.force.is_cancelled() {
+                otlp.abandon();
+            } else {
+                otlp.shutdown().await;
+            }
         }
         drop(telemetry);
         if self.force.is_cancelled() {

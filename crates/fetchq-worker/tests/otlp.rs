@@ -205,7 +205,8 @@ async fn the_worker_pushes_its_metrics_over_otlp() {
             .attributes
             .iter()
             .any(|a| a.key == "service.instance.id"
-                && text(&a.value).ends_with(&format!(":{}", std::process::id())))
+                // host:pid, or host:pid:N for the N-th runtime of this process
+                && text(&a.value).contains(&format!(":{}", std::process::id())))
     );
     let l = [("queue", "q"), ("handler", "scraper")];
     let counter = |name: &str, extra: &[(&str, &str)]| {
@@ -343,6 +344,14 @@ async fn bad_otlp_options_fail_run_with_a_config_error() {
             OtlpOptions::new().timeout(Duration::from_millis(10)),
             "timeout",
         ),
+        (OtlpOptions::new().header("x api key", "k"), "header name"),
+        (
+            OtlpOptions::new().header(
+                "x-tenant", "a
+b",
+            ),
+            "header",
+        ),
     ] {
         let h = handler(HandlerOptions::new("q"), |_doc, _ctx| {
             Box::pin(async { Ok(Outcome::complete()) })
@@ -356,4 +365,63 @@ async fn bad_otlp_options_fail_run_with_a_config_error() {
             other => panic!("expected a config error, got {other:?}"),
         }
     }
+}
+
+#[tokio::test]
+async fn a_forced_shutdown_waits_for_no_collector() {
+    let db = TestDb::new().await;
+    db.client.queue_create("q").await.unwrap();
+    // accepts and reads, never answers: the last push would wait
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            held.push(stream);
+        }
+    });
+    let h = handler(HandlerOptions::new("q"), |_doc, _ctx| {
+        Box::pin(async { Ok(Outcome::complete()) })
+    });
+    let rt = Runtime::new(db.pool.clone())
+        .handle_signals(false)
+        .otlp(
+            OtlpOptions::new()
+                .endpoint(base)
+                .interval(Duration::from_millis(100))
+                .timeout(Duration::from_secs(30)),
+        )
+        .register(h);
+    let (stop, force) = (rt.shutdown_token(), rt.force_token());
+    let run = tokio::spawn(rt.run());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let asked = Instant::now();
+    stop.cancel();
+    force.cancel();
+    assert!(matches!(run.await.unwrap(), Err(WorkerError::Forced)));
+    let took = asked.elapsed();
+    assert!(
+        took < Duration::from_secs(2),
+        "forced shutdown took {took:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_run_that_fails_at_once_pushes_nothing() {
+    let (base, got) = receiver().await;
+    let h = handler(HandlerOptions::new("q"), |_doc, _ctx| {
+        Box::pin(async { Ok(Outcome::complete()) })
+    });
+    let rt = Runtime::new("not a database url")
+        .handle_signals(false)
+        .otlp(
+            OtlpOptions::new()
+                .endpoint(base)
+                .interval(Duration::from_millis(100)),
+        )
+        .register(h);
+    assert!(matches!(rt.run().await, Err(WorkerError::Database(_))));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(got.lock().unwrap().len(), 0, "a failed run pushed metrics");
 }

@@ -6,6 +6,7 @@
 //! cumulative, as Prometheus expects.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,12 +14,23 @@ use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Meter, MeterProvider as _};
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::metrics::data::ResourceMetrics;
+use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Temporality};
+use opentelemetry_sdk::resource::{EnvResourceDetector, TelemetryResourceDetector};
 
 use super::{BUCKETS, FAMILIES, Kind, Sources};
 
 /// The path of the metrics signal on an OTLP/HTTP collector.
 const METRICS_PATH: &str = "/v1/metrics";
+
+/// The longest the SDK waits for the last push at shutdown, whatever the
+/// push timeout (its periodic reader's own limit).
+const SDK_SHUTDOWN_LIMIT: Duration = Duration::from_secs(5);
+
+/// Runtimes started with OTLP in this process (instance ids stay distinct).
+static STARTED: AtomicU64 = AtomicU64::new(0);
 
 /// Where and how often the runtime pushes its metrics over OTLP/HTTP
 /// (protobuf), for [`Runtime::otlp`](crate::Runtime::otlp).
@@ -55,6 +67,7 @@ pub struct OtlpOptions {
     interval: Duration,
     timeout: Duration,
     service_name: Option<String>,
+    instance_id: Option<String>,
     headers: HashMap<String, String>,
 }
 
@@ -74,6 +87,7 @@ impl OtlpOptions {
             interval: Duration::from_secs(10),
             timeout: Duration::from_secs(5),
             service_name: None,
+            instance_id: None,
             headers: HashMap::new(),
         }
     }
@@ -93,20 +107,33 @@ impl OtlpOptions {
         self
     }
 
-    /// How long one push may take before it is given up (at least 100 ms);
-    /// it also bounds the last push at shutdown.
+    /// How long one push may take before it is given up (at least 100 ms).
+    /// The last push at shutdown waits at most this or 5 s (the SDK's own
+    /// limit), whichever is shorter, and is skipped on a forced shutdown.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
     }
 
-    /// The `service.name` resource attribute.
+    /// The `service.name` resource attribute (over `OTEL_SERVICE_NAME` and
+    /// `OTEL_RESOURCE_ATTRIBUTES`).
     pub fn service_name(mut self, name: impl Into<String>) -> Self {
         self.service_name = Some(name.into());
         self
     }
 
-    /// A header sent with every push (an API key, a tenant).
+    /// The `service.instance.id` resource attribute (over
+    /// `OTEL_RESOURCE_ATTRIBUTES`). Default: `host:pid`, and `host:pid:N`
+    /// for the N-th runtime of the process to start OTLP, so two runtimes
+    /// never push the same series.
+    pub fn instance_id(mut self, id: impl Into<String>) -> Self {
+        self.instance_id = Some(id.into());
+        self
+    }
+
+    /// A header sent with every push (an API key, a tenant); a name or value
+    /// HTTP cannot carry fails [`run`](crate::Runtime::run).
+    /// `OTEL_EXPORTER_OTLP_HEADERS` entries take precedence (the SDK's rule).
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.headers.insert(name.into(), value.into());
         self
@@ -121,11 +148,38 @@ impl OtlpOptions {
         if self.timeout < least {
             return Err(format!("otlp timeout {:?} is under 100ms", self.timeout));
         }
-        if let Some(url) = &self.endpoint {
+        let from_env = || {
+            [
+                "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+            ]
+            .into_iter()
+            .find_map(|var| {
+                let v = std::env::var(var).ok()?;
+                (!v.trim().is_empty()).then(|| (var, v))
+            })
+        };
+        let endpoint = match &self.endpoint {
+            Some(url) => Some(("endpoint", url.clone())),
+            None => from_env(),
+        };
+        if let Some((from, url)) = endpoint {
             let ok = url.starts_with("http://") && url.len() > "http://".len();
             if !ok {
                 return Err(format!(
-                    "otlp endpoint {url:?}: expected an http:// URL (TLS is not built in)"
+                    "otlp {from} {url:?}: expected an http:// URL (TLS is not built in)"
+                ));
+            }
+        }
+        for (name, value) in &self.headers {
+            if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                return Err(format!(
+                    "otlp header name {name:?} is not a valid HTTP header name"
+                ));
+            }
+            if http::HeaderValue::from_str(value).is_err() {
+                return Err(format!(
+                    "otlp header {name:?}: its value is not a valid HTTP header value"
                 ));
             }
         }
@@ -196,22 +250,20 @@ impl Exporter {
             builder = builder.with_headers(opts.headers.clone());
         }
         let exporter = builder.build().map_err(|e| format!("otlp exporter: {e}"))?;
+        let started = STARTED.fetch_add(1, Ordering::Relaxed) + 1;
+        let exporter = Logged {
+            inner: exporter,
+            failing: AtomicBool::new(false),
+            endpoint: opts
+                .metrics_url()
+                .unwrap_or_else(|| "the OTEL_EXPORTER_OTLP_* endpoint".into()),
+        };
         let reader = PeriodicReader::builder(exporter)
             .with_interval(opts.interval)
             .build();
-        let mut resource = Resource::builder();
-        match &opts.service_name {
-            Some(name) => resource = resource.with_service_name(name.clone()),
-            None if std::env::var_os("OTEL_SERVICE_NAME").is_none() => {
-                resource = resource.with_service_name("fetchq-worker");
-            }
-            None => {}
-        }
-        // Prometheus (through a collector) tells workers apart by instance
-        resource = resource.with_attribute(KeyValue::new("service.instance.id", instance_id()));
         let provider = SdkMeterProvider::builder()
             .with_reader(reader)
-            .with_resource(resource.build())
+            .with_resource(resource(opts, started))
             .build();
         let meter = provider.meter("fetchq_worker");
         let histograms = instruments(&meter, &Arc::new(sources));
@@ -242,11 +294,13 @@ impl Exporter {
     }
 
     /// Pushes the last values and stops, waiting at most the push timeout
-    /// and a second (a collector that does not answer holds nobody up).
+    /// (or the SDK's 5 s) and a second: a collector that does not answer
+    /// holds nobody up.
     pub(crate) async fn shutdown(&self) {
         let Some(provider) = self.take() else { return };
         let stop = tokio::task::spawn_blocking(move || provider.shutdown());
-        match tokio::time::timeout(self.timeout + Duration::from_secs(1), stop).await {
+        let limit = self.timeout.min(SDK_SHUTDOWN_LIMIT) + Duration::from_secs(1);
+        match tokio::time::timeout(limit, stop).await {
             Ok(Ok(Ok(()))) => {}
             Ok(Ok(Err(e))) => tracing::debug!(error = %e, "otlp: the last push failed"),
             Ok(Err(e)) => tracing::debug!(error = %e, "otlp: shutdown panicked"),
@@ -255,15 +309,90 @@ impl Exporter {
     }
 }
 
-impl Drop for Exporter {
-    fn drop(&mut self) {
-        // a runtime that ended early: stop the reader off this thread (the
-        // SDK's shutdown blocks until its last push ends)
+impl Exporter {
+    /// Stops without waiting for anyone (a forced shutdown): the reader's
+    /// last push, if any, happens on a thread of its own.
+    pub(crate) fn abandon(&self) {
         if let Some(provider) = self.take() {
             let _ = std::thread::Builder::new()
                 .name("fetchq-otlp-shutdown".into())
                 .spawn(move || provider.shutdown());
         }
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        // a runtime that ended early: stop the reader off this thread (the
+        // SDK's shutdown blocks until its last push ends)
+        self.abandon();
+    }
+}
+
+/// The resource: our defaults, then `OTEL_RESOURCE_ATTRIBUTES` and
+/// `OTEL_SERVICE_NAME` over them, then what the options say over those.
+fn resource(opts: &OtlpOptions, started: u64) -> Resource {
+    let instance = match started {
+        1 => instance_id(),
+        n => format!("{}:{n}", instance_id()),
+    };
+    let mut resource = Resource::builder_empty()
+        .with_attributes([
+            KeyValue::new("service.name", "fetchq-worker"),
+            KeyValue::new("service.instance.id", instance),
+        ])
+        .with_detector(Box::new(TelemetryResourceDetector))
+        .with_detector(Box::new(EnvResourceDetector::new()));
+    if let Ok(name) = std::env::var("OTEL_SERVICE_NAME")
+        && !name.trim().is_empty()
+    {
+        resource = resource.with_service_name(name);
+    }
+    if let Some(name) = &opts.service_name {
+        resource = resource.with_service_name(name.clone());
+    }
+    if let Some(id) = &opts.instance_id {
+        resource = resource.with_attribute(KeyValue::new("service.instance.id", id.clone()));
+    }
+    resource.build()
+}
+
+/// The OTLP exporter, saying when pushes start failing (once, at warn) and
+/// when they succeed again (the SDK itself logs nothing in this build).
+#[derive(Debug)]
+struct Logged {
+    inner: opentelemetry_otlp::MetricExporter,
+    failing: AtomicBool,
+    endpoint: String,
+}
+
+impl PushMetricExporter for Logged {
+    async fn export(&self, metrics: &ResourceMetrics) -> OTelSdkResult {
+        let result = self.inner.export(metrics).await;
+        match &result {
+            Err(e) if !self.failing.swap(true, Ordering::Relaxed) => {
+                tracing::warn!(endpoint = %self.endpoint, error = %e,
+                    "otlp: pushing metrics failed; retried every interval, said again once it works");
+            }
+            Err(e) => tracing::debug!(error = %e, "otlp: pushing metrics failed again"),
+            Ok(()) if self.failing.swap(false, Ordering::Relaxed) => {
+                tracing::info!(endpoint = %self.endpoint, "otlp: pushing metrics works again");
+            }
+            Ok(()) => {}
+        }
+        result
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn temporality(&self) -> Temporality {
+        self.inner.temporality()
     }
 }
 
@@ -360,6 +489,45 @@ mod tests {
         assert_eq!(OtlpOptions::new().metrics_url(), None);
     }
 
+    fn attribute(r: &Resource, key: &'static str) -> Option<String> {
+        r.get(&opentelemetry::Key::from_static_str(key))
+            .map(|v| v.to_string())
+    }
+
+    #[test]
+    fn each_runtime_has_its_own_instance_and_options_win() {
+        let first = resource(&OtlpOptions::new(), 1);
+        let second = resource(&OtlpOptions::new(), 2);
+        let (a, b) = (
+            attribute(&first, "service.instance.id").unwrap(),
+            attribute(&second, "service.instance.id").unwrap(),
+        );
+        assert!(a.ends_with(&format!(":{}", std::process::id())), "{a}");
+        assert_eq!(b, format!("{a}:2"));
+        if std::env::var_os("OTEL_SERVICE_NAME").is_none()
+            && std::env::var_os("OTEL_RESOURCE_ATTRIBUTES").is_none()
+        {
+            assert_eq!(
+                attribute(&first, "service.name").as_deref(),
+                Some("fetchq-worker")
+            );
+        }
+        let named = resource(
+            &OtlpOptions::new()
+                .service_name("crawler")
+                .instance_id("pod-7"),
+            3,
+        );
+        assert_eq!(
+            attribute(&named, "service.name").as_deref(),
+            Some("crawler")
+        );
+        assert_eq!(
+            attribute(&named, "service.instance.id").as_deref(),
+            Some("pod-7")
+        );
+    }
+
     #[test]
     fn bad_options_are_refused() {
         let bad = [
@@ -368,6 +536,8 @@ mod tests {
             OtlpOptions::new().endpoint("https://c:4318"),
             OtlpOptions::new().endpoint("c:4318"),
             OtlpOptions::new().endpoint("http://"),
+            OtlpOptions::new().header("x api key", "k"),
+            OtlpOptions::new().header("x-tenant", "a\nb"),
         ];
         for o in bad {
             assert!(o.validate().is_err(), "{o:?}");

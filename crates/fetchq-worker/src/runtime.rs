@@ -395,13 +395,14 @@ impl Runtime {
         if self.signals {
             spawn_signal_handler(self.shutdown.clone(), self.force.clone());
         }
-        if let Err(e) = self.setup(&client, &incidents).await {
-            #[cfg(feature = "otlp")]
-            if let Some(otlp) = &telemetry.exporters().otlp {
-                otlp.shutdown().await;
-            }
-            return Err(e);
+        let setup = self.setup(&client, &incidents).await;
+        #[cfg(feature = "otlp")]
+        if setup.is_err()
+            && let Some(otlp) = &telemetry.exporters().otlp
+        {
+            otlp.shutdown().await;
         }
+        setup?;
 
         // shutdown's clock: handlers are cancelled at `deadline`, writing
         // stops at `hard` (the end of shutdown_timeout, or forced)

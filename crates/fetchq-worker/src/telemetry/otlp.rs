@@ -156,7 +156,7 @@ impl OtlpOptions {
             .into_iter()
             .find_map(|var| {
                 let v = std::env::var(var).ok()?;
-                (!v.trim().is_empty()).then(|| (var, v))
+                (!v.trim().is_empty()).then_some((var, v))
             })
         };
         let endpoint = match &self.endpoint {

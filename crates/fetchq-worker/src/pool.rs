@@ -259,15 +259,14 @@ pub(crate) async fn run(
             ..
         }) = joined
         {
+            let held = Held {
+                reg: &reg,
+                shared: &shared,
+                counters: &counters,
+            };
             let now = Instant::now();
             for doc in docs {
-                leases.push(doc.lease.clone());
-                let cancel = hold(&shared, opts.lease, &counters, &doc);
-                buffer.push_back(Buffered {
-                    doc,
-                    cancel,
-                    since: now,
-                });
+                held.keep(&mut buffer, &mut leases, doc, now);
             }
         }
     }
@@ -309,18 +308,27 @@ impl Held<'_> {
         leases.retain(|l| shared.registry.is_running(l));
         let now = Instant::now();
         for doc in docs {
-            leases.push(doc.lease.clone());
-            let cancel = hold(shared, opts.lease, counters, &doc);
             if tasks.len() < opts.concurrency {
+                leases.push(doc.lease.clone());
+                let cancel = hold(shared, opts.lease, counters, &doc);
                 spawn(tasks, reg, shared, counters, doc, cancel);
             } else {
-                buffer.push_back(Buffered {
-                    doc,
-                    cancel,
-                    since: now,
-                });
+                self.keep(buffer, leases, doc, now);
             }
         }
+    }
+
+    /// Holds a picked document and puts it in the buffer.
+    fn keep(
+        &self,
+        buffer: &mut VecDeque<Buffered>,
+        leases: &mut Vec<Lease>,
+        doc: Document,
+        since: Instant,
+    ) {
+        leases.push(doc.lease.clone());
+        let cancel = hold(self.shared, self.reg.options.lease, self.counters, &doc);
+        buffer.push_back(Buffered { doc, cancel, since });
     }
 }
 

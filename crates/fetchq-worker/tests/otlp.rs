@@ -89,6 +89,20 @@ async fn receiver() -> (String, Received) {
     (base, got)
 }
 
+/// A collector that accepts connections and never answers; its base URL.
+async fn silent_collector() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            held.push(stream);
+        }
+    });
+    base
+}
+
 fn text(v: &Option<AnyValue>) -> String {
     match v.as_ref().and_then(|v| v.value.as_ref()) {
         Some(any_value::Value::StringValue(s)) => s.clone(),
@@ -300,11 +314,7 @@ async fn drain_with(opts: OtlpOptions, n: usize) -> Duration {
 #[tokio::test]
 async fn a_collector_that_is_down_costs_the_worker_nothing() {
     // a port nobody listens on: every push is refused at once
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let opts = OtlpOptions::new()
         .endpoint(format!("http://127.0.0.1:{port}"))
         .interval(Duration::from_millis(100));
@@ -314,16 +324,7 @@ async fn a_collector_that_is_down_costs_the_worker_nothing() {
 
 #[tokio::test]
 async fn a_collector_that_never_answers_does_not_hold_shutdown() {
-    // accepts and reads, never answers
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            held.push(stream);
-        }
-    });
+    let base = silent_collector().await;
     let opts = OtlpOptions::new()
         .endpoint(base)
         .interval(Duration::from_millis(100))
@@ -371,16 +372,8 @@ b",
 async fn a_forced_shutdown_waits_for_no_collector() {
     let db = TestDb::new().await;
     db.client.queue_create("q").await.unwrap();
-    // accepts and reads, never answers: the last push would wait
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            held.push(stream);
-        }
-    });
+    // the last push would wait
+    let base = silent_collector().await;
     let h = handler(HandlerOptions::new("q"), |_doc, _ctx| {
         Box::pin(async { Ok(Outcome::complete()) })
     });

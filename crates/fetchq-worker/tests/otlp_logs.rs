@@ -50,11 +50,7 @@ async fn a_collector_down_then_up_is_one_warning_and_one_recovery() {
     let db = TestDb::new().await;
     db.client.queue_create("q").await.unwrap();
     // a port nobody listens on, for now
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let h = handler(HandlerOptions::new("q"), |_doc, _ctx| {
         Box::pin(async { Ok(Outcome::complete()) })
     });

@@ -57,7 +57,7 @@ pub fn install_script() -> String {
         out.push_str(m.sql);
         out.push_str(&record(m));
     }
-    out.push_str(CONFIG_DUMP);
+    out.push_str(&config_dump(latest_schema_version()));
     out
 }
 
@@ -83,6 +83,24 @@ SELECT pg_catalog.pg_extension_config_dump('fetchq.jobs_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('fetchq.migrations', 'WHERE false');
 ";
 
+/// Tables registered from a later schema on, with the schema that creates
+/// them: an upgrade script to an older schema must not name them.
+const CONFIG_DUMP_SINCE: &[(i32, &str)] = &[(
+    16,
+    "SELECT pg_catalog.pg_extension_config_dump('fetchq.rate_slots', '');\n",
+)];
+
+/// [`CONFIG_DUMP`] and the registrations of the tables schema `version` has.
+fn config_dump(version: i32) -> String {
+    let mut out = String::from(CONFIG_DUMP);
+    for (since, line) in CONFIG_DUMP_SINCE {
+        if *since <= version {
+            out.push_str(line);
+        }
+    }
+    out
+}
+
 /// The upgrade script from schema `from` to `from + 1`
 /// (`fetchq--<from>--<from+1>.sql`), or `None` past the latest version.
 ///
@@ -93,9 +111,10 @@ SELECT pg_catalog.pg_extension_config_dump('fetchq.migrations', 'WHERE false');
 pub fn upgrade_script(from: i32) -> Option<String> {
     let m = MIGRATIONS.iter().find(|m| m.version == from + 1)?;
     Some(format!(
-        "\\echo Use \"ALTER EXTENSION fetchq UPDATE\" to load this file. \\quit\n{}\n{}{CONFIG_DUMP}",
+        "\\echo Use \"ALTER EXTENSION fetchq UPDATE\" to load this file. \\quit\n{}\n{}{}",
         m.sql,
-        record(m)
+        record(m),
+        config_dump(m.version)
     ))
 }
 

@@ -53,6 +53,7 @@ mod migrate;
 mod per_queue;
 mod pick;
 mod queue;
+mod rate;
 mod timers;
 
 /// The `chrono` this crate uses (planned times are `DateTime<Utc>`), so
@@ -72,8 +73,9 @@ pub use logs::TraceStep;
 pub use maintenance::{JobRun, MntRun};
 pub use metrics::{Counters, MetricValue, StatusCounts};
 pub use migrate::{MIGRATIONS, Migration, MigrationReport, latest_schema_version, migrate};
-pub use pick::{Document, Lease, PickOptions};
+pub use pick::{Document, Lease, PickAnswer, PickOptions};
 pub use queue::{QueueInfo, validate_queue_name};
+pub use rate::{MAX_RATE_LIMIT, MAX_RATE_WINDOW, RateLimit};
 pub use timers::{
     MetricBatch, TIMER_BUCKETS_MS, Timer, timers_from_export, validate_metric_name,
     validate_timer_name,

@@ -181,7 +181,7 @@ impl Document {
     }
 
     /// A document from a row of `sql/per_queue/pick.sql` (column 0 is the
-    /// promotion count, column 11 the next-due wait; NULL document columns
+    /// promotion count, column 11 the next-due wait, column 12 the rate-limit wait; NULL document columns
     /// mean nothing was leased).
     fn from_row(queue: &str, row: &PgRow) -> Result<Option<Self>> {
         let Some(subject): Option<String> = row.try_get(1)? else {
@@ -204,6 +204,29 @@ impl Document {
             last_iteration: row.try_get(8)?,
         }))
     }
+}
+
+/// What [`Client::pick_answer`] leased, and when to look again.
+///
+/// ```no_run
+/// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+/// let answer = client.pick_answer("crawl", &fetchq_core::PickOptions::new()).await?;
+/// println!("{} leased, next slot in {:?}", answer.docs.len(), answer.rate_wait);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct PickAnswer {
+    /// The leased documents.
+    pub docs: Vec<Document>,
+    /// When none was leased: the wait until the next planned document of the
+    /// version is due (zero when already due), `None` when none is planned,
+    /// the queue is paused, or the rate limit held documents back.
+    pub next_due: Option<std::time::Duration>,
+    /// When the queue's rate limit held due documents back: the wait until
+    /// its next slot opens (zero when a slot is about to be freed by a pick in
+    /// progress elsewhere). `None` on a queue without a limit, or when every
+    /// due document the pick wanted was leased.
+    pub rate_wait: Option<std::time::Duration>,
 }
 
 /// Runs a resolution statement (first column: affected rows) and turns 0 into
@@ -243,7 +266,7 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn pick(&self, queue: &str, options: &PickOptions) -> Result<Vec<Document>> {
-        Ok(self.pick_rounds(queue, options, false).await?.0)
+        Ok(self.pick_rounds(queue, options, false).await?.docs)
     }
 
     /// [`pick`](Self::pick) for a worker that sleeps when nothing is due: when
@@ -251,7 +274,9 @@ impl Client {
     /// the next planned document of `options`' version is due (measured on
     /// the database's clock, zero when already due), so an idle poll costs one
     /// round trip instead of a pick and a
-    /// [`queue_next_due_for`](Self::queue_next_due_for).
+    /// [`queue_next_due_for`](Self::queue_next_due_for). On a rate-limited
+    /// queue whose due documents wait for a slot, it is the wait until the
+    /// next slot opens instead.
     ///
     /// The duration is `None` when documents were leased, when no document of
     /// that version is planned, or when the queue is paused (a push or
@@ -284,23 +309,57 @@ impl Client {
         queue: &str,
         options: &PickOptions,
     ) -> Result<(Vec<Document>, Option<Duration>)> {
+        let answer = self.pick_rounds(queue, options, true).await?;
+        let wait = if answer.docs.is_empty() {
+            answer.rate_wait.or(answer.next_due)
+        } else {
+            None
+        };
+        Ok((answer.docs, wait))
+    }
+
+    /// [`pick_idle`](Self::pick_idle) with the whole answer: the documents,
+    /// the wait until the next planned document when none was leased, and,
+    /// when the queue's rate limit left due documents behind (some leased or
+    /// none), the wait until its next slot opens. A worker that got
+    /// [`rate_wait`](PickAnswer::rate_wait) should not pick the queue again
+    /// before it has passed: that pick would lease nothing.
+    ///
+    /// # Errors
+    ///
+    /// As [`pick`](Self::pick).
+    ///
+    /// ```no_run
+    /// # use fetchq_core::PickOptions;
+    /// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+    /// let answer = client.pick_answer("crawl", &PickOptions::new().limit(10)).await?;
+    /// for doc in &answer.docs {
+    ///     client.complete(&doc.lease, None).await?;
+    /// }
+    /// if let Some(wait) = answer.rate_wait {
+    ///     tokio::time::sleep(wait).await; // the next slot of the rate limit
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn pick_answer(&self, queue: &str, options: &PickOptions) -> Result<PickAnswer> {
         self.pick_rounds(queue, options, true).await
     }
 
     /// The statement of `sql/per_queue/pick.sql`, run once, or twice when the
-    /// first promoted due planned documents and came back short. With
-    /// `next_due`, an empty last round also returns the wait until the next
-    /// planned document.
+    /// first promoted due planned documents and came back short (not when the
+    /// rate limit cut it short). With `next_due`, an empty last round also
+    /// returns the wait until the next planned document.
     async fn pick_rounds(
         &self,
         queue: &str,
         options: &PickOptions,
         next_due: bool,
-    ) -> Result<(Vec<Document>, Option<Duration>)> {
+    ) -> Result<PickAnswer> {
         validate_queue_name(queue)?;
         options.check()?;
         let mut docs = Vec::new();
         let mut due_in = None;
+        let mut rate_wait = None;
         // A second round only when this one promoted due planned documents
         // (visible from the next statement on) and came back short.
         for _ in 0..2 {
@@ -316,16 +375,20 @@ impl Client {
                 .fetch_all(self.pool())
                 .await
                 .map_err(|e| queue_error(e, queue))?;
-            let (promoted, secs): (i64, Option<f64>) = match rows.first() {
-                Some(row) => (row.try_get(0)?, row.try_get(11)?),
-                None => (0, None),
+            let (promoted, secs, rate_secs): (i64, Option<f64>, Option<f64>) = match rows.first() {
+                Some(row) => (row.try_get(0)?, row.try_get(11)?, row.try_get(12)?),
+                None => (0, None, None),
             };
             due_in = crate::batch::due_in(secs);
+            rate_wait = crate::batch::due_in(rate_secs);
             let before = docs.len();
             for row in &rows {
                 docs.extend(Document::from_row(queue, row)?);
             }
-            if promoted == 0 || docs.len() - before >= usize::try_from(want).unwrap_or(0) {
+            if promoted == 0
+                || rate_wait.is_some()
+                || docs.len() - before >= usize::try_from(want).unwrap_or(0)
+            {
                 break;
             }
         }
@@ -333,7 +396,11 @@ impl Client {
         if !docs.is_empty() {
             due_in = None;
         }
-        Ok((docs, due_in))
+        Ok(PickAnswer {
+            docs,
+            next_due: due_in,
+            rate_wait,
+        })
     }
 
     /// Plans the document's next run (the repetitive-task ending): pending if

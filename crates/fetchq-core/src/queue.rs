@@ -80,6 +80,9 @@ pub struct QueueInfo {
     pub retry_delay_max: Duration,
     /// Spread of the retry backoff (a fraction from 0 to 1).
     pub retry_jitter: f64,
+    /// The rate limit of its picks, if any (see
+    /// [`Client::queue_set_rate_limit`]).
+    pub rate_limit: Option<crate::RateLimit>,
 }
 
 impl QueueInfo {
@@ -96,6 +99,7 @@ impl QueueInfo {
             retry_delay: seconds(row.try_get(8)?),
             retry_delay_max: seconds(row.try_get(9)?),
             retry_jitter: row.try_get(10)?,
+            rate_limit: crate::RateLimit::from_db(row.try_get(11)?, row.try_get(12)?),
         })
     }
 }

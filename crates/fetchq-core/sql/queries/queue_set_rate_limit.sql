@@ -1,0 +1,1 @@
+SELECT affected_rows FROM fetchq.queue_set_rate_limit($1, $2, $3)

@@ -2,7 +2,8 @@
 //! `DATABASE_URL`, `E2E_QUEUE` (default `e2e`), `E2E_CONCURRENCY` (16),
 //! `E2E_BATCH` (16), `E2E_LEASE_MS` (5000), `E2E_WORK_MS` (0), `E2E_GRACE_MS`
 //! (10000), `E2E_METRICS_ADDR` (unset: no metrics endpoint). Each handled
-//! document is recorded in table `e2e_handled` (timed as the queue's timer
+//! document is recorded in table `e2e_handled` (with its pick time on the
+//! database's clock, the lease's expiry less its duration; timed as the queue's timer
 //! `record`, counted in its custom counter `handled`), then completed. Prints
 //! its counters as JSON on a clean exit.
 
@@ -22,6 +23,7 @@ fn env_u64(name: &str, default: u64) -> u64 {
 struct Record {
     options: HandlerOptions,
     work: Duration,
+    lease: Duration,
 }
 
 #[async_trait]
@@ -35,11 +37,15 @@ impl Handler for Record {
     async fn handle(&self, doc: Doc<Value>, ctx: Context) -> Result<Outcome, HandlerError> {
         ctx.time(
             "record",
-            sqlx::query("INSERT INTO e2e_handled (subject, pid, token) VALUES ($1, $2, $3)")
-                .bind(&doc.subject)
-                .bind(i64::from(std::process::id()))
-                .bind(ctx.lease().token)
-                .execute(ctx.client().pool()),
+            sqlx::query(
+                "INSERT INTO e2e_handled (subject, pid, token, leased_at) VALUES ($1, $2, $3, $4 - $5::interval)",
+            )
+            .bind(&doc.subject)
+            .bind(i64::from(std::process::id()))
+            .bind(ctx.lease().token)
+            .bind(ctx.lease().expires_at)
+            .bind(self.lease)
+            .execute(ctx.client().pool()),
         )
         .await?;
         ctx.metric_increment("handled", 1)?;
@@ -58,10 +64,11 @@ async fn main() -> std::process::ExitCode {
     };
     let queue = std::env::var("E2E_QUEUE").unwrap_or_else(|_| "e2e".into());
     let concurrency = env_u64("E2E_CONCURRENCY", 16) as usize;
+    let lease = Duration::from_millis(env_u64("E2E_LEASE_MS", 5000));
     let options = HandlerOptions::new(queue)
         .concurrency(concurrency)
         .batch(env_u64("E2E_BATCH", concurrency as u64) as usize)
-        .lease(Duration::from_millis(env_u64("E2E_LEASE_MS", 5000)))
+        .lease(lease)
         .idle_poll(Duration::from_millis(200));
     let mut runtime = Runtime::new(url);
     if let Ok(addr) = std::env::var("E2E_METRICS_ADDR") {
@@ -71,6 +78,7 @@ async fn main() -> std::process::ExitCode {
         .register(Record {
             options,
             work: Duration::from_millis(env_u64("E2E_WORK_MS", 0)),
+            lease,
         })
         .shutdown_timeout(Duration::from_millis(env_u64("E2E_GRACE_MS", 10_000)))
         .maintenance(Some(Duration::from_millis(200)));

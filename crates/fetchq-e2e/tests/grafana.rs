@@ -130,7 +130,7 @@ async fn every_board_query_returns_series_from_a_real_prometheus() {
     let db = TestDb::new().await;
     let c = db.client.clone();
     c.queue_create(QUEUE).await.unwrap();
-    sqlx::query("CREATE TABLE e2e_handled (subject text NOT NULL, pid bigint NOT NULL, token uuid NOT NULL)")
+    sqlx::query("CREATE TABLE e2e_handled (subject text NOT NULL, pid bigint NOT NULL, token uuid NOT NULL, leased_at timestamptz)")
         .execute(&db.pool)
         .await
         .unwrap();

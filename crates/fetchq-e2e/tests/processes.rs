@@ -46,7 +46,7 @@ async fn exit_code(child: &mut Child, within: Duration) -> Option<i32> {
 
 async fn prepare(pool: &PgPool, client: &Client, docs: usize) {
     client.queue_create("e2e").await.unwrap();
-    sqlx::query("CREATE TABLE e2e_handled (subject text NOT NULL, pid bigint NOT NULL, token uuid NOT NULL)")
+    sqlx::query("CREATE TABLE e2e_handled (subject text NOT NULL, pid bigint NOT NULL, token uuid NOT NULL, leased_at timestamptz)")
         .execute(pool)
         .await
         .unwrap();

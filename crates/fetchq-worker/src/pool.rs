@@ -19,7 +19,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fetchq_core::{Client, Document, Error, Lease, PickOptions};
+use fetchq_core::{Client, Document, Error, Lease, PickAnswer, PickOptions};
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -115,6 +115,9 @@ pub(crate) async fn run(
     // the last pick leased nothing (or none was made yet): one pick at a
     // time, so an idle pool costs one statement per poll
     let mut idle = true;
+    // the queue's rate limit held documents back: no pick before this
+    // instant (it would lease nothing), whatever wakes the pool
+    let mut not_before: Option<Instant> = None;
     tracing::info!(handler = %name, queue = %opts.queue, version = opts.version, concurrency = opts.concurrency, batch, "pool started");
 
     while !shared.shutdown.is_cancelled() {
@@ -141,7 +144,8 @@ pub(crate) async fn run(
             .saturating_sub(tasks.len())
             .saturating_sub(reserved);
         let in_flight = if idle { 1 } else { max_picks };
-        let may_pick = free > 0 && buffer.is_empty() && picks.len() < in_flight;
+        let rate_ok = not_before.is_none_or(|t| Instant::now() >= t);
+        let may_pick = free > 0 && buffer.is_empty() && picks.len() < in_flight && rate_ok;
         // busy, with no pick in flight: let more slots free up before
         // picking, so one pick serves many slots instead of one; fast
         // handlers reach the low-water mark at once, slow ones cost at most
@@ -171,8 +175,9 @@ pub(crate) async fn run(
             let this_pick = pick.limit(i32::try_from(limit).unwrap_or(i32::MAX));
             let task = picks.spawn(async move {
                 let started = Instant::now();
-                // an empty pick also says when the next planned document is due
-                let result = client.pick_idle(&queue, &this_pick).await;
+                // an empty pick also says when the next planned document is
+                // due, and a rate-limited one when the next slot opens
+                let result = client.pick_answer(&queue, &this_pick).await;
                 Picked {
                     elapsed: started.elapsed(),
                     result,
@@ -182,10 +187,12 @@ pub(crate) async fn run(
             continue;
         }
         let oldest = buffer.front().map(|b| b.since + max_wait);
+        let slot_opens = not_before.filter(|_| !rate_ok);
         let picked = tokio::select! {
             Some(joined) = picks.join_next_with_id(), if !picks.is_empty() => joined,
             Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
             () = sleep_until(oldest) => continue,
+            () = sleep_until(slot_opens) => continue,
             _ = shared.shutdown.cancelled() => continue,
             // stuck on an unreachable server past the deadline: give up on it
             _ = shared.deadline.cancelled() => break,
@@ -205,14 +212,20 @@ pub(crate) async fn run(
         if picked.result.is_ok() {
             shared.telemetry.picked(&counters, picked.elapsed);
         }
+        if let Ok(answer) = &picked.result {
+            not_before = answer
+                .rate_wait
+                .map(|w| Instant::now() + rate_wait(w, opts.idle_poll));
+        }
         match picked.result {
-            Ok((docs, next_due)) if docs.is_empty() => {
+            Ok(answer) if answer.docs.is_empty() => {
                 trouble.ok();
                 idle = true;
-                if !picks.is_empty() {
+                if !picks.is_empty() || not_before.is_some() {
+                    // a rate-limited pick: the loop sleeps until the slot opens
                     continue;
                 }
-                let wait = idle_wait(next_due, opts.idle_poll);
+                let wait = idle_wait(answer.next_due, opts.idle_poll);
                 tokio::select! {
                     _ = wake.notified() => {}
                     _ = tokio::time::sleep(wait) => {}
@@ -220,7 +233,7 @@ pub(crate) async fn run(
                     Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
                 }
             }
-            Ok((docs, _)) => {
+            Ok(PickAnswer { docs, .. }) => {
                 trouble.ok();
                 idle = false;
                 let held = Held {
@@ -255,7 +268,7 @@ pub(crate) async fn run(
         };
         let Some(joined) = joined else { break };
         if let Ok(Picked {
-            result: Ok((docs, _)),
+            result: Ok(PickAnswer { docs, .. }),
             ..
         }) = joined
         {
@@ -282,7 +295,7 @@ pub(crate) async fn run(
 /// What one pick task brings back.
 struct Picked {
     elapsed: Duration,
-    result: Result<(Vec<Document>, Option<Duration>), Error>,
+    result: Result<PickAnswer, Error>,
 }
 
 /// What holding picked documents needs.
@@ -397,6 +410,14 @@ async fn give_back(
         "gave back buffered documents"
     );
     Ok(())
+}
+
+/// How long to wait for the next slot of a rate-limited queue: as the pick
+/// measured it, at least [`MIN_IDLE_WAIT`] (a slot held by a pick in progress
+/// elsewhere reads as free now) and at most `idle_poll` (a limit raised
+/// meanwhile is seen within a poll).
+fn rate_wait(wait: Duration, idle_poll: Duration) -> Duration {
+    wait.max(MIN_IDLE_WAIT).min(idle_poll.max(MIN_IDLE_WAIT))
 }
 
 /// How long to sleep when nothing is due: until the next planned document of

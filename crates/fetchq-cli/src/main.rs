@@ -275,6 +275,7 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
                                 "retry_delay_seconds": q.retry_delay.as_secs_f64(),
                                 "retry_delay_max_seconds": q.retry_delay_max.as_secs_f64(),
                                 "retry_jitter": q.retry_jitter,
+                                "rate_limit": q.rate_limit.map(|r| r.to_string()),
                                 "created_at": q.created_at,
                             })
                         })
@@ -283,8 +284,12 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
                 }
                 QueueCommand::List { json: false } => {
                     for q in client.queue_list().await? {
+                        let rate = q
+                            .rate_limit
+                            .map(|r| format!("\trate_limit {r}"))
+                            .unwrap_or_default();
                         println!(
-                            "{}\t{}\tversion {}\tmax_attempts {}",
+                            "{}\t{}\tversion {}\tmax_attempts {}{rate}",
                             q.name,
                             if q.is_active { "active" } else { "paused" },
                             q.current_version,

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use clap::Args;
-use fetchq_core::Client;
+use fetchq_core::{Client, RateLimit};
 
 use crate::BoxError;
 use crate::output::{Refused, parse_duration};
@@ -35,6 +35,29 @@ pub(crate) struct SetArgs {
     /// Spread of the retry backoff, 0 to 1.
     #[arg(long)]
     retry_jitter: Option<f64>,
+    /// At most N leases in any window across every worker, as N/WINDOW
+    /// (5/s, 20/1s, 100/10m); `none` removes the limit.
+    #[arg(long, value_parser = parse_rate_limit)]
+    rate_limit: Option<RateSetting>,
+}
+
+/// What `--rate-limit` asks for.
+#[derive(Clone, Copy)]
+pub(crate) enum RateSetting {
+    /// Remove the limit.
+    Off,
+    /// Set it.
+    Limit(RateLimit),
+}
+
+fn parse_rate_limit(text: &str) -> Result<RateSetting, String> {
+    match text.trim() {
+        "none" | "off" => Ok(RateSetting::Off),
+        t => t
+            .parse()
+            .map(RateSetting::Limit)
+            .map_err(|e: fetchq_core::Error| e.to_string()),
+    }
 }
 
 /// Applies every given setting, then prints the queue's settings.
@@ -46,11 +69,13 @@ pub(crate) async fn run(client: &Client, a: SetArgs) -> Result<(), BoxError> {
         || a.max_payload_size.is_some()
         || a.retry_delay.is_some()
         || a.retry_delay_max.is_some()
-        || a.retry_jitter.is_some();
+        || a.retry_jitter.is_some()
+        || a.rate_limit.is_some();
     if !any {
         return Err(Box::new(Refused(
             "nothing to set: pass at least one of --max-attempts, --current-version, \
-             --logs-retention, --max-payload-size, --retry-delay, --retry-delay-max, --retry-jitter"
+             --logs-retention, --max-payload-size, --retry-delay, --retry-delay-max, --retry-jitter, \
+             --rate-limit"
                 .into(),
         )));
     }
@@ -78,10 +103,15 @@ pub(crate) async fn run(client: &Client, a: SetArgs) -> Result<(), BoxError> {
             )
             .await?;
     }
+    match a.rate_limit {
+        Some(RateSetting::Off) => client.queue_set_rate_limit(q, None).await?,
+        Some(RateSetting::Limit(r)) => client.queue_set_rate_limit(q, Some(r)).await?,
+        None => {}
+    }
     let s = client.queue_status(q).await?;
     println!(
         "{}: max_attempts {}  current_version {}  logs_retention {}  max_payload_size {}  \
-         retry_delay {}  retry_delay_max {}  retry_jitter {}",
+         retry_delay {}  retry_delay_max {}  retry_jitter {}  rate_limit {}",
         s.name,
         s.max_attempts,
         s.current_version,
@@ -89,7 +119,9 @@ pub(crate) async fn run(client: &Client, a: SetArgs) -> Result<(), BoxError> {
         s.max_payload_size,
         humantime::format_duration(s.retry_delay),
         humantime::format_duration(s.retry_delay_max),
-        s.retry_jitter
+        s.retry_jitter,
+        s.rate_limit
+            .map_or_else(|| "none".to_owned(), |r| r.to_string())
     );
     Ok(())
 }

@@ -379,6 +379,50 @@ async fn logs_trace_and_queue_set() {
 }
 
 #[tokio::test]
+async fn queue_set_rate_limit_sets_shows_and_removes_it() {
+    let db = TestDb::new().await;
+    let (c, url) = (&db.client, db.url());
+    c.queue_create("q").await.unwrap();
+    let out = ok(&fetchq(
+        &url,
+        &["queue", "set", "q", "--rate-limit", "20/s"],
+    ));
+    assert!(out.contains("rate_limit 20/1s"), "{out}");
+    assert_eq!(
+        c.queue_status("q").await.unwrap().rate_limit,
+        Some("20/s".parse().unwrap())
+    );
+    let list = json(&fetchq(&url, &["queue", "list", "--json"]));
+    assert_eq!(list["queues"][0]["rate_limit"], "20/1s", "{list}");
+    assert!(ok(&fetchq(&url, &["queue", "list"])).contains("rate_limit 20/1s"));
+    // bad forms are usage errors (2) and change nothing
+    for bad in ["20", "0/s", "20/forever", "x/s", "100001/s"] {
+        let msg = err(
+            &fetchq(&url, &["queue", "set", "q", "--rate-limit", bad]),
+            2,
+        );
+        assert!(msg.contains("rate"), "{bad}: {msg}");
+    }
+    assert_eq!(
+        c.queue_status("q").await.unwrap().rate_limit,
+        Some("20/s".parse().unwrap())
+    );
+    let out = ok(&fetchq(
+        &url,
+        &["queue", "set", "q", "--rate-limit", "none"],
+    ));
+    assert!(out.contains("rate_limit none"), "{out}");
+    assert_eq!(c.queue_status("q").await.unwrap().rate_limit, None);
+    assert!(
+        err(
+            &fetchq(&url, &["queue", "set", "ghost", "--rate-limit", "1/s"]),
+            1
+        )
+        .contains("does not exist")
+    );
+}
+
+#[tokio::test]
 async fn status_shows_lag_and_throughput_from_snapshots_or_two_reads() {
     let db = TestDb::new().await;
     let url = db.url();

@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use fetchq_core::{Client, Counters, QueueInfo};
+use fetchq_core::{Client, Counters, QueueInfo, RateLimit};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -36,6 +36,9 @@ pub struct QueueView {
     pub retry_delay_max: String,
     /// Spread of the retry backoff (0 to 1).
     pub retry_jitter: f64,
+    /// At most N leases in any window, as `N/WINDOW` (e.g. `"20/1s"`),
+    /// across every worker; null without a limit.
+    pub rate_limit: Option<String>,
     /// When it was created.
     pub created_at: DateTime<Utc>,
     /// Counters, exact at read (the counter writes not packed yet are added).
@@ -97,6 +100,7 @@ pub(crate) async fn view(client: &Client, q: QueueInfo) -> Result<QueueView, Api
         retry_delay: format_duration(q.retry_delay),
         retry_delay_max: format_duration(q.retry_delay_max),
         retry_jitter: q.retry_jitter,
+        rate_limit: q.rate_limit.map(|r| r.to_string()),
         created_at: q.created_at,
     })
 }
@@ -187,6 +191,29 @@ pub struct PatchQueue {
     pub retry_delay_max: Option<String>,
     /// Spread of the retry backoff, 0 to 1.
     pub retry_jitter: Option<f64>,
+    /// A rate limit across every worker, `N/WINDOW` such as `"5/s"`,
+    /// `"20/1s"` or `"100/10m"`; null, `"none"` or `"off"` removes it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, nullable)]
+    pub rate_limit: Option<Option<String>>,
+}
+
+/// A field that is present, null or not: `Some(None)` for null, where a
+/// missing field stays `None` (its `#[serde(default)]`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+/// What a `rate_limit` field asks for: `Some(None)` to remove the limit.
+fn rate_limit(field: Option<Option<String>>) -> Result<Option<Option<RateLimit>>, ApiError> {
+    let Some(field) = field else { return Ok(None) };
+    match field.as_deref().map(str::trim) {
+        None | Some("none" | "off") => Ok(Some(None)),
+        Some(text) => text
+            .parse::<RateLimit>()
+            .map(|r| Some(Some(r)))
+            .map_err(|e| ApiError::bad_request(format!("rate_limit: {e}"))),
+    }
 }
 
 fn int(v: i64, what: &str, min: i64) -> Result<i32, ApiError> {
@@ -237,6 +264,7 @@ pub async fn patch(
         .as_deref()
         .map(|d| duration(d, "retry_delay_max"))
         .transpose()?;
+    let rate = rate_limit(body.rate_limit)?;
     if let Some(j) = body.retry_jitter
         && !(0.0..=1.0).contains(&j)
     {
@@ -266,6 +294,9 @@ pub async fn patch(
             body.retry_jitter.unwrap_or(before.retry_jitter),
         )
         .await?;
+    }
+    if let Some(rate) = rate {
+        c.queue_set_rate_limit(&queue, rate).await?;
     }
     let info = c.queue_status(&queue).await?;
     Ok(Json(view(c, info).await?))

@@ -65,6 +65,16 @@ pub struct Picked {
 pub struct PickOut {
     /// Up to `limit` documents, by priority then due time.
     pub docs: Vec<Picked>,
+    /// When nothing was leased: milliseconds until the next planned document
+    /// of the version is due (0 when due now); null when none is planned.
+    pub next_due_ms: Option<u64>,
+    /// When the queue's rate limit held due documents back: milliseconds
+    /// until its next slot opens. Picking again sooner leases nothing.
+    pub rate_wait_ms: Option<u64>,
+}
+
+fn millis(d: Option<Duration>) -> Option<u64> {
+    d.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn lease_duration(text: Option<&str>) -> Result<Duration, ApiError> {
@@ -93,9 +103,12 @@ pub async fn pick(
         .version(extract::version(body.version)?.unwrap_or(0))
         .limit(extract::limit(body.limit, 1, 1000)?)
         .lease(lease_duration(body.lease.as_deref())?);
-    let docs = state.client.pick(&queue, &options).await?;
+    let answer = state.client.pick_answer(&queue, &options).await?;
     Ok(Json(PickOut {
-        docs: docs
+        next_due_ms: millis(answer.next_due),
+        rate_wait_ms: millis(answer.rate_wait),
+        docs: answer
+            .docs
             .into_iter()
             .map(|d| Picked {
                 subject: d.subject,

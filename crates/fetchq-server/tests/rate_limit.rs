@@ -1,0 +1,116 @@
+//! Rate limits over the REST API: set, shown, removed, refused, and the pick
+//! answer saying when the next slot opens.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{ADMIN, READ, Server, WORK, code};
+use fetchq_core::NewDoc;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+async fn patch(s: &Server, token: &str, body: Value) -> (StatusCode, Value) {
+    s.call(
+        Method::PATCH,
+        "/api/v1/queues/crawl",
+        Some(token),
+        Some(body),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn rate_limits_are_set_shown_removed_and_refused() {
+    let s = Server::start().await;
+    let (st, _) = s
+        .post("/api/v1/queues", ADMIN, json!({"name": "crawl"}))
+        .await;
+    assert_eq!(st, StatusCode::CREATED);
+    let (_, q) = s.get("/api/v1/queues/crawl", READ).await;
+    assert_eq!(q["rate_limit"], Value::Null);
+
+    let (st, q) = patch(&s, ADMIN, json!({"rate_limit": "3/s"})).await;
+    assert_eq!(
+        (st, q["rate_limit"].as_str()),
+        (StatusCode::OK, Some("3/1s")),
+        "{q}"
+    );
+    let info = s.db.client.queue_status("crawl").await.unwrap();
+    assert_eq!(info.rate_limit, Some("3/s".parse().unwrap()));
+    let (_, list) = s.get("/api/v1/queues", READ).await;
+    assert_eq!(list["queues"][0]["rate_limit"], "3/1s");
+
+    // refused whole: nothing of a bad patch is applied
+    for bad in [
+        json!({"rate_limit": "0/s"}),
+        json!({"rate_limit": "3"}),
+        json!({"rate_limit": "3/forever"}),
+        json!({"rate_limit": "100001/s"}),
+        json!({"rate_limit": "1/s", "max_attempts": 0}),
+    ] {
+        let (st, body) = patch(&s, ADMIN, bad.clone()).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{bad} -> {body}");
+    }
+    // not a string: the body's shape is wrong, as for every field
+    let (st, body) = patch(&s, ADMIN, json!({"rate_limit": 3})).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (st, body) = patch(&s, READ, json!({"rate_limit": "1/s"})).await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{body}");
+    let (st, body) = patch(&s, WORK, json!({"rate_limit": "1/s"})).await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{body}");
+    let info = s.db.client.queue_status("crawl").await.unwrap();
+    assert_eq!(info.rate_limit, Some("3/s".parse().unwrap()));
+    assert_eq!(info.max_attempts, 5);
+
+    // other settings leave the limit alone
+    let (_, q) = patch(&s, ADMIN, json!({"max_attempts": 2})).await;
+    assert_eq!(q["rate_limit"], "3/1s");
+
+    // the pick answer tells a REST worker when to come back
+    let docs: Vec<NewDoc> = (0..5).map(|i| NewDoc::new(format!("p{i}"))).collect();
+    s.db.client.push_many("crawl", &docs).await.unwrap();
+    s.db.client
+        .queue_set_rate_limit("crawl", Some("3/1h".parse().unwrap()))
+        .await
+        .unwrap();
+    let (st, out) = s
+        .post("/api/v1/queues/crawl/pick", WORK, json!({"limit": 5}))
+        .await;
+    assert_eq!(st, StatusCode::OK, "{out}");
+    assert_eq!(out["docs"].as_array().unwrap().len(), 3);
+    assert!(out["rate_wait_ms"].as_u64().unwrap() > 3_500_000, "{out}");
+    let (_, out) = s
+        .post("/api/v1/queues/crawl/pick", WORK, json!({"limit": 5}))
+        .await;
+    assert!(out["docs"].as_array().unwrap().is_empty());
+    assert!(out["rate_wait_ms"].as_u64().unwrap() > 3_500_000, "{out}");
+    assert_eq!(out["next_due_ms"], Value::Null);
+
+    for off in [json!({"rate_limit": null}), json!({"rate_limit": "none"})] {
+        s.db.client
+            .queue_set_rate_limit("crawl", Some("3/1h".parse().unwrap()))
+            .await
+            .unwrap();
+        let (st, q) = patch(&s, ADMIN, off.clone()).await;
+        assert_eq!(
+            (st, &q["rate_limit"]),
+            (StatusCode::OK, &Value::Null),
+            "{off}"
+        );
+    }
+    let (_, out) = s
+        .post("/api/v1/queues/crawl/pick", WORK, json!({"limit": 5}))
+        .await;
+    assert_eq!(out["docs"].as_array().unwrap().len(), 2);
+    assert_eq!(out["rate_wait_ms"], Value::Null);
+
+    let (st, body) = s
+        .call(
+            Method::PATCH,
+            "/api/v1/queues/nope",
+            Some(ADMIN),
+            Some(json!({"rate_limit": "1/s"})),
+        )
+        .await;
+    assert_eq!((st, code(&body)), (StatusCode::NOT_FOUND, "FQ002"));
+}

@@ -361,6 +361,11 @@ async fn apply(
                 .bind(!exists)
                 .execute(&mut *tx)
                 .await?;
+            sqlx::query(include_str!("../sql/restore_rate_limit.sql"))
+                .bind(&name)
+                .bind(&q.settings)
+                .execute(&mut *tx)
+                .await?;
         }
         targets.push(Target {
             name: name.clone(),

@@ -67,6 +67,8 @@ enum Workload {
     Backup,
     /// The drain with the worker's process metrics on against off.
     WorkerMetrics,
+    /// Rate limits: the unlimited pick's cost, a limited queue's rate held.
+    RateLimit,
     #[value(hide = true)]
     Child,
     #[value(hide = true)]
@@ -123,6 +125,9 @@ async fn main() -> Result<(), BoxError> {
     }
     if all || args.workload == Workload::WorkerMetrics {
         rows.extend(workloads::worker_metrics::run(&server, args.docs).await?);
+    }
+    if all || args.workload == Workload::RateLimit {
+        rows.extend(workloads::rate_limit::run(&server).await?);
     }
     if all || args.workload == Workload::Http {
         rows.push(workloads::http::push(&server, args.docs * 5).await?);

@@ -53,6 +53,22 @@ impl Server {
         Ok((pool, url))
     }
 
+    /// Another pool on the existing database `name`.
+    pub(crate) async fn database_pool(
+        &self,
+        name: &str,
+        connections: u32,
+    ) -> Result<(PgPool, String), sqlx::Error> {
+        let options: PgConnectOptions = self.url.parse()?;
+        let options = options.database(name);
+        let url = options.to_url_lossy().to_string();
+        let pool = PgPoolOptions::new()
+            .max_connections(connections)
+            .connect_with(options)
+            .await?;
+        Ok((pool, url))
+    }
+
     /// The PostgreSQL binaries (pg_dump, pg_restore).
     pub(crate) fn bin_dir(&self) -> std::path::PathBuf {
         self.pg.bin_dir().to_path_buf()

@@ -7,6 +7,7 @@ pub(crate) mod footprint;
 pub(crate) mod http;
 pub(crate) mod latency;
 pub(crate) mod push;
+pub(crate) mod rate_limit;
 pub(crate) mod reschedule;
 pub(crate) mod scale;
 pub(crate) mod worker_metrics;

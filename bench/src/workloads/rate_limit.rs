@@ -150,7 +150,10 @@ async fn limited_holds(server: &Server, rate: u32, seconds: u64) -> Result<Row, 
         client.push_many("polite", chunk).await?;
     }
     client
-        .queue_set_rate_limit("polite", Some(RateLimit::new(rate, Duration::from_secs(1))?))
+        .queue_set_rate_limit(
+            "polite",
+            Some(RateLimit::new(rate, Duration::from_secs(1))?),
+        )
         .await?;
     let times = Arc::new(Mutex::new(Vec::new()));
     let mut stops = Vec::new();
@@ -184,10 +187,15 @@ async fn limited_holds(server: &Server, rate: u32, seconds: u64) -> Result<Row, 
     // the steady part: from 1 s after the first lease, `seconds` long
     let from = t.first().copied().unwrap_or_default() + second;
     let span = chrono::Duration::seconds(seconds as i64);
-    let steady = t.iter().filter(|x| **x >= from && **x - from < span).count();
+    let steady = t
+        .iter()
+        .filter(|x| **x >= from && **x - from < span)
+        .count();
     let achieved = steady as f64 / seconds as f64;
     Ok(Row {
-        workload: format!("queue limited to {rate}/s, 8 runtimes with their own pools: leases/s vs the limit"),
+        workload: format!(
+            "queue limited to {rate}/s, 8 runtimes with their own pools: leases/s vs the limit"
+        ),
         fetchq: achieved,
         baseline: Some(f64::from(rate)),
         unit: "docs/s",

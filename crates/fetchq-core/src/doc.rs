@@ -109,6 +109,7 @@ pub struct NewDoc {
     priority: i32,
     schedule: Schedule,
     payload: Value,
+    key: Option<String>,
 }
 
 impl NewDoc {
@@ -125,7 +126,32 @@ impl NewDoc {
             priority: 0,
             schedule: Schedule::Now,
             payload: Value::Object(Default::default()),
+            key: None,
         }
+    }
+
+    /// The concurrency key (1 to 255 characters), such as the host a crawler
+    /// fetches from: a queue with
+    /// [`queue_set_key_concurrency`](crate::Client::queue_set_key_concurrency)
+    /// never runs more than its cap of documents with one key at once.
+    /// Default: none (no cap applies).
+    ///
+    /// ```
+    /// let doc = fetchq_core::NewDoc::new("https://example.com/a").key("example.com");
+    /// assert_eq!(doc.get_key(), Some("example.com"));
+    /// ```
+    pub fn key(mut self, key: impl Into<String>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// The concurrency key, if any.
+    ///
+    /// ```
+    /// assert_eq!(fetchq_core::NewDoc::new("a").get_key(), None);
+    /// ```
+    pub fn get_key(&self) -> Option<&str> {
+        self.key.as_deref()
     }
 
     /// The document version (0 or more); picks target one version.
@@ -315,6 +341,24 @@ fn check_queue(queue: &str) -> Result<()> {
 
 /// The engine's subject rule (1 to 255 characters), plus what PostgreSQL text
 /// cannot hold (a NUL byte), checked before anything is sent.
+/// A concurrency key: 1 to 255 characters, no NUL ([`Error::InvalidArgument`]).
+pub(crate) fn check_key(key: Option<&str>) -> Result<()> {
+    let Some(key) = key else { return Ok(()) };
+    let chars = key.chars().count();
+    let problem = if chars == 0 {
+        "the key is empty"
+    } else if chars > 255 {
+        "the key is longer than 255 characters"
+    } else if key.contains('\0') {
+        "the key contains a NUL byte"
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidArgument {
+        message: problem.to_owned(),
+    })
+}
+
 pub(crate) fn check_subject(subject: &str) -> Result<()> {
     let chars = subject.chars().count();
     let problem = if chars == 0 {
@@ -416,8 +460,10 @@ impl Client {
         check_queue(queue)?;
         check_subject(&doc.subject)?;
         check_version(doc.version)?;
+        check_key(doc.get_key())?;
         let statement = statement(per_queue!("push"), queue);
         let row = doc_query(&statement, queue, doc)
+            .bind(doc.get_key())
             .fetch_one(executor)
             .await
             .map_err(|e| queue_error(e, queue))?;
@@ -494,6 +540,7 @@ impl Client {
         for (n, doc) in docs.iter().enumerate() {
             check_subject(&doc.subject)
                 .and_then(|()| check_version(doc.version))
+                .and_then(|()| check_key(doc.get_key()))
                 .map_err(|e| at_position(e, n + 1))?;
         }
         let subjects: Vec<&str> = docs.iter().map(|d| d.subject.as_str()).collect();
@@ -501,6 +548,7 @@ impl Client {
         let priorities: Vec<i32> = docs.iter().map(|d| d.priority).collect();
         let (ats, delays): (Vec<_>, Vec<_>) = docs.iter().map(|d| d.schedule.binds()).unzip();
         let payloads: Vec<&Value> = docs.iter().map(|d| &d.payload).collect();
+        let keys: Vec<Option<&str>> = docs.iter().map(NewDoc::get_key).collect();
         let statement = statement(per_queue!("push_many"), queue);
         let row = sqlx::query(&statement)
             .bind(queue)
@@ -510,6 +558,7 @@ impl Client {
             .bind(ats)
             .bind(delays)
             .bind(payloads)
+            .bind(keys)
             .fetch_one(executor)
             .await
             .map_err(|e| queue_error(e, queue))?;

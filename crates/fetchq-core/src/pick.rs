@@ -375,10 +375,23 @@ impl Client {
                 .fetch_all(self.pool())
                 .await
                 .map_err(|e| queue_error(e, queue))?;
-            let (promoted, secs, rate_secs): (i64, Option<f64>, Option<f64>) = match rows.first() {
-                Some(row) => (row.try_get(0)?, row.try_get(11)?, row.try_get(12)?),
-                None => (0, None, None),
-            };
+            let (promoted, secs, rate_secs, keyed): (i64, Option<f64>, Option<f64>, bool) =
+                match rows.first() {
+                    Some(row) => (
+                        row.try_get(0)?,
+                        row.try_get(11)?,
+                        row.try_get(12)?,
+                        row.try_get(13)?,
+                    ),
+                    None => (0, None, None, false),
+                };
+            if keyed {
+                // key concurrency: fetchq.doc_pick keeps the per-key caps
+                docs.extend(self.pick_keyed(queue, options, want).await?);
+                due_in = None;
+                rate_wait = None;
+                break;
+            }
             due_in = crate::batch::due_in(secs);
             rate_wait = crate::batch::due_in(rate_secs);
             let before = docs.len();
@@ -401,6 +414,43 @@ impl Client {
             next_due: due_in,
             rate_wait,
         })
+    }
+
+    /// A pick through `fetchq.doc_pick` (a queue with key concurrency).
+    async fn pick_keyed(
+        &self,
+        queue: &str,
+        options: &PickOptions,
+        want: i32,
+    ) -> Result<Vec<Document>> {
+        let rows = sqlx::query(sql!("doc_pick"))
+            .bind(queue)
+            .bind(options.version)
+            .bind(want)
+            .bind(options.lease)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let subject: String = row.try_get(0)?;
+                Ok(Document {
+                    lease: Lease {
+                        queue: queue.to_owned(),
+                        subject: subject.clone(),
+                        token: row.try_get(9)?,
+                        expires_at: row.try_get(8)?,
+                    },
+                    subject,
+                    payload: row.try_get(1)?,
+                    version: row.try_get(2)?,
+                    priority: row.try_get(3)?,
+                    attempts: row.try_get(4)?,
+                    iterations: row.try_get(5)?,
+                    created_at: row.try_get(6)?,
+                    last_iteration: row.try_get(7)?,
+                })
+            })
+            .collect()
     }
 
     /// Plans the document's next run (the repetitive-task ending): pending if

@@ -83,6 +83,9 @@ pub struct QueueInfo {
     /// The rate limit of its picks, if any (see
     /// [`Client::queue_set_rate_limit`]).
     pub rate_limit: Option<crate::RateLimit>,
+    /// The most active documents of one key, if capped (see
+    /// [`Client::queue_set_key_concurrency`]).
+    pub key_concurrency: Option<i32>,
 }
 
 impl QueueInfo {
@@ -100,6 +103,7 @@ impl QueueInfo {
             retry_delay_max: seconds(row.try_get(9)?),
             retry_jitter: row.try_get(10)?,
             rate_limit: crate::RateLimit::from_db(row.try_get(11)?, row.try_get(12)?),
+            key_concurrency: row.try_get(13)?,
         })
     }
 }
@@ -302,6 +306,38 @@ impl Client {
             .bind(delay)
             .bind(max_delay)
             .bind(jitter)
+            .fetch_one(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Caps how many documents with the same key
+    /// ([`NewDoc::key`](crate::NewDoc::key)) are active at once, across every
+    /// worker; `None` removes the cap. Documents without a key are not capped.
+    /// A lease that expires or is resolved frees its key's place.
+    ///
+    /// Setting a cap builds two indexes of the queue once (writes to it wait
+    /// meanwhile). Picks of a capped queue skip full keys without reading
+    /// their documents (one index probe per key), and need READ COMMITTED.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] outside 1 to 10,000,
+    /// [`Error::QueueNotFound`], database errors.
+    ///
+    /// ```no_run
+    /// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+    /// client.queue_set_key_concurrency("crawl", Some(2)).await?; // 2 at a time per host
+    /// client
+    ///     .push("crawl", &fetchq_core::NewDoc::new("https://example.com/a").key("example.com"))
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn queue_set_key_concurrency(&self, queue: &str, cap: Option<i32>) -> Result<()> {
+        validate_queue_name(queue)?;
+        sqlx::query(sql!("queue_set_key_concurrency"))
+            .bind(queue)
+            .bind(cap)
             .fetch_one(self.pool())
             .await?;
         Ok(())

@@ -43,19 +43,26 @@
 -- column, when documents were due but the limit left some or all of them, is
 -- the seconds until the next slot opens (NULL otherwise), so the worker sleeps
 -- until then instead of polling; next_due_in is then not computed.
+--
+-- A queue with key concurrency (schema 17) leases nothing here: the last
+-- column, keyed, tells the client to pick through fetchq.doc_pick, which
+-- keeps the per-key caps (see 0017_key_concurrency.sql).
 WITH active AS (
-    SELECT q.rate_limit IS NOT NULL AS limited, q.rate_per
+    SELECT q.rate_limit IS NOT NULL AS limited, q.rate_per, q.key_concurrency IS NOT NULL AS keyed
     FROM fetchq.queues AS q WHERE q.name = $1::text AND q.is_active
+), plain AS (
+    -- a queue with key concurrency is picked by fetchq.doc_pick instead
+    SELECT 1 FROM active AS a WHERE NOT a.keyed
 ), promoted AS (
     UPDATE {docs} AS d SET status = 1
     WHERE d.subject = ANY (ARRAY(
         SELECT p.subject FROM {docs} AS p
-        WHERE p.status = 0 AND p.next_iteration <= now() AND EXISTS (SELECT 1 FROM active)
+        WHERE p.status = 0 AND p.next_iteration <= now() AND EXISTS (SELECT 1 FROM plain)
         ORDER BY p.next_iteration LIMIT greatest({limit}, 100) FOR UPDATE SKIP LOCKED))
     RETURNING 1
 ), picked AS (
     SELECT d.subject, d.next_iteration AS due_at, d.priority, d.attempts FROM {docs} AS d
-    WHERE d.status = 1 AND d.version = $2::integer AND d.next_iteration <= now() AND EXISTS (SELECT 1 FROM active)
+    WHERE d.status = 1 AND d.version = $2::integer AND d.next_iteration <= now() AND EXISTS (SELECT 1 FROM plain)
     ORDER BY d.priority DESC, d.next_iteration, d.attempts
     LIMIT {limit} FOR UPDATE SKIP LOCKED
 ), slots AS (
@@ -107,6 +114,7 @@ SELECT c.promoted, l.subject::text, l.payload, l.version, l.priority, l.attempts
                                       + (SELECT a.rate_per FROM active AS a) - clock_timestamp())::float8
             FROM fetchq.rate_slots AS s
             WHERE s.queue = $1::text AND s.slot <> ALL (ARRAY(SELECT u.slot FROM used AS u)))
-       END AS rate_wait_in
+       END AS rate_wait_in,
+       coalesce((SELECT a.keyed FROM active AS a), false) AS keyed
 FROM counted AS c LEFT JOIN (leased AS l JOIN picked AS p ON p.subject = l.subject) ON true
 ORDER BY l.priority DESC, p.due_at, l.attempts

@@ -1,5 +1,6 @@
 -- doc_push for one queue. $1 queue, $2 subject, $3 version, $4 priority,
--- $5 absolute time or NULL, $6 delay (NULL: now), $7 payload (NULL: {}).
+-- $5 absolute time or NULL, $6 delay (NULL: now), $7 payload (NULL: {}), $8 key
+-- (NULL: none; schema 17).
 -- Returns queued_docs (0 for a duplicate subject). Subject and version are
 -- checked by the client; the payload limit is checked here. A new document,
 -- pending or planned, wakes idle workers at commit through its 'ent' counter
@@ -11,8 +12,9 @@ WITH doc AS (
                 ELSE coalesce($7::jsonb, '{}'::jsonb) END AS payload
     FROM fetchq.queues AS q WHERE q.name = $1::text
 ), inserted AS (
-    INSERT INTO {docs} (subject, version, priority, status, next_iteration, payload)
-    SELECT $2::text, $3::integer, $4::integer, CASE WHEN doc.at <= now() THEN 1 ELSE 0 END, doc.at, doc.payload
+    INSERT INTO {docs} (subject, version, priority, status, next_iteration, payload, key)
+    SELECT $2::text, $3::integer, $4::integer, CASE WHEN doc.at <= now() THEN 1 ELSE 0 END, doc.at, doc.payload,
+           $8::text
     FROM doc
     ON CONFLICT (subject) DO NOTHING
     RETURNING status

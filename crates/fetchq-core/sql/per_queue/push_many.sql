@@ -1,6 +1,6 @@
 -- doc_push_many for one queue, from parallel arrays: $1 queue, $2 subjects,
 -- $3 versions, $4 priorities, $5 absolute times (NULL: now() + $6), $6 delays,
--- $7 payloads (NULL: {}). Rows are inserted in subject order, as
+-- $7 payloads (NULL: {}), $8 keys (NULL: none; schema 17). Rows are inserted in subject order, as
 -- fetchq.doc_push_many does: two batches with overlapping subjects then wait
 -- for each other instead of deadlocking (each insert of a subject another open
 -- transaction inserted waits for it). Of repeated subjects the first in the
@@ -12,16 +12,17 @@
 WITH q AS (
     SELECT q FROM fetchq.queues AS q WHERE q.name = $1::text
 ), input AS (
-    SELECT DISTINCT ON (u.subject) u.subject, u.version, u.priority,
+    SELECT DISTINCT ON (u.subject) u.subject, u.version, u.priority, u.key,
            coalesce(u.at, now() + coalesce(u.delay, interval '0')) AS at,
            CASE WHEN pg_column_size(u.payload) > (q.q).max_payload_size THEN fetchq.payload_check(q.q, u.payload)
                 ELSE coalesce(u.payload, '{}'::jsonb) END AS payload
-    FROM q, unnest($2::text[], $3::integer[], $4::integer[], $5::timestamptz[], $6::interval[], $7::jsonb[])
-         WITH ORDINALITY AS u(subject, version, priority, at, delay, payload, n)
+    FROM q, unnest($2::text[], $3::integer[], $4::integer[], $5::timestamptz[], $6::interval[], $7::jsonb[],
+                   $8::text[])
+         WITH ORDINALITY AS u(subject, version, priority, at, delay, payload, key, n)
     ORDER BY u.subject, u.n
 ), inserted AS (
-    INSERT INTO {docs} (subject, version, priority, status, next_iteration, payload)
-    SELECT i.subject, i.version, i.priority, CASE WHEN i.at <= now() THEN 1 ELSE 0 END, i.at, i.payload
+    INSERT INTO {docs} (subject, version, priority, status, next_iteration, payload, key)
+    SELECT i.subject, i.version, i.priority, CASE WHEN i.at <= now() THEN 1 ELSE 0 END, i.at, i.payload, i.key
     FROM input AS i
     ORDER BY i.subject
     ON CONFLICT (subject) DO NOTHING

@@ -1,0 +1,256 @@
+//! Per-key concurrency: caps, exactness under concurrent picks, freed places,
+//! and the cost of skipping full keys.
+
+#![allow(clippy::unwrap_used)] // tests fail by panicking
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use fetchq_core::{Client, Error, NewDoc, PickOptions};
+use fetchq_testing::TestDb;
+use sqlx::Row;
+
+async fn keyed_queue(c: &Client, queue: &str, keys: usize, per_key: usize, plain: usize) {
+    c.queue_create(queue).await.unwrap();
+    let mut docs: Vec<NewDoc> = (0..keys * per_key)
+        .map(|i| NewDoc::new(format!("k{}-{i:06}", i % keys)).key(format!("host{}", i % keys)))
+        .collect();
+    docs.extend((0..plain).map(|i| NewDoc::new(format!("plain-{i}"))));
+    for chunk in docs.chunks(5_000) {
+        c.push_many(queue, chunk).await.unwrap();
+    }
+}
+
+async fn active_per_key(db: &TestDb, queue: &str) -> HashMap<String, i64> {
+    sqlx::query(&format!(
+        "SELECT key, count(*) FROM fetchq_data.{queue}__docs WHERE status = 2 AND key IS NOT NULL GROUP BY key"
+    ))
+    .fetch_all(&db.pool)
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| (r.get(0), r.get(1)))
+    .collect()
+}
+
+#[tokio::test]
+async fn a_cap_holds_per_key_and_frees_on_resolution() {
+    let db = TestDb::new().await;
+    let c = &db.client;
+    keyed_queue(c, "crawl", 2, 10, 3).await;
+    c.queue_set_key_concurrency("crawl", Some(2)).await.unwrap();
+    assert_eq!(
+        c.queue_status("crawl").await.unwrap().key_concurrency,
+        Some(2)
+    );
+
+    let opts = PickOptions::new().limit(100);
+    let first = c.pick("crawl", &opts).await.unwrap();
+    // 3 without a key, 2 of each key
+    assert_eq!(first.len(), 7);
+    assert!(active_per_key(&db, "crawl").await.values().all(|n| *n == 2));
+    assert!(c.pick("crawl", &opts).await.unwrap().is_empty());
+    // counters stay exact through the keyed path
+    let counts = c.metric_get_common("crawl").await.unwrap();
+    assert_eq!((counts.active, counts.pending), (7, 16));
+
+    // resolving one frees one place of its key
+    let done = first.iter().find(|d| d.subject.starts_with("k0-")).unwrap();
+    c.complete(&done.lease, None).await.unwrap();
+    let next = c.pick("crawl", &opts).await.unwrap();
+    assert_eq!(next.len(), 1);
+    assert!(next[0].subject.starts_with("k0-"), "{}", next[0].subject);
+
+    // the SQL function keeps the same caps
+    let rows = sqlx::query("SELECT * FROM fetchq.doc_pick('crawl', 0, 10, '1 minute')")
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+    assert!(rows.is_empty());
+
+    // removing the cap lets the rest through the per-queue statement again
+    c.queue_set_key_concurrency("crawl", None).await.unwrap();
+    assert_eq!(c.pick("crawl", &opts).await.unwrap().len(), 15);
+}
+
+#[tokio::test]
+async fn an_expired_lease_frees_its_place_after_orphan_rescue() {
+    let db = TestDb::new().await;
+    let c = &db.client;
+    keyed_queue(c, "crawl", 1, 5, 0).await;
+    c.queue_set_key_concurrency("crawl", Some(1)).await.unwrap();
+    let short = PickOptions::new()
+        .limit(5)
+        .lease(Duration::from_millis(200));
+    let held = c.pick("crawl", &short).await.unwrap();
+    assert_eq!(held.len(), 1);
+    assert!(c.pick("crawl", &short).await.unwrap().is_empty());
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    // the worker died: maintenance rescues the orphan, which frees the place
+    sqlx::query("SELECT * FROM fetchq.mnt_run('crawl', 100)")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let again = c.pick("crawl", &short).await.unwrap();
+    assert_eq!(again.len(), 1);
+    // the dead worker's lease is fenced off
+    assert!(matches!(
+        c.complete(&held[0].lease, None).await,
+        Err(Error::LeaseLost { .. })
+    ));
+}
+
+#[tokio::test]
+async fn concurrent_picks_never_exceed_a_cap() {
+    let db = TestDb::with_pool_size(20).await;
+    let c = &db.client;
+    keyed_queue(c, "crawl", 20, 50, 0).await;
+    c.queue_set_key_concurrency("crawl", Some(2)).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let c = c.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0;
+            for _ in 0..10 {
+                n += c
+                    .pick("crawl", &PickOptions::new().limit(1 + i % 5))
+                    .await
+                    .unwrap()
+                    .len();
+            }
+            n
+        }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.unwrap();
+    }
+    let per_key = active_per_key(&db, "crawl").await;
+    assert!(per_key.values().all(|n| *n <= 2), "{per_key:?}");
+    assert_eq!(total, 40, "every key filled to its cap, never beyond");
+}
+
+#[tokio::test]
+async fn full_keys_are_skipped_without_reading_their_documents() {
+    let db = TestDb::new().await;
+    let c = &db.client;
+    // 100,000 due documents on 10 keys, every key full
+    keyed_queue(c, "big", 10, 10_000, 0).await;
+    c.queue_set_key_concurrency("big", Some(2)).await.unwrap();
+    sqlx::query("ANALYZE fetchq_data.big__docs")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        c.pick("big", &PickOptions::new().limit(100))
+            .await
+            .unwrap()
+            .len(),
+        20
+    );
+
+    // index entries and heap rows read from the table, by every scan
+    let read = "SELECT (SELECT coalesce(sum(idx_tup_read), 0) FROM pg_stat_user_indexes WHERE relname = 'big__docs') \
+                     + (SELECT coalesce(sum(seq_tup_read), 0) FROM pg_stat_user_tables WHERE relname = 'big__docs')";
+    let before: i64 = sqlx::query_scalar(&format!("SELECT ({read})::bigint"))
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    let mut conn = db.pool.acquire().await.unwrap();
+    let rows = sqlx::query("SELECT * FROM fetchq.doc_pick('big', 0, 100, '1 minute')")
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap();
+    assert!(rows.is_empty());
+    // the backend reports its statistics now, not when it goes idle later
+    sqlx::query("SELECT pg_stat_force_next_flush()")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    drop(conn);
+    let after: i64 = sqlx::query_scalar(&format!("SELECT ({read})::bigint"))
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    eprintln!(
+        "a pick over 10 full keys of 100,000 due documents read {} tuples",
+        after - before
+    );
+    // one probe per key and its (at most 2) active entries, not 100,000 rows
+    assert!(
+        after - before < 500,
+        "a pick over full keys read {} tuples",
+        after - before
+    );
+}
+
+#[tokio::test]
+async fn bad_settings_keys_and_isolation_are_refused() {
+    let db = TestDb::new().await;
+    let c = &db.client;
+    c.queue_create("crawl").await.unwrap();
+    for bad in [0, 10_001, -1] {
+        assert!(matches!(
+            c.queue_set_key_concurrency("crawl", Some(bad)).await,
+            Err(Error::InvalidArgument { .. })
+        ));
+    }
+    assert!(matches!(
+        c.queue_set_key_concurrency("nope", Some(2)).await,
+        Err(Error::QueueNotFound { .. })
+    ));
+    assert_eq!(c.queue_status("crawl").await.unwrap().key_concurrency, None);
+    for bad in [String::new(), "x".repeat(256), "a\0b".to_owned()] {
+        assert!(matches!(
+            c.push("crawl", &NewDoc::new("s").key(bad.clone())).await,
+            Err(Error::InvalidArgument { .. })
+        ));
+        let batch = [NewDoc::new("ok"), NewDoc::new("s").key(bad)];
+        match c.push_many("crawl", &batch).await {
+            Err(Error::InvalidArgument { message }) => {
+                assert!(message.contains("position 2"), "{message}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(
+        c.metric_get_common("crawl").await.unwrap().total,
+        0,
+        "nothing was pushed"
+    );
+    // a key of 255 characters, multi-byte, is fine
+    assert!(
+        c.push("crawl", &NewDoc::new("s").key("é".repeat(255)))
+            .await
+            .unwrap()
+    );
+
+    c.queue_set_key_concurrency("crawl", Some(1)).await.unwrap();
+    let mut tx = db.pool.begin().await.unwrap();
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let err = sqlx::query("SELECT * FROM fetchq.doc_pick('crawl', 0, 1, '1 minute')")
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap_err();
+    assert!(matches!(Error::from(err), Error::InvalidArgument { .. }));
+    tx.rollback().await.unwrap();
+
+    // doc_set_key moves a document between keys, not while it is active
+    c.queue_create("moves").await.unwrap();
+    c.push("moves", &NewDoc::new("a").key("one")).await.unwrap();
+    let n: i32 =
+        sqlx::query_scalar("SELECT affected_rows FROM fetchq.doc_set_key('moves', 'a', 'two')")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(n, 1);
+    let key: Option<String> =
+        sqlx::query_scalar("SELECT key::text FROM fetchq_data.moves__docs WHERE subject = 'a'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(key.as_deref(), Some("two"));
+}

@@ -276,6 +276,7 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
                                 "retry_delay_max_seconds": q.retry_delay_max.as_secs_f64(),
                                 "retry_jitter": q.retry_jitter,
                                 "rate_limit": q.rate_limit.map(|r| r.to_string()),
+                                "key_concurrency": q.key_concurrency,
                                 "created_at": q.created_at,
                             })
                         })

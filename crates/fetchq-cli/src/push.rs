@@ -37,9 +37,12 @@ pub(crate) struct PushArgs {
     /// Priority (higher first).
     #[arg(long, default_value_t = 0)]
     priority: i32,
+    /// Concurrency key, e.g. the host (see `queue set --key-concurrency`).
+    #[arg(long)]
+    key: Option<String>,
     /// Read documents from stdin, one JSON object a line:
-    /// {"subject", "payload", "version", "priority", "delay"} (delay: seconds or "5m").
-    #[arg(long, conflicts_with_all = ["payload", "payload_file", "version", "priority"])]
+    /// {"subject", "payload", "version", "priority", "delay", "key"} (delay: seconds or "5m").
+    #[arg(long, conflicts_with_all = ["payload", "payload_file", "version", "priority", "key"])]
     jsonl: bool,
 }
 
@@ -59,10 +62,13 @@ pub(crate) async fn run(client: &Client, a: PushArgs) -> Result<(), BoxError> {
     };
     let payload: Value =
         serde_json::from_str(&text).map_err(|e| format!("the payload is not valid JSON: {e}"))?;
-    let doc = NewDoc::new(subject.as_str())
+    let mut doc = NewDoc::new(subject.as_str())
         .payload(payload)
         .version(a.version)
         .priority(a.priority);
+    if let Some(key) = a.key {
+        doc = doc.key(key);
+    }
     let added = client.push(&a.queue, &doc).await?;
     println!(
         "{}: {}",
@@ -83,10 +89,10 @@ fn parse_line(line: &str) -> Result<NewDoc, String> {
     for key in obj.keys() {
         if !matches!(
             key.as_str(),
-            "subject" | "payload" | "version" | "priority" | "delay"
+            "subject" | "payload" | "version" | "priority" | "delay" | "key"
         ) {
             return Err(format!(
-                "unknown field {key:?} (fields: subject, payload, version, priority, delay)"
+                "unknown field {key:?} (fields: subject, payload, version, priority, delay, key)"
             ));
         }
     }
@@ -114,6 +120,13 @@ fn parse_line(line: &str) -> Result<NewDoc, String> {
                 .cloned()
                 .unwrap_or(Value::Object(Default::default())),
         );
+    match obj.get("key") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(k)) if !k.is_empty() && k.chars().count() <= 255 && !k.contains('\0') => {
+            doc = doc.key(k.clone());
+        }
+        Some(_) => return Err("\"key\" must be a string of 1 to 255 characters, without NUL".into()),
+    }
     match obj.get("delay") {
         None | Some(Value::Null) => {}
         Some(Value::String(s)) => doc = doc.at(Schedule::After(parse_duration(s)?)),

@@ -39,6 +39,24 @@ pub(crate) struct SetArgs {
     /// (5/s, 20/1s, 100/10m); `none` removes the limit.
     #[arg(long, value_parser = parse_rate_limit)]
     rate_limit: Option<RateSetting>,
+    /// At most N active documents with one key, across every worker (1 to
+    /// 10000); `none` removes the cap.
+    #[arg(long, value_parser = parse_key_concurrency)]
+    key_concurrency: Option<KeyCap>,
+}
+
+/// What `--key-concurrency` asks for: `None` removes the cap.
+#[derive(Clone, Copy)]
+pub(crate) struct KeyCap(Option<i32>);
+
+fn parse_key_concurrency(text: &str) -> Result<KeyCap, String> {
+    match text.trim() {
+        "none" | "off" => Ok(KeyCap(None)),
+        t => match t.parse::<i32>() {
+            Ok(n) if (1..=10_000).contains(&n) => Ok(KeyCap(Some(n))),
+            _ => Err(format!("key concurrency must be 1 to 10000 or none, got {t:?}")),
+        },
+    }
 }
 
 /// What `--rate-limit` asks for.
@@ -70,12 +88,13 @@ pub(crate) async fn run(client: &Client, a: SetArgs) -> Result<(), BoxError> {
         || a.retry_delay.is_some()
         || a.retry_delay_max.is_some()
         || a.retry_jitter.is_some()
-        || a.rate_limit.is_some();
+        || a.rate_limit.is_some()
+        || a.key_concurrency.is_some();
     if !any {
         return Err(Box::new(Refused(
             "nothing to set: pass at least one of --max-attempts, --current-version, \
              --logs-retention, --max-payload-size, --retry-delay, --retry-delay-max, --retry-jitter, \
-             --rate-limit"
+             --rate-limit, --key-concurrency"
                 .into(),
         )));
     }
@@ -108,10 +127,13 @@ pub(crate) async fn run(client: &Client, a: SetArgs) -> Result<(), BoxError> {
         Some(RateSetting::Limit(r)) => client.queue_set_rate_limit(q, Some(r)).await?,
         None => {}
     }
+    if let Some(KeyCap(cap)) = a.key_concurrency {
+        client.queue_set_key_concurrency(q, cap).await?;
+    }
     let s = client.queue_status(q).await?;
     println!(
         "{}: max_attempts {}  current_version {}  logs_retention {}  max_payload_size {}  \
-         retry_delay {}  retry_delay_max {}  retry_jitter {}  rate_limit {}",
+         retry_delay {}  retry_delay_max {}  retry_jitter {}  rate_limit {}  key_concurrency {}",
         s.name,
         s.max_attempts,
         s.current_version,
@@ -121,7 +143,9 @@ pub(crate) async fn run(client: &Client, a: SetArgs) -> Result<(), BoxError> {
         humantime::format_duration(s.retry_delay_max),
         s.retry_jitter,
         s.rate_limit
-            .map_or_else(|| "none".to_owned(), |r| r.to_string())
+            .map_or_else(|| "none".to_owned(), |r| r.to_string()),
+        s.key_concurrency
+            .map_or_else(|| "none".to_owned(), |n| n.to_string())
     );
     Ok(())
 }

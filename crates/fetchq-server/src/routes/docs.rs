@@ -47,6 +47,10 @@ pub struct DocIn {
     /// JSON payload (default `{}`).
     #[schema(value_type = Object)]
     pub payload: Option<Value>,
+    /// Concurrency key, 1 to 255 characters (e.g. the host): a queue with key
+    /// concurrency runs at most its cap of documents of one key at once.
+    /// Push only.
+    pub key: Option<String>,
 }
 
 /// `POST /api/v1/queues/{queue}/docs`.
@@ -115,11 +119,25 @@ fn to_new_doc(doc: &DocIn, mode: Mode) -> Result<Checked, ApiError> {
             "append queues documents due now: leave out next_iteration and delay",
         ));
     }
-    let new = NewDoc::new(subject)
+    let mut new = NewDoc::new(subject)
         .version(version)
         .priority(priority)
         .at(when)
         .payload(payload.clone());
+    if let Some(key) = &doc.key {
+        if mode != Mode::Push {
+            return Err(ApiError::bad_request(
+                "a key is set at push: upsert and append do not take one yet",
+            ));
+        }
+        let chars = key.chars().count();
+        if chars == 0 || chars > 255 || key.contains('\0') {
+            return Err(ApiError::bad_request(
+                "key must be 1 to 255 characters, without NUL",
+            ));
+        }
+        new = new.key(key.clone());
+    }
     Ok(Checked {
         doc: new,
         version,

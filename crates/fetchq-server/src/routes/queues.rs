@@ -39,6 +39,8 @@ pub struct QueueView {
     /// At most N leases in any window, as `N/WINDOW` (e.g. `"20/1s"`),
     /// across every worker; null without a limit.
     pub rate_limit: Option<String>,
+    /// At most this many active documents per key; null without a cap.
+    pub key_concurrency: Option<i32>,
     /// When it was created.
     pub created_at: DateTime<Utc>,
     /// Counters, exact at read (the counter writes not packed yet are added).
@@ -101,6 +103,7 @@ pub(crate) async fn view(client: &Client, q: QueueInfo) -> Result<QueueView, Api
         retry_delay_max: format_duration(q.retry_delay_max),
         retry_jitter: q.retry_jitter,
         rate_limit: q.rate_limit.map(|r| r.to_string()),
+        key_concurrency: q.key_concurrency,
         created_at: q.created_at,
     })
 }
@@ -196,6 +199,16 @@ pub struct PatchQueue {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>, nullable)]
     pub rate_limit: Option<Option<String>>,
+    /// At most this many active documents with one key (1 to 10,000), across
+    /// every worker; null removes the cap.
+    #[serde(default, deserialize_with = "present_int")]
+    #[schema(value_type = Option<i64>, nullable)]
+    pub key_concurrency: Option<Option<i64>>,
+}
+
+/// [`present`] for a number.
+fn present_int<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>, D::Error> {
+    Option::<i64>::deserialize(d).map(Some)
 }
 
 /// A field that is present, null or not: `Some(None)` for null, where a
@@ -265,6 +278,16 @@ pub async fn patch(
         .map(|d| duration(d, "retry_delay_max"))
         .transpose()?;
     let rate = rate_limit(body.rate_limit)?;
+    let key_cap = match body.key_concurrency {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(n)) if (1..=10_000).contains(&n) => Some(Some(int(n, "key_concurrency", 1)?)),
+        Some(Some(n)) => {
+            return Err(ApiError::bad_request(format!(
+                "key_concurrency must be 1 to 10000, got {n}"
+            )));
+        }
+    };
     if let Some(j) = body.retry_jitter
         && !(0.0..=1.0).contains(&j)
     {
@@ -297,6 +320,9 @@ pub async fn patch(
     }
     if let Some(rate) = rate {
         c.queue_set_rate_limit(&queue, rate).await?;
+    }
+    if let Some(cap) = key_cap {
+        c.queue_set_key_concurrency(&queue, cap).await?;
     }
     let info = c.queue_status(&queue).await?;
     Ok(Json(view(c, info).await?))

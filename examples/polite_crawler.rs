@@ -1,5 +1,6 @@
-//! A polite crawler: two sites, each with its own rate limit, crawled by
-//! several worker processes that together never exceed either limit.
+//! A polite crawler: two sites, each with its own rate limit and a cap on
+//! requests in flight, crawled by several worker processes that together
+//! never exceed either.
 //!
 //! Run with
 //! ```not_rust
@@ -7,10 +8,12 @@
 //! cargo run --example polite_crawler -- 5     # 5 worker processes
 //! ```
 //! The parent creates the queues (one per site: `site_a` at most 5 pages a
-//! second, `site_b` at most 2), pushes 30 pages to each, starts the worker
+//! second and 2 at a time, `site_b` at most 2 a second and 1 at a time; the
+//! documents' key is the host, so the cap is per host), pushes 30 pages to
+//! each, starts the worker
 //! processes (this same binary with `worker URL`), waits until every page is
 //! fetched, and prints how many fetches each site got in its busiest second,
-//! measured by the database's clock.
+//! measured by the database's clock, and the most it ever had in flight.
 
 mod common;
 
@@ -21,7 +24,8 @@ use fetchq::embedded::DefaultDatabase;
 use fetchq::{Client, Doc, NewDoc, Outcome};
 use serde_json::Value;
 
-const SITES: [(&str, &str); 2] = [("site_a", "5/s"), ("site_b", "2/s")];
+/// Queue, rate limit, requests in flight per host.
+const SITES: [(&str, &str, i32); 2] = [("site_a", "5/s", 2), ("site_b", "2/s", 1)];
 const PAGES: usize = 30;
 
 /// A stand-in for an HTTP GET: logs the fetch in `fetches`, with the time
@@ -37,7 +41,12 @@ async fn fetch(site: &str, doc: &Doc<Value>, ctx: &fetchq::Context) -> fetchq::R
     .execute(ctx.client().pool())
     .await
     .map_err(fetchq::Error::from)?;
-    tokio::time::sleep(Duration::from_millis(50)).await; // the site answers
+    tokio::time::sleep(Duration::from_millis(300)).await; // the site answers
+    sqlx::query("UPDATE fetches SET done = clock_timestamp() WHERE page = $1")
+        .bind(&doc.subject)
+        .execute(ctx.client().pool())
+        .await
+        .map_err(fetchq::Error::from)?;
     Ok(Outcome::complete())
 }
 
@@ -78,21 +87,25 @@ async fn main() -> Result<(), common::BoxError> {
     client.migrate().await?;
     sqlx::raw_sql(
         "DROP TABLE IF EXISTS fetches; \
-         CREATE TABLE fetches (site text, page text, pid bigint, at timestamptz)",
+         CREATE TABLE fetches (site text, page text, pid bigint, at timestamptz, done timestamptz)",
     )
     .execute(client.pool())
     .await?;
-    for (site, limit) in SITES {
+    for (site, limit, in_flight) in SITES {
         client.queue_drop(site).await?;
         client.queue_create(site).await?;
         client
             .queue_set_rate_limit(site, Some(limit.parse()?))
             .await?;
+        client
+            .queue_set_key_concurrency(site, Some(in_flight))
+            .await?;
+        let host = format!("{site}.example");
         let pages: Vec<NewDoc> = (0..PAGES)
-            .map(|i| NewDoc::new(format!("https://{site}.example/page/{i}")))
+            .map(|i| NewDoc::new(format!("https://{host}/page/{i}")).key(host.as_str()))
             .collect();
         client.push_many(site, &pages).await?;
-        println!("{site}: {PAGES} pages, at most {limit}");
+        println!("{site}: {PAGES} pages, at most {limit} and {in_flight} at a time");
     }
 
     let exe = std::env::current_exe()?;
@@ -120,18 +133,21 @@ async fn main() -> Result<(), common::BoxError> {
         let _ = child.wait();
     }
 
-    for (site, limit) in SITES {
-        let (fetched, busiest, workers): (i64, i64, i64) = sqlx::query_as(
+    for (site, limit, in_flight) in SITES {
+        let (fetched, busiest, workers, most): (i64, i64, i64, i64) = sqlx::query_as(
             "SELECT count(*), coalesce(max((SELECT count(*) FROM fetches AS g \
                      WHERE g.site = f.site AND g.at >= f.at AND g.at < f.at + interval '1 second')), 0), \
-                    count(DISTINCT pid) \
+                    count(DISTINCT pid), \
+                    coalesce(max((SELECT count(*) FROM fetches AS g \
+                     WHERE g.site = f.site AND g.at <= f.at AND g.done > f.at)), 0) \
              FROM fetches AS f WHERE f.site = $1",
         )
         .bind(site)
         .fetch_one(client.pool())
         .await?;
         println!(
-            "{site}: {fetched} pages fetched by {workers} processes, busiest second {busiest} (limit {limit})"
+            "{site}: {fetched} pages fetched by {workers} processes, busiest second {busiest} \
+             (limit {limit}), at most {most} in flight (cap {in_flight})"
         );
     }
     println!("took {:.1} s", start.elapsed().as_secs_f64());

@@ -122,10 +122,14 @@ fn parse_line(line: &str) -> Result<NewDoc, String> {
         );
     match obj.get("key") {
         None | Some(Value::Null) => {}
-        Some(Value::String(k)) if !k.is_empty() && k.chars().count() <= 255 && !k.contains('\0') => {
+        Some(Value::String(k))
+            if !k.is_empty() && k.chars().count() <= 255 && !k.contains('\0') =>
+        {
             doc = doc.key(k.clone());
         }
-        Some(_) => return Err("\"key\" must be a string of 1 to 255 characters, without NUL".into()),
+        Some(_) => {
+            return Err("\"key\" must be a string of 1 to 255 characters, without NUL".into());
+        }
     }
     match obj.get("delay") {
         None | Some(Value::Null) => {}

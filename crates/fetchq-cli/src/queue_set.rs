@@ -54,7 +54,9 @@ fn parse_key_concurrency(text: &str) -> Result<KeyCap, String> {
         "none" | "off" => Ok(KeyCap(None)),
         t => match t.parse::<i32>() {
             Ok(n) if (1..=10_000).contains(&n) => Ok(KeyCap(Some(n))),
-            _ => Err(format!("key concurrency must be 1 to 10000 or none, got {t:?}")),
+            _ => Err(format!(
+                "key concurrency must be 1 to 10000 or none, got {t:?}"
+            )),
         },
     }
 }

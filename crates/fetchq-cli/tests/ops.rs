@@ -530,19 +530,38 @@ async fn key_concurrency_and_keys_from_the_cli() {
     let db = TestDb::new().await;
     let (c, url) = (&db.client, db.url());
     c.queue_create("q").await.unwrap();
-    let out = ok(&fetchq(&url, &["queue", "set", "q", "--key-concurrency", "1"]));
+    let out = ok(&fetchq(
+        &url,
+        &["queue", "set", "q", "--key-concurrency", "1"],
+    ));
     assert!(out.contains("key_concurrency 1"), "{out}");
     for bad in ["0", "10001", "many"] {
-        err(&fetchq(&url, &["queue", "set", "q", "--key-concurrency", bad]), 2);
+        err(
+            &fetchq(&url, &["queue", "set", "q", "--key-concurrency", bad]),
+            2,
+        );
     }
     ok(&fetchq(&url, &["push", "q", "a1", "--key", "a.example"]));
     ok(&fetchq(&url, &["push", "q", "a2", "--key", "a.example"]));
     let lines = b"{\"subject\": \"b1\", \"key\": \"b.example\"}\n{\"subject\": \"b2\", \"key\": \"b.example\"}\n";
     ok(&fetchq_stdin(&url, &["push", "q", "--jsonl"], Some(lines)));
-    err(&fetchq_stdin(&url, &["push", "q", "--jsonl"], Some(b"{\"subject\": \"c\", \"key\": 5}\n")), 1);
+    err(
+        &fetchq_stdin(
+            &url,
+            &["push", "q", "--jsonl"],
+            Some(b"{\"subject\": \"c\", \"key\": 5}\n"),
+        ),
+        1,
+    );
     err(&fetchq(&url, &["push", "q", "c", "--key", ""]), 1);
-    let picked = c.pick("q", &fetchq_core::PickOptions::new().limit(10)).await.unwrap();
+    let picked = c
+        .pick("q", &fetchq_core::PickOptions::new().limit(10))
+        .await
+        .unwrap();
     assert_eq!(picked.len(), 2, "one of each key");
-    let out = ok(&fetchq(&url, &["queue", "set", "q", "--key-concurrency", "none"]));
+    let out = ok(&fetchq(
+        &url,
+        &["queue", "set", "q", "--key-concurrency", "none"],
+    ));
     assert!(out.contains("key_concurrency none"), "{out}");
 }

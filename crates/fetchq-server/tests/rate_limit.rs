@@ -118,10 +118,19 @@ async fn rate_limits_are_set_shown_removed_and_refused() {
 #[tokio::test]
 async fn key_concurrency_and_keys_over_rest() {
     let s = Server::start().await;
-    s.post("/api/v1/queues", ADMIN, json!({"name": "crawl"})).await;
+    s.post("/api/v1/queues", ADMIN, json!({"name": "crawl"}))
+        .await;
     let (st, q) = patch(&s, ADMIN, json!({"key_concurrency": 1})).await;
-    assert_eq!((st, q["key_concurrency"].as_i64()), (StatusCode::OK, Some(1)), "{q}");
-    for bad in [json!({"key_concurrency": 0}), json!({"key_concurrency": 10_001}), json!({"key_concurrency": -3})] {
+    assert_eq!(
+        (st, q["key_concurrency"].as_i64()),
+        (StatusCode::OK, Some(1)),
+        "{q}"
+    );
+    for bad in [
+        json!({"key_concurrency": 0}),
+        json!({"key_concurrency": 10_001}),
+        json!({"key_concurrency": -3}),
+    ] {
         let (st, body) = patch(&s, ADMIN, bad.clone()).await;
         assert_eq!(st, StatusCode::BAD_REQUEST, "{bad} -> {body}");
     }
@@ -130,23 +139,38 @@ async fn key_concurrency_and_keys_over_rest() {
         {"subject": "b1", "key": "b.example"}, {"subject": "free"}
     ]});
     let (st, out) = s.post("/api/v1/queues/crawl/docs", ADMIN, docs).await;
-    assert_eq!((st, out["queued"].as_u64()), (StatusCode::OK, Some(4)), "{out}");
+    assert_eq!(
+        (st, out["queued"].as_u64()),
+        (StatusCode::OK, Some(4)),
+        "{out}"
+    );
     for bad in [
         json!({"docs": [{"subject": "x", "key": ""}]}),
         json!({"docs": [{"subject": "x", "key": "k".repeat(256)}]}),
         json!({"mode": "upsert", "docs": [{"subject": "x", "key": "k"}]}),
     ] {
-        let (st, body) = s.post("/api/v1/queues/crawl/docs", ADMIN, bad.clone()).await;
+        let (st, body) = s
+            .post("/api/v1/queues/crawl/docs", ADMIN, bad.clone())
+            .await;
         assert_eq!(st, StatusCode::BAD_REQUEST, "{bad} -> {body}");
     }
     // one per key, and the one without a key
-    let (_, out) = s.post("/api/v1/queues/crawl/pick", WORK, json!({"limit": 10})).await;
-    let mut got: Vec<&str> = out["docs"].as_array().unwrap().iter().map(|d| d["subject"].as_str().unwrap()).collect();
+    let (_, out) = s
+        .post("/api/v1/queues/crawl/pick", WORK, json!({"limit": 10}))
+        .await;
+    let mut got: Vec<&str> = out["docs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["subject"].as_str().unwrap())
+        .collect();
     got.sort_unstable();
     assert_eq!(got.len(), 3, "{out}");
     assert!(got.contains(&"free") && got.contains(&"b1"), "{out}");
     let (st, q) = patch(&s, ADMIN, json!({"key_concurrency": null})).await;
     assert_eq!((st, &q["key_concurrency"]), (StatusCode::OK, &Value::Null));
-    let (_, out) = s.post("/api/v1/queues/crawl/pick", WORK, json!({"limit": 10})).await;
+    let (_, out) = s
+        .post("/api/v1/queues/crawl/pick", WORK, json!({"limit": 10}))
+        .await;
     assert_eq!(out["docs"].as_array().unwrap().len(), 1, "{out}");
 }

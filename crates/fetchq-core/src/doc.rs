@@ -661,7 +661,9 @@ impl Client {
     ) -> Result<Upserted> {
         check_queue(queue)?;
         check_subject(&doc.subject)?;
+        check_key(doc.get_key())?;
         let row = doc_query(sql!("doc_upsert"), queue, doc)
+            .bind(doc.get_key())
             .fetch_one(executor)
             .await?;
         let (queued, updated): (i32, i32) = (row.try_get(0)?, row.try_get(1)?);

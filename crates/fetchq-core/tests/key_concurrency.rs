@@ -254,3 +254,34 @@ async fn bad_settings_keys_and_isolation_are_refused() {
             .unwrap();
     assert_eq!(key.as_deref(), Some("two"));
 }
+
+#[tokio::test]
+async fn upsert_sets_and_clears_the_key() {
+    let db = TestDb::new().await;
+    let c = &db.client;
+    c.queue_create("q").await.unwrap();
+    let key = || async {
+        sqlx::query_scalar::<_, Option<String>>(
+            "SELECT key::text FROM fetchq_data.q__docs WHERE subject = 's'",
+        )
+        .fetch_one(&db.pool)
+        .await
+        .unwrap()
+    };
+    c.upsert("q", &NewDoc::new("s").key("a")).await.unwrap();
+    assert_eq!(key().await.as_deref(), Some("a"));
+    c.upsert("q", &NewDoc::new("s").key("b")).await.unwrap();
+    assert_eq!(key().await.as_deref(), Some("b"));
+    c.upsert("q", &NewDoc::new("s")).await.unwrap();
+    assert_eq!(key().await, None);
+    assert!(matches!(
+        c.upsert("q", &NewDoc::new("s").key("")).await,
+        Err(Error::InvalidArgument { .. })
+    ));
+    // an active document keeps its key (and everything else)
+    c.upsert("q", &NewDoc::new("s").key("c")).await.unwrap();
+    let picked = c.pick("q", &PickOptions::new()).await.unwrap();
+    assert_eq!(picked.len(), 1);
+    c.upsert("q", &NewDoc::new("s").key("d")).await.unwrap();
+    assert_eq!(key().await.as_deref(), Some("c"));
+}

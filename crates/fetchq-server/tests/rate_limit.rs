@@ -147,7 +147,7 @@ async fn key_concurrency_and_keys_over_rest() {
     for bad in [
         json!({"docs": [{"subject": "x", "key": ""}]}),
         json!({"docs": [{"subject": "x", "key": "k".repeat(256)}]}),
-        json!({"mode": "upsert", "docs": [{"subject": "x", "key": "k"}]}),
+        json!({"mode": "append", "docs": [{"key": "k"}]}),
     ] {
         let (st, body) = s
             .post("/api/v1/queues/crawl/docs", ADMIN, bad.clone())

@@ -250,3 +250,22 @@ BEGIN
         END IF;
     END IF;
 END $$;
+
+-- doc_upsert with a key: as the six-argument form, and the queued or updated
+-- document gets `key` (NULL: none), as it gets the other values given.
+CREATE FUNCTION fetchq.doc_upsert(queue text, subject text, version integer, priority integer,
+                                  next_iteration timestamptz, payload jsonb, key text,
+                                  OUT queued_docs integer, OUT updated_docs integer)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_variable
+BEGIN
+    PERFORM fetchq.arg_check(key IS NULL OR length(key) BETWEEN 1 AND 255,
+        format('a key is 1 to 255 characters, got %s', length(key)));
+    SELECT u.queued_docs, u.updated_docs INTO queued_docs, updated_docs
+    FROM fetchq.doc_upsert(queue, subject, version, priority, next_iteration, payload) AS u;
+    IF queued_docs + updated_docs > 0 THEN
+        EXECUTE format('UPDATE %s SET key = $2 WHERE subject = $1 AND key IS DISTINCT FROM $2',
+                       fetchq.queue_table(queue, 'docs'))
+        USING subject, key;
+    END IF;
+END $$;

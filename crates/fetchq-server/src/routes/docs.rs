@@ -49,7 +49,7 @@ pub struct DocIn {
     pub payload: Option<Value>,
     /// Concurrency key, 1 to 255 characters (e.g. the host): a queue with key
     /// concurrency runs at most its cap of documents of one key at once.
-    /// Push only.
+    /// Push and upsert (an upsert sets it, or clears it when left out).
     pub key: Option<String>,
 }
 
@@ -125,9 +125,9 @@ fn to_new_doc(doc: &DocIn, mode: Mode) -> Result<Checked, ApiError> {
         .at(when)
         .payload(payload.clone());
     if let Some(key) = &doc.key {
-        if mode != Mode::Push {
+        if mode == Mode::Append {
             return Err(ApiError::bad_request(
-                "a key is set at push: upsert and append do not take one yet",
+                "a key is set at push or upsert: append does not take one yet",
             ));
         }
         let chars = key.chars().count();

@@ -285,3 +285,22 @@ async fn upsert_sets_and_clears_the_key() {
     c.upsert("q", &NewDoc::new("s").key("d")).await.unwrap();
     assert_eq!(key().await.as_deref(), Some("c"));
 }
+
+#[tokio::test]
+async fn a_pick_locks_at_most_32_keys() {
+    let db = TestDb::new().await;
+    let c = &db.client;
+    keyed_queue(c, "wide", 200, 2, 0).await;
+    c.queue_set_key_concurrency("wide", Some(1)).await.unwrap();
+    let opts = PickOptions::new().limit(1000);
+    // each key leased holds one advisory lock until commit: 32 per pick
+    assert_eq!(c.pick("wide", &opts).await.unwrap().len(), 32);
+    assert_eq!(c.pick("wide", &opts).await.unwrap().len(), 32);
+    let mut total = 64;
+    for _ in 0..10 {
+        total += c.pick("wide", &opts).await.unwrap().len();
+    }
+    // every key once, never twice
+    assert_eq!(total, 200);
+    assert!(active_per_key(&db, "wide").await.values().all(|n| *n == 1));
+}

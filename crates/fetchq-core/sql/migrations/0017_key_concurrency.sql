@@ -20,7 +20,11 @@
 -- random point and wrapping around, so keys late in the order are not starved;
 -- for a key with room it takes the key's first documents in pick order. Its
 -- cost is O(keys visited), not O(blocked documents): 100,000 due documents on
--- 10 full keys cost 10 probes. At most 1,000 keys are visited per pick.
+-- 10 full keys cost 10 probes. At most 1,000 keys are visited per pick, and
+-- at most 32 are locked (the advisory locks stay until commit, and the
+-- server's lock table is shared: max_locks_per_transaction per connection).
+-- A key is locked only when it looks open in a first, unlocked count; a key
+-- full then is skipped (it may have freed meanwhile: skipping is safe).
 -- Documents without a key are picked first, without a limit.
 --
 -- The count needs READ COMMITTED (a new snapshot per statement): a keyed pick
@@ -117,6 +121,7 @@ DECLARE
     active bigint;
     n bigint;
     visited integer := 0;
+    locked integer := 0;
     lock_class integer := hashtext('fetchq.key');
     walk text := $w$
         WITH RECURSIVE walk(key) AS (
@@ -140,9 +145,16 @@ BEGIN
     FOR pass IN 1 .. 2 LOOP
         FOR k IN EXECUTE format(walk, tbl, CASE WHEN pass = 2 THEN 'AND d.key <= $3' ELSE '' END)
                  USING pick_version, CASE WHEN pass = 1 THEN start ELSE '' END, start LOOP
-            EXIT WHEN wanted <= 0 OR visited >= 1000;
+            EXIT WHEN wanted <= 0 OR visited >= 1000 OR locked >= 32;
             visited := visited + 1;
+            -- a key full in this statement's snapshot is skipped without a
+            -- lock (it may have freed since: skipping it is safe), so locks
+            -- are taken only for keys that look open
+            EXECUTE format('SELECT count(*) FROM %s AS d WHERE d.key = $1 AND d.status = 2', tbl)
+            INTO active USING k;
+            CONTINUE WHEN active >= cap;
             CONTINUE WHEN NOT pg_try_advisory_xact_lock(lock_class, hashtext(queue || '/' || k));
+            locked := locked + 1;
             -- a new statement: its snapshot sees every lease of k committed
             -- before the lock was taken
             EXECUTE format('SELECT count(*) FROM %s AS d WHERE d.key = $1 AND d.status = 2', tbl)
@@ -164,7 +176,7 @@ BEGIN
             GET DIAGNOSTICS n = ROW_COUNT;
             wanted := wanted - n;
         END LOOP;
-        EXIT WHEN wanted <= 0 OR visited >= 1000;
+        EXIT WHEN wanted <= 0 OR visited >= 1000 OR locked >= 32;
     END LOOP;
 END $$;
 

@@ -62,6 +62,7 @@ mod tests {
             per_queue!("push"),
             per_queue!("push_many"),
             per_queue!("pick"),
+            per_queue!("pick_limited"),
             per_queue!("complete_many"),
             per_queue!("reschedule_many"),
         ] {

@@ -181,7 +181,7 @@ impl Document {
     }
 
     /// A document from a row of `sql/per_queue/pick.sql` (column 0 is the
-    /// promotion count, column 11 the next-due wait, column 12 the rate-limit wait; NULL document columns
+    /// promotion count, column 11 the next-due wait; 12 and 13 are read by `pick_rounds`; NULL document columns
     /// mean nothing was leased).
     fn from_row(queue: &str, row: &PgRow) -> Result<Option<Self>> {
         let Some(subject): Option<String> = row.try_get(1)? else {
@@ -348,7 +348,9 @@ impl Client {
     /// The statement of `sql/per_queue/pick.sql`, run once, or twice when the
     /// first promoted due planned documents and came back short (not when the
     /// rate limit cut it short). With `next_due`, an empty last round also
-    /// returns the wait until the next planned document.
+    /// returns the wait until the next planned document. A queue with a rate
+    /// limit or a key concurrency is handed over by that statement to
+    /// `pick_limited.sql`, which hands a keyed queue on to `fetchq.doc_pick`.
     async fn pick_rounds(
         &self,
         queue: &str,
@@ -360,31 +362,36 @@ impl Client {
         let mut docs = Vec::new();
         let mut due_in = None;
         let mut rate_wait = None;
+        let mut special = false;
         // A second round only when this one promoted due planned documents
         // (visible from the next statement on) and came back short.
         for _ in 0..2 {
             let want = options.limit - i32::try_from(docs.len()).unwrap_or(i32::MAX);
-            // one prepared text per limit (see sql/per_queue/pick.sql)
-            let statement =
-                statement(per_queue!("pick"), queue).replace("{limit}", &want.to_string());
-            let rows = sqlx::query(&statement)
-                .bind(queue)
-                .bind(options.version)
-                .bind(options.lease)
-                .bind(next_due)
-                .fetch_all(self.pool())
-                .await
-                .map_err(|e| queue_error(e, queue))?;
-            let (promoted, secs, rate_secs, keyed): (i64, Option<f64>, Option<f64>, bool) =
-                match rows.first() {
-                    Some(row) => (
-                        row.try_get(0)?,
-                        row.try_get(11)?,
-                        row.try_get(12)?,
-                        row.try_get(13)?,
-                    ),
-                    None => (0, None, None, false),
-                };
+            let mut rows = self
+                .pick_statement(queue, options, next_due, want, special)
+                .await?;
+            if !special && rows.first().map(|r| r.try_get(12)).transpose()? == Some(true) {
+                special = true;
+                let keyed = rows.first().map(|r| r.try_get(13)).transpose()? == Some(true);
+                if keyed {
+                    // key concurrency: fetchq.doc_pick keeps the per-key caps
+                    docs.extend(self.pick_keyed(queue, options, want).await?);
+                    due_in = None;
+                    break;
+                }
+                // a rate limit: the limited statement
+                rows = self
+                    .pick_statement(queue, options, next_due, want, true)
+                    .await?;
+            }
+            let (promoted, secs): (i64, Option<f64>) = match rows.first() {
+                Some(row) => (row.try_get(0)?, row.try_get(11)?),
+                None => (0, None),
+            };
+            let (rate_secs, keyed): (Option<f64>, bool) = match rows.first() {
+                Some(row) if special => (row.try_get(12)?, row.try_get(13)?),
+                _ => (None, false),
+            };
             if keyed {
                 // key concurrency: fetchq.doc_pick keeps the per-key caps
                 docs.extend(self.pick_keyed(queue, options, want).await?);
@@ -414,6 +421,32 @@ impl Client {
             next_due: due_in,
             rate_wait,
         })
+    }
+
+    /// Runs `pick.sql`, or `pick_limited.sql` when `limited`, for `want`
+    /// documents (one prepared text per limit, see the statement).
+    async fn pick_statement(
+        &self,
+        queue: &str,
+        options: &PickOptions,
+        next_due: bool,
+        want: i32,
+        limited: bool,
+    ) -> Result<Vec<PgRow>> {
+        let template = if limited {
+            per_queue!("pick_limited")
+        } else {
+            per_queue!("pick")
+        };
+        let statement = statement(template, queue).replace("{limit}", &want.to_string());
+        Ok(sqlx::query(&statement)
+            .bind(queue)
+            .bind(options.version)
+            .bind(options.lease)
+            .bind(next_due)
+            .fetch_all(self.pool())
+            .await
+            .map_err(|e| queue_error(e, queue))?)
     }
 
     /// A pick through `fetchq.doc_pick` (a queue with key concurrency).

@@ -409,9 +409,10 @@ async fn a_setter_waits_for_a_pick_in_progress_and_loses_nothing() {
     );
 }
 
-/// EXPLAIN ANALYZE of `sql/per_queue/pick.sql` for `queue`, limit 2.
+/// EXPLAIN ANALYZE of `sql/per_queue/pick_limited.sql` (the statement of
+/// rate-limited queues) for `queue`, limit 2.
 async fn explain_pick(db: &TestDb, queue: &str) -> String {
-    let sql = include_str!("../sql/per_queue/pick.sql")
+    let sql = include_str!("../sql/per_queue/pick_limited.sql")
         .replace("{docs}", &format!("\"fetchq_data\".\"{queue}__docs\""))
         .replace("{limit}", "2");
     let mut tx = db.client.pool().begin().await.unwrap();
@@ -433,6 +434,34 @@ fn slot_lines(plan: &str) -> Vec<&str> {
     plan.lines()
         .filter(|l| l.contains("Scan") && l.contains("rate_slots"))
         .collect()
+}
+
+#[tokio::test]
+async fn the_plain_pick_never_names_the_slots_and_hands_limited_queues_over() {
+    let plain = include_str!("../sql/per_queue/pick.sql");
+    assert!(!plain.contains("rate_slots"));
+    let db = TestDb::new().await;
+    let c = &db.client;
+    queue_with(c, "slow", 5).await;
+    c.queue_set_rate_limit("slow", Some(rate("1/1h")))
+        .await
+        .unwrap();
+    let sql = plain
+        .replace("{docs}", "\"fetchq_data\".\"slow__docs\"")
+        .replace("{limit}", "5");
+    let rows = sqlx::query(&sql)
+        .bind("slow")
+        .bind(0_i32)
+        .bind(Duration::from_secs(60))
+        .bind(true)
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+    // nothing leased by the plain statement, and the hand-over said
+    assert_eq!(rows.len(), 1);
+    assert!(rows[0].get::<Option<String>, _>(1).is_none());
+    assert!(rows[0].get::<bool, _>(12));
+    assert_eq!(c.metric_get_common("slow").await.unwrap().active, 0);
 }
 
 #[tokio::test]

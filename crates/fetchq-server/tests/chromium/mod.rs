@@ -70,13 +70,23 @@ impl Browser {
                          format!("--window-size={width},{height}")],
             }),
         );
-        let mut builder =
-            ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new());
-        builder.capabilities(caps);
-        let client = builder
-            .connect(&format!("http://127.0.0.1:{port}"))
-            .await
-            .unwrap();
+        // chromedriver may accept its port before it can open a session (a
+        // reset connection on a loaded host): a few tries
+        let mut tries = 0;
+        let client = loop {
+            let mut builder =
+                ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new());
+            builder.capabilities(caps.clone());
+            match builder.connect(&format!("http://127.0.0.1:{port}")).await {
+                Ok(client) => break client,
+                Err(e) if tries < 5 => {
+                    tries += 1;
+                    eprintln!("chromedriver session refused ({e}), retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => panic!("chromedriver: {e}"),
+            }
+        };
         Some(Browser {
             client,
             driver: child,

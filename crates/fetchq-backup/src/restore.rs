@@ -30,7 +30,11 @@ enum In {
     Header(Box<Header>),
     Section(Section),
     Rows(Vec<u8>),
-    EndSection,
+    /// The section's rows were all sent; `active`: documents in it that were
+    /// active (leased) in the dump.
+    EndSection {
+        active: i64,
+    },
     Done(Trailer),
     Fail(Error),
 }
@@ -142,8 +146,12 @@ fn read_stream(input: impl Read + 'static, tx: &mpsc::Sender<In>) -> Result<()> 
     // checksum says the file was damaged (the real cause)
     let mut bad_line: Option<Error> = None;
     let mut total = 0i64;
+    let mut active = 0i64;
     let mut batch = Vec::with_capacity(CHUNK + 64 * 1024);
-    let close = |current: &mut Option<(i64, i64)>, batch: &mut Vec<u8>| -> Result<()> {
+    let close = |current: &mut Option<(i64, i64)>,
+                 batch: &mut Vec<u8>,
+                 active: &mut i64|
+     -> Result<()> {
         if let Some((want, got)) = current.take() {
             if want != got {
                 return Err(Error::Corrupt(format!(
@@ -153,7 +161,12 @@ fn read_stream(input: impl Read + 'static, tx: &mpsc::Sender<In>) -> Result<()> 
             if !batch.is_empty() {
                 send(tx, In::Rows(std::mem::take(batch)))?;
             }
-            send(tx, In::EndSection)?;
+            send(
+                tx,
+                In::EndSection {
+                    active: std::mem::take(active),
+                },
+            )?;
         }
         Ok(())
     };
@@ -178,10 +191,13 @@ fn read_stream(input: impl Read + 'static, tx: &mpsc::Sender<In>) -> Result<()> 
                 }
                 if current_kind == SectionKind::Docs {
                     let mark = batch.len();
-                    if let Err(e) = doc_to_copy(body, &mut batch) {
-                        batch.truncate(mark);
-                        bad_line = Some(e);
-                        continue;
+                    match doc_to_copy(body, &mut batch) {
+                        Ok(was_active) => active += i64::from(was_active),
+                        Err(e) => {
+                            batch.truncate(mark);
+                            bad_line = Some(e);
+                            continue;
+                        }
                     }
                 } else {
                     copy_escape(body, &mut batch);
@@ -205,7 +221,7 @@ fn read_stream(input: impl Read + 'static, tx: &mpsc::Sender<In>) -> Result<()> 
                 if let Some(e) = bad_line {
                     return Err(e);
                 }
-                close(&mut current, &mut batch)?;
+                close(&mut current, &mut batch, &mut active)?;
                 if next != expected.len() {
                     return Err(Error::Corrupt(format!(
                         "{} section(s) announced by the header are missing",
@@ -227,7 +243,7 @@ fn read_stream(input: impl Read + 'static, tx: &mpsc::Sender<In>) -> Result<()> 
                 hasher.update(&line);
                 let section: Section = serde_json::from_slice(body)
                     .map_err(|e| Error::Corrupt(format!("bad section line: {e}")))?;
-                close(&mut current, &mut batch)?;
+                close(&mut current, &mut batch, &mut active)?;
                 let Some((kind, queue, rows)) = expected.get(next) else {
                     return Err(Error::Corrupt(
                         "a section the header does not announce".into(),
@@ -254,8 +270,10 @@ fn read_stream(input: impl Read + 'static, tx: &mpsc::Sender<In>) -> Result<()> 
 }
 
 /// Turns a document line (a JSON array in [`DOC_COLUMNS`](crate::format::DOC_COLUMNS)
-/// order) into one COPY text row of the documents table.
-fn doc_to_copy(body: &[u8], out: &mut Vec<u8>) -> Result<()> {
+/// order) into one COPY text row of the documents table, and checks what the
+/// engine needs of a document (a known status, a version not below zero, a
+/// subject). Returns whether the document was active (status 2).
+fn doc_to_copy(body: &[u8], out: &mut Vec<u8>) -> Result<bool> {
     let cols: Vec<&serde_json::value::RawValue> = serde_json::from_slice(body)
         .map_err(|e| Error::Corrupt(format!("bad document line: {e}")))?;
     if cols.len() != crate::format::DOC_COLUMNS.len() {
@@ -264,6 +282,16 @@ fn doc_to_copy(body: &[u8], out: &mut Vec<u8>) -> Result<()> {
             cols.len(),
             crate::format::DOC_COLUMNS.len()
         )));
+    }
+    let invalid = || {
+        let text = String::from_utf8_lossy(body);
+        let shown: String = text.chars().take(200).collect();
+        Error::Corrupt(format!("invalid document: {shown}"))
+    };
+    // a column that is not an integer is refused by the database's COPY
+    let int = |i: usize| cols[i].get().parse::<i64>().ok();
+    if int(3).is_some_and(|s| !(-1..=3).contains(&s)) || int(1).is_some_and(|v| v < 0) {
+        return Err(invalid());
     }
     for (i, col) in cols.iter().enumerate() {
         if i > 0 {
@@ -275,14 +303,23 @@ fn doc_to_copy(body: &[u8], out: &mut Vec<u8>) -> Result<()> {
         } else if i + 1 == cols.len() || !raw.starts_with('"') {
             // the payload as JSON text; numbers as they are
             copy_escape(raw.as_bytes(), out);
+        } else if !raw[1..raw.len() - 1].contains('\\') {
+            // a JSON string without escapes is its text
+            if i == 0 && raw.len() == 2 {
+                return Err(invalid());
+            }
+            copy_escape(&raw.as_bytes()[1..raw.len() - 1], out);
         } else {
             let text: String = serde_json::from_str(raw)
                 .map_err(|e| Error::Corrupt(format!("bad document line: {e}")))?;
+            if i == 0 && text.is_empty() {
+                return Err(invalid());
+            }
             copy_escape(text.as_bytes(), out);
         }
     }
     out.push(b'\n');
-    Ok(())
+    Ok(int(3) == Some(2))
 }
 
 struct Target {
@@ -444,14 +481,14 @@ async fn apply(
                     }
                     _ => "COPY fetchq_restore_rows (d) FROM STDIN".to_owned(),
                 };
-                let copied = {
+                let (copied, active) = {
                     let mut copy = tx.copy_in_raw(&copy_sql).await?;
-                    loop {
+                    let active = loop {
                         match rx.recv().await {
                             Some(In::Rows(rows)) => {
                                 copy.send(rows).await?;
                             }
-                            Some(In::EndSection) => break,
+                            Some(In::EndSection { active }) => break active,
                             Some(In::Fail(e)) => {
                                 let _ = copy.abort("the dump is not valid").await;
                                 return Err(e);
@@ -461,33 +498,23 @@ async fn apply(
                                 return Err(Error::Corrupt("unexpected line in a section".into()));
                             }
                         }
-                    }
-                    copy.finish().await?
+                    };
+                    (copy.finish().await?, active)
                 };
                 let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
                 match section.section {
                     SectionKind::Docs => {
-                        let staged = if direct {
-                            docs.clone()
-                        } else {
-                            "fetchq_restore_docs".to_owned()
-                        };
-                        let bad: Option<String> = sqlx::query_scalar(
-                            &include_str!("../sql/restore_check_docs.sql")
-                                .replace("{staged}", &staged),
-                        )
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                        if let Some(bad) = bad {
-                            return Err(Error::Corrupt(format!("invalid document: {bad}")));
-                        }
+                        // the reader checked every document (doc_to_copy)
                         if direct {
-                            sqlx::query(
-                                &include_str!("../sql/restore_active_as_due.sql")
-                                    .replace("{docs}", &docs),
-                            )
-                            .execute(&mut *tx)
-                            .await?;
+                            // a scan of the whole table only when needed
+                            if active > 0 {
+                                sqlx::query(
+                                    &include_str!("../sql/restore_active_as_due.sql")
+                                        .replace("{docs}", &docs),
+                                )
+                                .execute(&mut *tx)
+                                .await?;
+                            }
                             for def in &index_defs {
                                 sqlx::query(def).execute(&mut *tx).await?;
                             }

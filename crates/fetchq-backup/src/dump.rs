@@ -329,7 +329,13 @@ async fn produce(
                 return Ok((false, header));
             }
             let docs = kind == SectionKind::Docs;
-            let wrap = |b: Bytes| if docs { Msg::DocRows(b) } else { Msg::CopyRows(b) };
+            let wrap = |b: Bytes| {
+                if docs {
+                    Msg::DocRows(b)
+                } else {
+                    Msg::CopyRows(b)
+                }
+            };
             let mut stream = conn.copy_out_raw(&sql).await?;
             let mut chunk = BytesMut::with_capacity(CHUNK + 4096);
             while let Some(data) = stream.try_next().await? {

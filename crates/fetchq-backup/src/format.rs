@@ -252,7 +252,10 @@ fn json_string(text: &[u8], out: &mut Vec<u8>) {
 fn json_timestamp(text: &[u8], out: &mut Vec<u8>) {
     out.push(b'"');
     match text.iter().position(|&b| b == b' ') {
-        Some(space) if text[..space].contains(&b'-') && text[..space].first().is_some_and(u8::is_ascii_digit) => {
+        Some(space)
+            if text[..space].contains(&b'-')
+                && text[..space].first().is_some_and(u8::is_ascii_digit) =>
+        {
             out.extend_from_slice(&text[..space]);
             out.push(b'T');
             let rest = &text[space + 1..];
@@ -288,7 +291,8 @@ pub(crate) fn copy_doc_to_json(row: &[u8], out: &mut Vec<u8>, field: &mut Vec<u8
             return false;
         };
         if i > 0 {
-            out.push(b',');
+            // the separator json_build_array writes: the lines stay as before
+            out.extend_from_slice(b", ");
         }
         if col == b"\\N" {
             out.extend_from_slice(b"null");

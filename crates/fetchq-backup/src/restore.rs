@@ -148,28 +148,26 @@ fn read_stream(input: impl Read + 'static, tx: &mpsc::Sender<In>) -> Result<()> 
     let mut total = 0i64;
     let mut active = 0i64;
     let mut batch = Vec::with_capacity(CHUNK + 64 * 1024);
-    let close = |current: &mut Option<(i64, i64)>,
-                 batch: &mut Vec<u8>,
-                 active: &mut i64|
-     -> Result<()> {
-        if let Some((want, got)) = current.take() {
-            if want != got {
-                return Err(Error::Corrupt(format!(
-                    "a section announces {want} rows but holds {got}"
-                )));
+    let close =
+        |current: &mut Option<(i64, i64)>, batch: &mut Vec<u8>, active: &mut i64| -> Result<()> {
+            if let Some((want, got)) = current.take() {
+                if want != got {
+                    return Err(Error::Corrupt(format!(
+                        "a section announces {want} rows but holds {got}"
+                    )));
+                }
+                if !batch.is_empty() {
+                    send(tx, In::Rows(std::mem::take(batch)))?;
+                }
+                send(
+                    tx,
+                    In::EndSection {
+                        active: std::mem::take(active),
+                    },
+                )?;
             }
-            if !batch.is_empty() {
-                send(tx, In::Rows(std::mem::take(batch)))?;
-            }
-            send(
-                tx,
-                In::EndSection {
-                    active: std::mem::take(active),
-                },
-            )?;
-        }
-        Ok(())
-    };
+            Ok(())
+        };
     loop {
         if !read_line(&mut *input, &mut line)? {
             return Err(Error::Truncated("the file ends before its trailer".into()));
@@ -514,6 +512,13 @@ async fn apply(
                                 )
                                 .execute(&mut *tx)
                                 .await?;
+                            }
+                            // the index builds sort in memory where the default
+                            // (64MB) would spill a large queue to disk
+                            if !index_defs.is_empty() {
+                                sqlx::query("SET LOCAL maintenance_work_mem = '256MB'")
+                                    .execute(&mut *tx)
+                                    .await?;
                             }
                             for def in &index_defs {
                                 sqlx::query(def).execute(&mut *tx).await?;

@@ -35,6 +35,9 @@
 pub use fetchq_core::*;
 #[cfg(feature = "macros")]
 pub use fetchq_macros::handler;
+#[cfg(feature = "otlp")]
+pub use fetchq_worker::OtlpOptions;
+pub use fetchq_worker::testing;
 pub use fetchq_worker::{
     Context, Doc, Handler, HandlerError, HandlerOptions, HandlerStats, IntoHandlerResult,
     MAX_METRICS_PER_DOC, Outcome, Runtime, Source, Stats, WorkerError, async_trait,

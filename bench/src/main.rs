@@ -122,7 +122,7 @@ async fn main() -> Result<(), BoxError> {
         rows.extend(workloads::footprint::run(&server, args.docs).await?);
     }
     if all || args.workload == Workload::WorkerMetrics {
-        rows.push(workloads::worker_metrics::run(&server, args.docs).await?);
+        rows.extend(workloads::worker_metrics::run(&server, args.docs).await?);
     }
     if all || args.workload == Workload::Http {
         rows.push(workloads::http::push(&server, args.docs * 5).await?);

@@ -1,6 +1,9 @@
 //! The cost of the worker's process metrics (feature `metrics`,
 //! `Runtime::metrics_listener`): the same drain with them on (scraped every
 //! second, as Prometheus would) and off, alternated over several rounds.
+//! Two rows: throughput (noisy on a shared host: PostgreSQL's share of the
+//! two cores decides it), and this process's own CPU time per document (its
+//! threads' time on a CPU), which is what the metrics add to.
 
 use std::time::{Duration, Instant};
 
@@ -16,7 +19,7 @@ use crate::server::Server;
 /// Rounds of each (on, off), alternated; the median of each is reported, and
 /// the median of the rounds' ratios (a shared host's drift hits both halves of
 /// a round alike).
-const ROUNDS: usize = 5;
+const ROUNDS: usize = 9;
 
 const CONCURRENCY: usize = 32;
 
@@ -35,8 +38,17 @@ impl Handler for NoOp {
     }
 }
 
-/// One drain of `docs` documents; returns docs/s.
-async fn drain_once(server: &Server, docs: usize, metrics: bool) -> Result<f64, BoxError> {
+/// This process's CPU time so far (every thread, user and system), in
+/// seconds, from `CLOCK_PROCESS_CPUTIME_ID` (`/proc` counts in 10 ms ticks,
+/// too coarse for a drain of a second or two).
+fn cpu_seconds() -> Result<f64, BoxError> {
+    Ok(cpu_time::ProcessTime::try_now()?
+        .as_duration()
+        .as_secs_f64())
+}
+
+/// One drain of `docs` documents; returns (docs/s, CPU µs of this process per document).
+async fn drain_once(server: &Server, docs: usize, metrics: bool) -> Result<(f64, f64), BoxError> {
     let (pool, _) = server.database("bench_worker_metrics", 40).await?;
     let client = Client::new(pool.clone());
     client.migrate().await?;
@@ -55,6 +67,7 @@ async fn drain_once(server: &Server, docs: usize, metrics: bool) -> Result<f64, 
         runtime = runtime.metrics_listener(listener);
     }
     let (stop, stats) = (runtime.shutdown_token(), runtime.stats());
+    let cpu_start = cpu_seconds()?;
     let start = Instant::now();
     let run = tokio::spawn(runtime.run());
     // scraped every second while it drains, as Prometheus would
@@ -73,13 +86,14 @@ async fn drain_once(server: &Server, docs: usize, metrics: bool) -> Result<f64, 
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let elapsed = start.elapsed();
+    let cpu = cpu_seconds()? - cpu_start;
     if let Some(s) = scraper {
         s.abort();
     }
     stop.cancel();
     run.await??;
     pool.close().await;
-    Ok(docs as f64 / elapsed.as_secs_f64())
+    Ok((docs as f64 / elapsed.as_secs_f64(), cpu * 1e6 / docs as f64))
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -88,10 +102,12 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// The drain (concurrency 32, no-op handler) with the worker's metrics on
-/// against off: the ratio is the throughput kept (target: at least 0.95).
-pub(crate) async fn run(server: &Server, docs: usize) -> Result<Row, BoxError> {
+/// against off: the throughput kept (target: at least 0.95), and the CPU
+/// time this process spends per document.
+pub(crate) async fn run(server: &Server, docs: usize) -> Result<Vec<Row>, BoxError> {
     eprintln!("worker metrics: {docs} documents, {ROUNDS} rounds of on and off ...");
     let (mut on, mut off) = (Vec::new(), Vec::new());
+    let (mut cpu_on, mut cpu_off) = (Vec::new(), Vec::new());
     for round in 0..ROUNDS {
         // alternate which goes first, so a warming cache favours neither
         for metrics in if round % 2 == 0 {
@@ -99,31 +115,52 @@ pub(crate) async fn run(server: &Server, docs: usize) -> Result<Row, BoxError> {
         } else {
             [false, true]
         } {
-            let rate = drain_once(server, docs, metrics).await?;
+            let (rate, cpu) = drain_once(server, docs, metrics).await?;
             eprintln!(
-                "  round {round}, metrics {}: {rate:.0} docs/s",
+                "  round {round}, metrics {}: {rate:.0} docs/s, {cpu:.1} µs CPU/doc",
                 if metrics { "on" } else { "off" }
             );
             if metrics {
-                on.push(rate)
+                on.push(rate);
+                cpu_on.push(cpu);
             } else {
-                off.push(rate)
+                off.push(rate);
+                cpu_off.push(cpu);
             }
         }
     }
     let ratios: Vec<f64> = on.iter().zip(&off).map(|(a, b)| a / b).collect();
     let rounded = |v: &[f64]| v.iter().map(|r| r.round()).collect::<Vec<_>>();
+    let tenths = |v: &[f64]| {
+        v.iter()
+            .map(|r| (r * 10.0).round() / 10.0)
+            .collect::<Vec<_>>()
+    };
     let note = format!(
         "{docs} docs; medians of {ROUNDS} alternated rounds; median of the rounds' ratios {:.3}; on {:?}, off {:?}",
         median(ratios),
         rounded(&on),
         rounded(&off)
     );
-    Ok(Row {
-        workload: "drain, concurrency 32, worker metrics on (scraped every 1 s) vs off".into(),
-        fetchq: median(on),
-        baseline: Some(median(off)),
-        unit: "docs/s",
-        note,
-    })
+    let cpu_note = format!(
+        "this process (runtime and scraper), CPU time from CLOCK_PROCESS_CPUTIME_ID; medians of {ROUNDS} rounds; on {:?}, off {:?}",
+        tenths(&cpu_on),
+        tenths(&cpu_off)
+    );
+    Ok(vec![
+        Row {
+            workload: "drain, concurrency 32, worker metrics on (scraped every 1 s) vs off".into(),
+            fetchq: median(on),
+            baseline: Some(median(off)),
+            unit: "docs/s",
+            note,
+        },
+        Row {
+            workload: "worker CPU per document, metrics on vs off (lower is better)".into(),
+            fetchq: median(cpu_on),
+            baseline: Some(median(cpu_off)),
+            unit: "µs",
+            note: cpu_note,
+        },
+    ])
 }

@@ -3,7 +3,7 @@
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Row};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::migrate::{MigrationReport, migrate};
 use crate::sql;
 
@@ -79,8 +79,30 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with(url, 10).await
+    }
+
+    /// As [`connect`](Self::connect), with a pool of at most
+    /// `max_connections` connections (at least 1). Size it to the callers
+    /// sharing this client: pushers, HTTP handlers, a worker's pools.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for 0 connections; as [`connect`](Self::connect).
+    ///
+    /// ```no_run
+    /// # async fn run() -> fetchq_core::Result<()> {
+    /// let client = fetchq_core::Client::connect_with("postgres://localhost/app", 32).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect_with(url: &str, max_connections: u32) -> Result<Self> {
+        if max_connections == 0 {
+            return Err(Error::InvalidArgument {
+                message: "max_connections must be at least 1".into(),
+            });
+        }
         let pool = PgPoolOptions::new()
-            .max_connections(10)
+            .max_connections(max_connections)
             .acquire_timeout(CONNECT_ACQUIRE_TIMEOUT)
             .connect(url)
             .await?;

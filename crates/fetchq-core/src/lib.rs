@@ -55,6 +55,13 @@ mod pick;
 mod queue;
 mod timers;
 
+/// The `chrono` this crate uses (planned times are `DateTime<Utc>`), so
+/// callers need no second copy of the same version.
+pub use chrono;
+/// The `sqlx` this crate uses: build a pool of your own size with
+/// `fetchq_core::sqlx::postgres::PgPoolOptions` and hand it to [`Client::new`].
+pub use sqlx;
+
 pub use admin::{BulkAction, BulkProgress};
 pub use browse::{DocCount, DocFilter, LogEntry, MetricPoint};
 pub use client::{CONNECT_ACQUIRE_TIMEOUT, Client, Info};

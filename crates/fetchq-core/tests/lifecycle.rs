@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use fetchq_core::{Error, NewDoc, PickOptions, Schedule, Status};
+use fetchq_core::{Client, Error, NewDoc, PickOptions, Schedule, Status};
 use fetchq_testing::TestDb;
 use serde_json::json;
 
@@ -334,4 +334,32 @@ async fn a_document_migrates_to_the_next_version() {
     .await
     .unwrap();
     assert_eq!(v, [("v0".to_owned(), 0), ("v1".to_owned(), 1)]);
+}
+
+#[tokio::test]
+async fn connect_with_sizes_the_pool_and_refuses_zero() {
+    let db = TestDb::new().await;
+    let client = Client::connect_with(&db.url(), 3).await.unwrap();
+    assert_eq!(client.pool().options().get_max_connections(), 3);
+    assert!(client.queue_list().await.is_ok());
+    match Client::connect_with(&db.url(), 0).await {
+        Err(fetchq_core::Error::InvalidArgument { message }) => {
+            assert!(message.contains("at least 1"), "{message}")
+        }
+        Err(other) => panic!("expected InvalidArgument, got {other}"),
+        Ok(_) => panic!("0 connections accepted"),
+    }
+    // the re-exported sqlx builds a pool of any size for Client::new
+    let pool = fetchq_core::sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect(&db.url())
+        .await
+        .unwrap();
+    let now: fetchq_core::chrono::DateTime<fetchq_core::chrono::Utc> =
+        fetchq_core::sqlx::query_scalar("SELECT now()")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(now.timestamp() > 0);
+    assert!(Client::new(pool).queue_list().await.is_ok());
 }

@@ -171,11 +171,8 @@ fn generate(args: &Args, func: &ItemFn, sig: &Signature) -> TokenStream {
         let n = n as usize;
         options.extend(quote! { .concurrency(#n) });
     }
+    // unset, the batch follows the concurrency (HandlerOptions' own rule)
     if let Some(n) = args.batch {
-        let n = n as usize;
-        options.extend(quote! { .batch(#n) });
-    } else if let Some(n) = args.concurrency {
-        // picking as many as can run at once is the natural batch
         let n = n as usize;
         options.extend(quote! { .batch(#n) });
     }

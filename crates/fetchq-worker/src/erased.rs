@@ -22,28 +22,36 @@ impl<H: Handler> ErasedHandler for Erased<H> {
     fn call(&self, doc: Document, ctx: Context) -> BoxFuture {
         let handler = self.0.clone();
         Box::pin(async move {
-            let queue = ctx.lease.queue.clone();
-            let payload = serde_json::from_value::<H::Payload>(doc.payload).map_err(|e| {
-                HandlerError::new(format!(
-                    "the payload of document {:?} in queue {queue:?} does not fit {}: {e}",
-                    doc.subject,
-                    std::any::type_name::<H::Payload>()
-                ))
-            })?;
-            let doc = Doc {
-                queue,
-                subject: doc.subject,
-                payload,
-                version: doc.version,
-                priority: doc.priority,
-                attempts: doc.attempts,
-                iterations: doc.iterations,
-                created_at: doc.created_at,
-                last_iteration: doc.last_iteration,
-            };
+            let doc = decode::<H::Payload>(doc, &ctx.lease.queue)?;
             handler.handle(doc, ctx).await
         })
     }
+}
+
+/// A picked document with its payload decoded into `P`; a payload that does
+/// not fit is the handler's error (the document is rejected with it).
+pub(crate) fn decode<P: serde::de::DeserializeOwned>(
+    doc: Document,
+    queue: &str,
+) -> Result<Doc<P>, HandlerError> {
+    let payload = serde_json::from_value::<P>(doc.payload).map_err(|e| {
+        HandlerError::new(format!(
+            "the payload of document {:?} in queue {queue:?} does not fit {}: {e}",
+            doc.subject,
+            std::any::type_name::<P>()
+        ))
+    })?;
+    Ok(Doc {
+        queue: queue.to_owned(),
+        subject: doc.subject,
+        payload,
+        version: doc.version,
+        priority: doc.priority,
+        attempts: doc.attempts,
+        iterations: doc.iterations,
+        created_at: doc.created_at,
+        last_iteration: doc.last_iteration,
+    })
 }
 
 /// A registered handler and its options.

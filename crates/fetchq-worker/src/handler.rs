@@ -34,16 +34,22 @@ pub struct HandlerOptions {
     pub(crate) queue: String,
     pub(crate) version: i32,
     pub(crate) concurrency: usize,
-    pub(crate) batch: usize,
+    /// `None`: as many as `concurrency`.
+    pub(crate) batch: Option<usize>,
     pub(crate) lease: Duration,
     pub(crate) idle_poll: Duration,
     pub(crate) max_runtime: Option<Duration>,
     pub(crate) migrate_to: Option<i32>,
 }
 
+/// The largest [`HandlerOptions::batch`]: what one pick may lease and one
+/// pool may buffer.
+pub const MAX_BATCH: usize = 10_000;
+
 impl HandlerOptions {
     /// Options for a handler of `queue`: version 0, 10 documents in flight,
-    /// picked 10 at a time, a 5 minute lease (extended by heartbeats), a 1 s idle
+    /// picked as many at a time as run at once (`batch` follows
+    /// `concurrency` unless set), a 5 minute lease (extended by heartbeats), a 1 s idle
     /// poll, 30 minutes of run time at most.
     pub fn new(queue: impl Into<String>) -> Self {
         Self {
@@ -51,7 +57,7 @@ impl HandlerOptions {
             queue: queue.into(),
             version: 0,
             concurrency: 10,
-            batch: 10,
+            batch: None,
             lease: Duration::from_secs(300),
             idle_poll: Duration::from_secs(1),
             max_runtime: Some(Duration::from_secs(1800)),
@@ -89,10 +95,36 @@ impl HandlerOptions {
         self
     }
 
-    /// How many documents one pick asks for at most (never more than the free slots).
+    /// How many documents one pick asks for at most (default: the
+    /// concurrency; at most [`MAX_BATCH`]). Above the concurrency, the
+    /// surplus waits in the pool's local buffer (leased and heartbeated like
+    /// running documents) and is fed to slots as they free up, so fast
+    /// handlers pay one pick round trip per `batch` documents. Buffered
+    /// documents are given back at once on shutdown, and when one has waited
+    /// for a slot longer than half its lease (10 s at most): the buffer never
+    /// holds more than `batch - concurrency` documents, nor for long, away
+    /// from other processes. Below the concurrency, a pool with more free
+    /// slots than `batch` runs several picks of `batch` at once (at most 8),
+    /// as that many single-fetch workers would.
+    ///
+    /// ```
+    /// let opts = fetchq_worker::HandlerOptions::new("mailer").concurrency(8).batch(100);
+    /// assert_eq!(opts.get_batch(), 100);
+    /// assert_eq!(fetchq_worker::HandlerOptions::new("q").concurrency(32).get_batch(), 32);
+    /// ```
     pub fn batch(mut self, batch: usize) -> Self {
-        self.batch = batch;
+        self.batch = Some(batch);
         self
+    }
+
+    /// How many documents one pick asks for at most.
+    pub fn get_batch(&self) -> usize {
+        self.batch.unwrap_or(self.concurrency)
+    }
+
+    /// How many documents this handler processes at once in this process.
+    pub fn get_concurrency(&self) -> usize {
+        self.concurrency
     }
 
     /// The lease of a picked document; heartbeats extend it while the handler runs.
@@ -132,8 +164,14 @@ impl HandlerOptions {
         if self.version < 0 {
             return Err(format!("{name}: version must be 0 or more"));
         }
-        if self.concurrency == 0 || self.batch == 0 {
+        if self.concurrency == 0 || self.get_batch() == 0 {
             return Err(format!("{name}: concurrency and batch must be at least 1"));
+        }
+        if self.get_batch() > MAX_BATCH {
+            return Err(format!(
+                "{name}: batch must be at most {MAX_BATCH}, got {}",
+                self.get_batch()
+            ));
         }
         if self.lease < Duration::from_millis(100) {
             return Err(format!("{name}: the lease must be at least 100 ms"));

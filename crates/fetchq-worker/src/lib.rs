@@ -50,13 +50,16 @@ mod registry;
 mod runtime;
 mod stats;
 mod telemetry;
+pub mod testing;
 mod trouble;
 
 pub use async_trait::async_trait;
 pub use fetchq_core;
 pub use handler::{
-    Context, Doc, Handler, HandlerError, HandlerOptions, IntoHandlerResult, MAX_METRICS_PER_DOC,
-    Outcome,
+    Context, Doc, Handler, HandlerError, HandlerOptions, IntoHandlerResult, MAX_BATCH,
+    MAX_METRICS_PER_DOC, Outcome,
 };
 pub use runtime::{Runtime, Source, WorkerError};
 pub use stats::{HandlerStats, Stats};
+#[cfg(feature = "otlp")]
+pub use telemetry::otlp::OtlpOptions;

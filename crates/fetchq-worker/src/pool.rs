@@ -1,11 +1,21 @@
 //! One pool per registered handler: picks as many documents as it has free
-//! slots (never more), runs each in its own task, and on shutdown lets them
-//! finish until the deadline, then cancels them and gives back what is left.
+//! slots (in several picks at once when `batch` is smaller than the free
+//! slots), plus room in its local buffer when `batch` exceeds `concurrency`,
+//! runs each in its own task, and on shutdown gives the buffer back at once,
+//! lets running handlers finish until the deadline, then cancels them and
+//! gives back what is left.
+//!
+//! Buffered documents are leased like running ones: in the registry, so the
+//! heartbeat extends them and a lost lease is noticed before they start.
+//! One that waits for a slot longer than [`buffer_wait`] is given back, so
+//! a pool whose handlers slowed down does not sit on documents another
+//! process could run.
 //!
 //! A slot is free once its outcome is handed to the completer, which takes at
 //! most `max_pending_outcomes` of them at a time: when writes are slow, pools
 //! stop picking instead of piling up documents that are picked but unwritten.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,6 +60,25 @@ const REFILL_WAIT: Duration = Duration::from_millis(2);
 /// The smallest idle wait, so a due-but-locked document cannot make us spin.
 const MIN_IDLE_WAIT: Duration = Duration::from_millis(5);
 
+/// The most picks one pool runs at once (when `batch` is below its free slots).
+const MAX_PARALLEL_PICKS: usize = 8;
+
+/// The longest a buffered document waits for a slot before it is given back.
+const MAX_BUFFER_WAIT: Duration = Duration::from_secs(10);
+
+/// How long a buffered document may wait for a slot: half its lease, at
+/// most [`MAX_BUFFER_WAIT`].
+fn buffer_wait(lease: Duration) -> Duration {
+    (lease / 2).min(MAX_BUFFER_WAIT)
+}
+
+/// A picked document waiting in the pool's buffer for a free slot.
+struct Buffered {
+    doc: Document,
+    cancel: CancellationToken,
+    since: Instant,
+}
+
 pub(crate) async fn run(
     reg: Registered,
     shared: Shared,
@@ -59,31 +88,65 @@ pub(crate) async fn run(
     let opts = &reg.options;
     let name = opts.name();
     shared.telemetry.attach(&counters, &opts.queue, &name);
+    let batch = opts.get_batch();
     let pick = PickOptions::new()
         .version(opts.version)
         .lease(opts.lease)
-        .limit(i32::try_from(opts.batch).unwrap_or(i32::MAX));
+        .limit(i32::try_from(batch).unwrap_or(i32::MAX));
+    // documents beyond the free slots that one pick may bring
+    let room = batch.saturating_sub(opts.concurrency);
+    let max_wait = buffer_wait(opts.lease);
+    let mut buffer: VecDeque<Buffered> = VecDeque::with_capacity(room);
     let mut tasks: JoinSet<()> = JoinSet::new();
     let mut leases: Vec<Lease> = Vec::new();
     let mut trouble = Trouble::new(format!("picking for {name}"), &shared.incidents);
-    let low_water = opts.batch.min(opts.concurrency).div_ceil(2);
+    let low_water = batch.min(opts.concurrency).div_ceil(2);
     let mut waited = false;
-    tracing::info!(handler = %name, queue = %opts.queue, version = opts.version, concurrency = opts.concurrency, "pool started");
+    // a batch below the concurrency: picks of `batch` run side by side, as
+    // that many single-fetch workers would (at most MAX_PARALLEL_PICKS)
+    let max_picks = if batch < opts.concurrency {
+        opts.concurrency.div_ceil(batch).min(MAX_PARALLEL_PICKS)
+    } else {
+        1
+    };
+    // picks in flight, and the slots each may fill
+    let mut picks: JoinSet<Picked> = JoinSet::new();
+    let mut limits: std::collections::HashMap<tokio::task::Id, usize> = Default::default();
+    // the last pick leased nothing (or none was made yet): one pick at a
+    // time, so an idle pool costs one statement per poll
+    let mut idle = true;
+    tracing::info!(handler = %name, queue = %opts.queue, version = opts.version, concurrency = opts.concurrency, batch, "pool started");
 
     while !shared.shutdown.is_cancelled() {
         while tasks.try_join_next().is_some() {}
-        let free = opts.concurrency.saturating_sub(tasks.len());
-        if free == 0 {
-            tokio::select! {
-                _ = tasks.join_next() => {}
-                _ = shared.shutdown.cancelled() => {}
+        // free slots take buffered documents first
+        while tasks.len() < opts.concurrency {
+            let Some(b) = buffer.pop_front() else { break };
+            if shared.registry.is_running(&b.doc.lease) {
+                spawn(&mut tasks, &reg, &shared, &counters, b.doc, b.cancel);
+            } else {
+                // lost while it waited (the heartbeat counted it)
+                shared.registry.remove(&b.doc.lease);
             }
-            continue;
         }
-        // busy: let more slots free up before picking, so one pick serves many
-        // slots instead of one; fast handlers reach the low-water mark at once,
-        // slow ones cost at most REFILL_WAIT
-        if !tasks.is_empty() && free < low_water && !waited {
+        if let Err(e) =
+            give_back_stale(&mut buffer, max_wait, &opts.queue, &shared, &counters).await
+        {
+            // one warning per incident: the documents come back after their lease
+            trouble.failed(&e);
+        }
+        let reserved: usize = limits.values().sum();
+        let free = opts
+            .concurrency
+            .saturating_sub(tasks.len())
+            .saturating_sub(reserved);
+        let in_flight = if idle { 1 } else { max_picks };
+        let may_pick = free > 0 && buffer.is_empty() && picks.len() < in_flight;
+        // busy, with no pick in flight: let more slots free up before
+        // picking, so one pick serves many slots instead of one; fast
+        // handlers reach the low-water mark at once, slow ones cost at most
+        // REFILL_WAIT
+        if may_pick && picks.is_empty() && !tasks.is_empty() && free < low_water && !waited {
             waited = true;
             let deadline = tokio::time::sleep(REFILL_WAIT);
             tokio::pin!(deadline);
@@ -96,23 +159,59 @@ pub(crate) async fn run(
             }
             continue;
         }
-        // after one bounded wait, pick whatever is free
-        waited = false;
-        let limit = i32::try_from(free.min(opts.batch)).unwrap_or(i32::MAX);
-        let this_pick = pick.limit(limit);
-        let started = Instant::now();
+        if may_pick {
+            waited = false;
+            // the buffer is empty here (free slots took it): fill its room too
+            let limit = if max_picks > 1 {
+                batch.min(free)
+            } else {
+                (free + room).min(batch)
+            };
+            let (client, queue) = (shared.client.clone(), opts.queue.clone());
+            let this_pick = pick.limit(i32::try_from(limit).unwrap_or(i32::MAX));
+            let task = picks.spawn(async move {
+                let started = Instant::now();
+                // an empty pick also says when the next planned document is due
+                let result = client.pick_idle(&queue, &this_pick).await;
+                Picked {
+                    elapsed: started.elapsed(),
+                    result,
+                }
+            });
+            limits.insert(task.id(), limit);
+            continue;
+        }
+        let oldest = buffer.front().map(|b| b.since + max_wait);
         let picked = tokio::select! {
-            // an empty pick also says when the next planned document is due
-            p = shared.client.pick_idle(&opts.queue, &this_pick) => p,
+            Some(joined) = picks.join_next_with_id(), if !picks.is_empty() => joined,
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
+            () = sleep_until(oldest) => continue,
+            _ = shared.shutdown.cancelled() => continue,
             // stuck on an unreachable server past the deadline: give up on it
             _ = shared.deadline.cancelled() => break,
         };
-        if picked.is_ok() {
-            shared.telemetry.picked(&counters, started.elapsed());
+        let picked = match picked {
+            Ok((id, picked)) => {
+                limits.remove(&id);
+                picked
+            }
+            Err(e) => {
+                // a pick task cannot fail but by a bug: its slots are freed
+                limits.remove(&e.id());
+                tracing::error!(handler = %name, error = %e, "a pick task failed");
+                continue;
+            }
+        };
+        if picked.result.is_ok() {
+            shared.telemetry.picked(&counters, picked.elapsed);
         }
-        match picked {
+        match picked.result {
             Ok((docs, next_due)) if docs.is_empty() => {
                 trouble.ok();
+                idle = true;
+                if !picks.is_empty() {
+                    continue;
+                }
                 let wait = idle_wait(next_due, opts.idle_poll);
                 tokio::select! {
                     _ = wake.notified() => {}
@@ -123,12 +222,13 @@ pub(crate) async fn run(
             }
             Ok((docs, _)) => {
                 trouble.ok();
-                bump(&counters.picked, docs.len() as u64);
-                leases.retain(|l| shared.registry.is_running(l));
-                for doc in docs {
-                    leases.push(doc.lease.clone());
-                    spawn(&mut tasks, &reg, &shared, &counters, doc);
-                }
+                idle = false;
+                let held = Held {
+                    reg: &reg,
+                    shared: &shared,
+                    counters: &counters,
+                };
+                held.take(&mut tasks, &mut buffer, &mut leases, docs);
             }
             Err(e @ (Error::QueueNotFound { .. } | Error::InvalidArgument { .. })) => {
                 // configuration, not trouble: say so loudly, keep retrying slowly
@@ -147,7 +247,156 @@ pub(crate) async fn run(
             }
         }
     }
+    // picks still in flight: what they lease goes back with the buffer
+    loop {
+        let joined = tokio::select! {
+            j = picks.join_next() => j,
+            _ = shared.deadline.cancelled() => None,
+        };
+        let Some(joined) = joined else { break };
+        if let Ok(Picked {
+            result: Ok((docs, _)),
+            ..
+        }) = joined
+        {
+            let held = Held {
+                reg: &reg,
+                shared: &shared,
+                counters: &counters,
+            };
+            let now = Instant::now();
+            for doc in docs {
+                held.keep(&mut buffer, &mut leases, doc, now);
+            }
+        }
+    }
+    picks.abort_all();
+    // the buffer first, at once: nobody here will run those
+    let buffered: Vec<Lease> = buffer.drain(..).map(|b| b.doc.lease).collect();
+    if let Err(e) = give_back(&opts.queue, buffered, &shared, &counters).await {
+        tracing::warn!(handler = %name, error = %e, "could not give buffered documents back: they return after their lease");
+    }
     drain(&name, &mut tasks, leases, &shared, &counters).await;
+}
+
+/// What one pick task brings back.
+struct Picked {
+    elapsed: Duration,
+    result: Result<(Vec<Document>, Option<Duration>), Error>,
+}
+
+/// What holding picked documents needs.
+struct Held<'a> {
+    reg: &'a Registered,
+    shared: &'a Shared,
+    counters: &'a Arc<Counters>,
+}
+
+impl Held<'_> {
+    /// Holds every picked document: runs as many as there are free slots,
+    /// and buffers the rest.
+    fn take(
+        &self,
+        tasks: &mut JoinSet<()>,
+        buffer: &mut VecDeque<Buffered>,
+        leases: &mut Vec<Lease>,
+        docs: Vec<Document>,
+    ) {
+        let (reg, shared, counters) = (self.reg, self.shared, self.counters);
+        let opts = &reg.options;
+        bump(&counters.picked, docs.len() as u64);
+        leases.retain(|l| shared.registry.is_running(l));
+        let now = Instant::now();
+        for doc in docs {
+            if tasks.len() < opts.concurrency {
+                leases.push(doc.lease.clone());
+                let cancel = hold(shared, opts.lease, counters, &doc);
+                spawn(tasks, reg, shared, counters, doc, cancel);
+            } else {
+                self.keep(buffer, leases, doc, now);
+            }
+        }
+    }
+
+    /// Holds a picked document and puts it in the buffer.
+    fn keep(
+        &self,
+        buffer: &mut VecDeque<Buffered>,
+        leases: &mut Vec<Lease>,
+        doc: Document,
+        since: Instant,
+    ) {
+        leases.push(doc.lease.clone());
+        let cancel = hold(self.shared, self.reg.options.lease, self.counters, &doc);
+        buffer.push_back(Buffered { doc, cancel, since });
+    }
+}
+
+/// Sleeps until `at`, or forever when there is nothing to wait for.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Gives back the buffered documents that waited for a slot longer than
+/// `max_wait` (the oldest are at the front).
+async fn give_back_stale(
+    buffer: &mut VecDeque<Buffered>,
+    max_wait: Duration,
+    queue: &str,
+    shared: &Shared,
+    counters: &Counters,
+) -> Result<(), Error> {
+    let now = Instant::now();
+    let stale = buffer
+        .iter()
+        .take_while(|b| now.saturating_duration_since(b.since) >= max_wait)
+        .count();
+    if stale == 0 {
+        return Ok(());
+    }
+    let leases: Vec<Lease> = buffer.drain(..stale).map(|b| b.doc.lease).collect();
+    tracing::debug!(
+        queue,
+        n = leases.len(),
+        "buffered documents waited too long for a slot"
+    );
+    give_back(queue, leases, shared, counters).await
+}
+
+/// Releases `leases` (still held, not started): due again for anyone,
+/// attempts not burned. On failure they come back after their lease.
+async fn give_back(
+    queue: &str,
+    leases: Vec<Lease>,
+    shared: &Shared,
+    counters: &Counters,
+) -> Result<(), Error> {
+    let leases: Vec<Lease> = leases
+        .into_iter()
+        .filter(|l| {
+            let held = shared.registry.is_running(l);
+            // not ours to run any more: the heartbeat leaves them be
+            shared.registry.remove(l);
+            held
+        })
+        .collect();
+    if leases.is_empty() {
+        return Ok(());
+    }
+    let released = tokio::select! {
+        r = shared.client.release(queue, &leases) => r?,
+        _ = shared.hard.cancelled() => return Err(Error::Database(sqlx::Error::PoolTimedOut)),
+    };
+    bump(&counters.released, released.len() as u64);
+    tracing::debug!(
+        queue,
+        released = released.len(),
+        "gave back buffered documents"
+    );
+    Ok(())
 }
 
 /// How long to sleep when nothing is due: until the next planned document of
@@ -162,26 +411,39 @@ fn idle_wait(next_due: Option<Duration>, idle_poll: Duration) -> Duration {
     }
 }
 
+/// Holds a picked document's lease in the registry (heartbeated from now
+/// on); returns its cancellation token.
+fn hold(
+    shared: &Shared,
+    lease: Duration,
+    counters: &Arc<Counters>,
+    doc: &Document,
+) -> CancellationToken {
+    // fires on a lost lease, past max runtime, or when shutdown stops waiting
+    // (not when shutdown starts: in-flight work may finish within the deadline)
+    let cancel = shared.deadline.child_token();
+    shared.registry.insert(Entry {
+        lease: doc.lease.clone(),
+        lease_duration: lease,
+        expires: Instant::now() + lease,
+        cancel: cancel.clone(),
+        state: State::Running,
+        submitted_at: None,
+        counters: counters.clone(),
+    });
+    cancel
+}
+
+/// Runs a held document's handler in its own task.
 fn spawn(
     tasks: &mut JoinSet<()>,
     reg: &Registered,
     shared: &Shared,
     counters: &Arc<Counters>,
     doc: Document,
+    cancel: CancellationToken,
 ) {
     let opts = &reg.options;
-    // fires on a lost lease, past max runtime, or when shutdown stops waiting
-    // (not when shutdown starts: in-flight work may finish within the deadline)
-    let cancel = shared.deadline.child_token();
-    shared.registry.insert(Entry {
-        lease: doc.lease.clone(),
-        lease_duration: opts.lease,
-        expires: Instant::now() + opts.lease,
-        cancel: cancel.clone(),
-        state: State::Running,
-        submitted_at: None,
-        counters: counters.clone(),
-    });
     let span = tracing::info_span!("fetchq.doc", queue = %opts.queue, subject = %doc.subject,
         version = doc.version, attempt = doc.attempts, handler = %opts.name());
     let ctx = Context {

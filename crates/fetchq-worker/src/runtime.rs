@@ -13,6 +13,7 @@ use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::HandlerOptions;
 use crate::erased::{Erased, Registered};
 use crate::handler::Handler;
 use crate::pool::Shared;
@@ -109,6 +110,8 @@ pub struct Runtime {
     max_pending_outcomes: Option<usize>,
     #[cfg(feature = "metrics")]
     metrics: Option<MetricsBind>,
+    #[cfg(feature = "otlp")]
+    otlp: Option<crate::OtlpOptions>,
 }
 
 /// Where the metrics endpoint listens.
@@ -118,6 +121,12 @@ enum MetricsBind {
     Addr(String),
     Listener(std::net::TcpListener),
 }
+
+/// The bound metrics endpoint, when asked for.
+#[cfg(feature = "metrics")]
+type MetricsListener = Option<tokio::net::TcpListener>;
+#[cfg(not(feature = "metrics"))]
+type MetricsListener = ();
 
 /// How much of `shutdown_timeout` is kept, at most, for releasing the
 /// documents of cancelled handlers and writing the last outcomes.
@@ -143,6 +152,8 @@ impl Runtime {
             max_pending_outcomes: None,
             #[cfg(feature = "metrics")]
             metrics: None,
+            #[cfg(feature = "otlp")]
+            otlp: None,
         }
     }
 
@@ -185,9 +196,59 @@ impl Runtime {
         self
     }
 
+    /// Pushes this process's metrics to an OpenTelemetry collector over
+    /// OTLP/HTTP while the runtime runs (feature `otlp`): the same families
+    /// as [`metrics_addr`](Self::metrics_addr), named without their
+    /// `_total`/`_seconds` suffixes, cumulative. The last values are pushed
+    /// at shutdown (not on a forced one). A collector that is down or slow
+    /// costs a failed push, never a handler or a pick: the first failure is
+    /// a warning, the recovery an info line.
+    /// [`run`](Self::run) fails with [`WorkerError::Config`] on bad options.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), fetchq_worker::WorkerError> {
+    /// fetchq_worker::Runtime::new("postgres://localhost/app")
+    ///     .otlp(fetchq_worker::OtlpOptions::new().endpoint("http://otel-collector:4318"))
+    ///     // .register(...)
+    ///     .run()
+    ///     .await
+    /// # }
+    /// ```
+    #[cfg(feature = "otlp")]
+    pub fn otlp(mut self, options: crate::OtlpOptions) -> Self {
+        self.otlp = Some(options);
+        self
+    }
+
     /// Adds a handler; invalid options make [`run`](Self::run) fail.
-    pub fn register<H: Handler>(mut self, handler: H) -> Self {
-        let options = handler.options();
+    pub fn register<H: Handler>(self, handler: H) -> Self {
+        self.register_with(handler, |options| options)
+    }
+
+    /// Adds a handler with its options adjusted at run time: a macro
+    /// handler's concurrency, batch or lease taken from configuration.
+    /// Invalid options make [`run`](Self::run) fail.
+    ///
+    /// ```no_run
+    /// # use fetchq_worker::{async_trait, Context, Doc, Handler, HandlerError, HandlerOptions, Outcome, Runtime};
+    /// # struct Scrape;
+    /// # #[async_trait]
+    /// # impl Handler for Scrape {
+    /// #     type Payload = serde_json::Value;
+    /// #     fn options(&self) -> HandlerOptions { HandlerOptions::new("avengers") }
+    /// #     async fn handle(&self, _: Doc<serde_json::Value>, _: Context) -> Result<Outcome, HandlerError> { Ok(Outcome::complete()) }
+    /// # }
+    /// let workers: usize = std::env::var("WORKERS").ok().and_then(|v| v.parse().ok()).unwrap_or(8);
+    /// let runtime = Runtime::new("postgres://localhost/app")
+    ///     .register_with(Scrape, |o| o.concurrency(workers).batch(workers * 4));
+    /// # let _ = runtime;
+    /// ```
+    pub fn register_with<H: Handler>(
+        mut self,
+        handler: H,
+        adjust: impl FnOnce(HandlerOptions) -> HandlerOptions,
+    ) -> Self {
+        let options = adjust(handler.options());
         if let Err(e) = options.validate() {
             self.errors.push(e);
         }
@@ -271,7 +332,9 @@ impl Runtime {
     }
 
     /// How many handler outcomes may wait to be written at once (default: the
-    /// sum of the handlers' concurrency). A handler's slot is freed only once
+    /// sum over the handlers of the larger of concurrency and batch, so a
+    /// pool that picks 100 at a time writes up to 100 outcomes in one round
+    /// trip). A handler's slot is freed only once
     /// its outcome has a place among them, so when writes are slow the pools
     /// stop picking: documents picked but not yet written never exceed the
     /// total concurrency plus this bound.
@@ -317,33 +380,6 @@ impl Runtime {
             return Err(WorkerError::Config("no handler registered".into()));
         }
         let incidents = Incidents::default();
-        #[allow(unused_mut)]
-        let mut telemetry = Telemetry::default();
-        #[cfg(feature = "metrics")]
-        let metrics_listener = match self.metrics.take() {
-            None => None,
-            Some(bind) => {
-                let listener = match bind {
-                    MetricsBind::Addr(addr) => tokio::net::TcpListener::bind(&addr)
-                        .await
-                        .map_err(|e| WorkerError::Config(format!("metrics_addr {addr}: {e}")))?,
-                    MetricsBind::Listener(l) => l
-                        .set_nonblocking(true)
-                        .and_then(|()| tokio::net::TcpListener::from_std(l))
-                        .map_err(|e| WorkerError::Config(format!("metrics_listener: {e}")))?,
-                };
-                let exporter = Arc::new(crate::telemetry::prom::Exporter::new(
-                    self.stats.clone(),
-                    incidents.clone(),
-                    telemetry.counters.clone(),
-                ));
-                telemetry.exporter = Some(exporter.clone());
-                if let Ok(addr) = listener.local_addr() {
-                    tracing::info!(%addr, "serving metrics at /metrics");
-                }
-                Some((listener, exporter))
-            }
-        };
         let pool = match &self.source {
             Source::Pool(pool) => pool.clone(),
             Source::Url(url) => PgPoolOptions::new()
@@ -353,10 +389,20 @@ impl Runtime {
                 .map_err(fetchq_core::Error::from)?,
         };
         let client = Client::new(pool.clone());
+        // after the pool: a bad URL fails before any exporter starts
+        #[cfg_attr(not(feature = "metrics"), allow(unused_variables, unused_mut))]
+        let (telemetry, mut metrics_listener) = self.telemetry(&incidents).await?;
         if self.signals {
             spawn_signal_handler(self.shutdown.clone(), self.force.clone());
         }
-        self.setup(&client, &incidents).await?;
+        let setup = self.setup(&client, &incidents).await;
+        #[cfg(feature = "otlp")]
+        if setup.is_err()
+            && let Some(otlp) = &telemetry.exporters().otlp
+        {
+            otlp.shutdown().await;
+        }
+        setup?;
 
         // shutdown's clock: handlers are cancelled at `deadline`, writing
         // stops at `hard` (the end of shutdown_timeout, or forced)
@@ -372,10 +418,12 @@ impl Runtime {
         ));
 
         let registry = Registry::default();
+        // a pool that picks ahead (batch above concurrency) gets its
+        // outcomes written in batches as large as its picks
         let bound = self.max_pending_outcomes.unwrap_or_else(|| {
             self.handlers
                 .iter()
-                .map(|h| h.options.concurrency)
+                .map(|h| h.options.concurrency.max(h.options.get_batch()))
                 .sum::<usize>()
                 .max(1)
         });
@@ -419,10 +467,12 @@ impl Runtime {
             telemetry.clone(),
         ));
         #[cfg(feature = "metrics")]
-        if let Some((listener, exporter)) = metrics_listener {
+        if let (Some(listener), Some(exporter)) =
+            (metrics_listener.take(), &telemetry.exporters().prom)
+        {
             services.spawn(crate::telemetry::prom::serve(
                 listener,
-                exporter,
+                exporter.clone(),
                 background.clone(),
             ));
         }
@@ -445,7 +495,7 @@ impl Runtime {
             hard,
             cancel_wait: reserve / 2,
             incidents: incidents.clone(),
-            telemetry,
+            telemetry: telemetry.clone(),
         };
         let mut pools = JoinSet::new();
         for (reg, wake) in self.handlers.into_iter().zip(wakes) {
@@ -474,12 +524,71 @@ impl Runtime {
         {
             services.abort_all();
         }
+        // the last values pushed, bounded by the push timeout; a forced
+        // shutdown waits for no collector
+        #[cfg(feature = "otlp")]
+        if let Some(otlp) = &telemetry.exporters().otlp {
+            if self.force.is_cancelled() {
+                otlp.abandon();
+            } else {
+                otlp.shutdown().await;
+            }
+        }
+        drop(telemetry);
         if self.force.is_cancelled() {
             tracing::warn!(leases = registry.len(), "forced shutdown");
             return Err(WorkerError::Forced);
         }
         tracing::info!("fetchq runtime stopped");
         Ok(())
+    }
+
+    /// Starts the exporters asked for: binds the metrics endpoint (served
+    /// once the runtime runs) and starts the OTLP push.
+    async fn telemetry(
+        &mut self,
+        incidents: &Incidents,
+    ) -> Result<(Telemetry, MetricsListener), WorkerError> {
+        let counters = Arc::new(crate::telemetry::RuntimeCounters::default());
+        #[allow(unused_variables)]
+        let sources = crate::telemetry::Sources {
+            stats: self.stats.clone(),
+            incidents: incidents.clone(),
+            runtime: counters.clone(),
+        };
+        #[allow(unused_mut)]
+        let mut exporters = crate::telemetry::Exporters::default();
+        #[cfg(feature = "metrics")]
+        let listener = match self.metrics.take() {
+            None => None,
+            Some(bind) => {
+                let listener = match bind {
+                    MetricsBind::Addr(addr) => tokio::net::TcpListener::bind(&addr)
+                        .await
+                        .map_err(|e| WorkerError::Config(format!("metrics_addr {addr}: {e}")))?,
+                    MetricsBind::Listener(l) => l
+                        .set_nonblocking(true)
+                        .and_then(|()| tokio::net::TcpListener::from_std(l))
+                        .map_err(|e| WorkerError::Config(format!("metrics_listener: {e}")))?,
+                };
+                exporters.prom = Some(Arc::new(crate::telemetry::prom::Exporter::new(
+                    sources.clone(),
+                )));
+                if let Ok(addr) = listener.local_addr() {
+                    tracing::info!(%addr, "serving metrics at /metrics");
+                }
+                Some(listener)
+            }
+        };
+        #[cfg(not(feature = "metrics"))]
+        let listener = ();
+        #[cfg(feature = "otlp")]
+        if let Some(opts) = self.otlp.take() {
+            let otlp = crate::telemetry::otlp::Exporter::start(&opts, sources)
+                .map_err(WorkerError::Config)?;
+            exporters.otlp = Some(otlp);
+        }
+        Ok((Telemetry::new(counters, exporters), listener))
     }
 
     /// Installs the schema and creates the queues, retrying while the

@@ -26,8 +26,7 @@ pub(crate) struct Counters {
     /// The handler's queue (set when its pool starts).
     pub(crate) queue: OnceLock<String>,
     /// Its histograms, when metrics are exported.
-    #[cfg(feature = "metrics")]
-    pub(crate) histograms: OnceLock<crate::telemetry::prom::HandlerHistograms>,
+    pub(crate) histograms: OnceLock<crate::telemetry::HandlerHistograms>,
 }
 
 pub(crate) fn bump(counter: &AtomicU64, n: u64) {
@@ -88,7 +87,7 @@ impl Stats {
     }
 
     /// Every handler's counters, by name.
-    #[cfg(feature = "metrics")]
+    #[cfg_attr(not(any(feature = "metrics", feature = "otlp")), allow(dead_code))]
     pub(crate) fn handlers(&self) -> Vec<(String, Arc<Counters>)> {
         let map = self.handlers.lock().unwrap_or_else(|e| e.into_inner());
         map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()

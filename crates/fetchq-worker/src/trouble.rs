@@ -41,7 +41,7 @@ struct State {
 }
 
 /// The activity kinds of the database error metrics.
-#[cfg(feature = "metrics")]
+#[cfg_attr(not(any(feature = "metrics", feature = "otlp")), allow(dead_code))]
 pub(crate) const ACTIVITIES: [&str; 7] = [
     "pick",
     "heartbeat",
@@ -125,7 +125,7 @@ impl Incidents {
     }
 
     /// Database failures so far, by activity kind.
-    #[cfg(feature = "metrics")]
+    #[cfg_attr(not(any(feature = "metrics", feature = "otlp")), allow(dead_code))]
     pub(crate) fn errors_by_activity(&self) -> Vec<(&'static str, u64)> {
         self.lock().errors.iter().map(|(k, v)| (*k, *v)).collect()
     }

@@ -116,7 +116,9 @@ async fn idle_pools_poll_once_per_idle_poll_instead_of_spinning() {
         .maintenance(None);
     for q in queues {
         rt = rt.register(Counting {
-            options: HandlerOptions::new(q).idle_poll(idle_poll),
+            // batch 1 under concurrency 10: a busy pool would pick in
+            // parallel, an idle one must not
+            options: HandlerOptions::new(q).idle_poll(idle_poll).batch(1),
             calls: calls.clone(),
         });
     }

@@ -76,3 +76,12 @@ pub async fn error_logs(client: &Client, queue: &str, subject: &str) -> Vec<Stri
     .await
     .unwrap()
 }
+
+/// A loopback port nobody listens on (bound, then let go).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

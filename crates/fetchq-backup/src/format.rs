@@ -317,15 +317,21 @@ pub(crate) fn copy_doc_to_json(row: &[u8], out: &mut Vec<u8>, field: &mut Vec<u8
 
 /// Escapes one line of text (without its newline) for COPY text format input.
 pub(crate) fn copy_escape(line: &[u8], out: &mut Vec<u8>) {
-    for &b in line {
-        match b {
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            other => out.push(other),
-        }
+    // runs without a byte to escape are copied whole
+    let mut start = 0;
+    for (i, &b) in line.iter().enumerate() {
+        let esc: &[u8] = match b {
+            b'\\' => b"\\\\",
+            b'\t' => b"\\t",
+            b'\r' => b"\\r",
+            b'\n' => b"\\n",
+            _ => continue,
+        };
+        out.extend_from_slice(&line[start..i]);
+        out.extend_from_slice(esc);
+        start = i + 1;
     }
+    out.extend_from_slice(&line[start..]);
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {

@@ -236,7 +236,7 @@ fn read_stream(input: impl Read + 'static, tx: &mpsc::Sender<In>) -> Result<()> 
                 }
                 if current_kind == SectionKind::Docs {
                     let mark = batch.len();
-                    match doc_to_copy(body, &mut batch) {
+                    match doc_to_binary(body, &mut batch) {
                         Ok((status, version)) => counts.add(status, version),
                         Err(e) => {
                             batch.truncate(mark);
@@ -315,10 +315,10 @@ fn read_stream(input: impl Read + 'static, tx: &mpsc::Sender<In>) -> Result<()> 
 }
 
 /// Turns a document line (a JSON array in [`DOC_COLUMNS`](crate::format::DOC_COLUMNS)
-/// order) into one COPY text row of the documents table, and checks what the
-/// engine needs of a document (a known status, a version not below zero, a
-/// subject). Returns its status and version.
-fn doc_to_copy(body: &[u8], out: &mut Vec<u8>) -> Result<(i64, i64)> {
+/// order) into one binary COPY tuple of the documents table, and checks what
+/// the engine needs of a document (a known status, a version not below zero,
+/// a subject). Returns its status and version.
+fn doc_to_binary(body: &[u8], out: &mut Vec<u8>) -> Result<(i64, i64)> {
     let cols: Vec<&serde_json::value::RawValue> = serde_json::from_slice(body)
         .map_err(|e| Error::Corrupt(format!("bad document line: {e}")))?;
     if cols.len() != crate::format::DOC_COLUMNS.len() {
@@ -341,32 +341,11 @@ fn doc_to_copy(body: &[u8], out: &mut Vec<u8>) -> Result<(i64, i64)> {
     if !(-1..=3).contains(&status) || !(0..=i64::from(i32::MAX)).contains(&version) {
         return Err(invalid());
     }
-    for (i, col) in cols.iter().enumerate() {
-        if i > 0 {
-            out.push(b'\t');
-        }
-        let raw = col.get();
-        if raw == "null" {
-            out.extend_from_slice(b"\\N");
-        } else if i + 1 == cols.len() || !raw.starts_with('"') {
-            // the payload as JSON text; numbers as they are
-            copy_escape(raw.as_bytes(), out);
-        } else if !raw[1..raw.len() - 1].contains('\\') {
-            // a JSON string without escapes is its text
-            if i == 0 && raw.len() == 2 {
-                return Err(invalid());
-            }
-            copy_escape(&raw.as_bytes()[1..raw.len() - 1], out);
-        } else {
-            let text: String = serde_json::from_str(raw)
-                .map_err(|e| Error::Corrupt(format!("bad document line: {e}")))?;
-            if i == 0 && text.is_empty() {
-                return Err(invalid());
-            }
-            copy_escape(text.as_bytes(), out);
-        }
+    // an empty subject ("" and nothing else: a JSON string of no text)
+    if cols[0].get() == "\"\"" {
+        return Err(invalid());
     }
-    out.push(b'\n');
+    crate::binary::doc_tuple(&cols, out).map_err(|_| invalid())?;
     Ok((status, version))
 }
 
@@ -529,15 +508,21 @@ async fn apply(
                                 .await?;
                             index_defs.push(def);
                         }
-                        format!("COPY {docs} ({DOC_COPY_COLUMNS}) FROM STDIN")
+                        format!("COPY {docs} ({DOC_COPY_COLUMNS}) FROM STDIN WITH (FORMAT binary)")
                     }
                     SectionKind::Docs => {
-                        format!("COPY fetchq_restore_docs ({DOC_COPY_COLUMNS}) FROM STDIN")
+                        format!(
+                            "COPY fetchq_restore_docs ({DOC_COPY_COLUMNS}) FROM STDIN WITH (FORMAT binary)"
+                        )
                     }
                     _ => "COPY fetchq_restore_rows (d) FROM STDIN".to_owned(),
                 };
                 let (copied, counts) = {
                     let mut copy = tx.copy_in_raw(&copy_sql).await?;
+                    let binary = section.section == SectionKind::Docs;
+                    if binary {
+                        copy.send(crate::binary::HEADER).await?;
+                    }
                     let counts = loop {
                         match rx.recv().await {
                             Some(In::Rows(rows)) => {
@@ -554,12 +539,15 @@ async fn apply(
                             }
                         }
                     };
+                    if binary {
+                        copy.send(crate::binary::TRAILER).await?;
+                    }
                     (copy.finish().await?, counts)
                 };
                 let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
                 match section.section {
                     SectionKind::Docs => {
-                        // the reader checked every document (doc_to_copy)
+                        // the reader checked every document (doc_to_binary)
                         if direct {
                             // a scan of the whole table only when needed
                             if counts.act > 0 {

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use crate::error::{Error, Result};
 use crate::format::{
     Counts, DOC_COLUMNS, FORMAT_NAME, FORMAT_VERSION, Header, LOG_COLUMNS, METRIC_COLUMNS,
-    QueueHeader, Section, SectionKind, Trailer, copy_unescape, hex,
+    QueueHeader, Section, SectionKind, Trailer, copy_doc_to_json, copy_unescape, hex,
 };
 use crate::{Compression, DumpOptions, DumpSummary};
 
@@ -23,8 +23,11 @@ const CHUNK: usize = 256 * 1024;
 enum Msg {
     /// A control line (header, section), already serialized, no newline.
     Line(Vec<u8>),
-    /// COPY text-format rows, each ending in a newline.
+    /// COPY text-format rows of one JSON value each, each ending in a newline.
     CopyRows(Bytes),
+    /// Plain COPY text-format rows of the documents table, each ending in a
+    /// newline: each becomes a document line.
+    DocRows(Bytes),
     /// Everything was sent: write the trailer. Without it the writer fails
     /// and the output has no trailer, so it can never be restored.
     Finish,
@@ -83,7 +86,8 @@ fn write_stream<W: Write>(
     let mut hasher = Sha256::new();
     let mut total = 0u64;
     let mut rows = 0i64;
-    let mut buf = Vec::with_capacity(CHUNK + 4096);
+    let mut buf = Vec::with_capacity(2 * CHUNK);
+    let mut field = Vec::new();
     let mut finished = false;
     while let Some(msg) = rx.blocking_recv() {
         buf.clear();
@@ -100,6 +104,18 @@ fn write_stream<W: Write>(
                 for line in data.split_inclusive(|&b| b == b'\n') {
                     let body = line.strip_suffix(b"\n").unwrap_or(line);
                     copy_unescape(body, &mut buf);
+                    buf.push(b'\n');
+                    rows += 1;
+                }
+            }
+            Msg::DocRows(data) => {
+                for line in data.split_inclusive(|&b| b == b'\n') {
+                    let body = line.strip_suffix(b"\n").unwrap_or(line);
+                    if !copy_doc_to_json(body, &mut buf, &mut field) {
+                        return Err(Error::Corrupt(
+                            "the database sent a document row of unexpected columns".into(),
+                        ));
+                    }
                     buf.push(b'\n');
                     rows += 1;
                 }
@@ -158,6 +174,10 @@ async fn produce(
         .execute(&mut *conn)
         .await?;
     sqlx::query("SET LOCAL intervalstyle = 'iso_8601'")
+        .execute(&mut *conn)
+        .await?;
+    // the timestamps of the documents' plain COPY rows (format::json_timestamp)
+    sqlx::query("SET LOCAL datestyle = 'ISO, YMD'")
         .execute(&mut *conn)
         .await?;
 
@@ -308,15 +328,23 @@ async fn produce(
             if !send(&tx, Msg::Line(line)).await {
                 return Ok((false, header));
             }
+            let docs = kind == SectionKind::Docs;
+            let wrap = |b: Bytes| {
+                if docs {
+                    Msg::DocRows(b)
+                } else {
+                    Msg::CopyRows(b)
+                }
+            };
             let mut stream = conn.copy_out_raw(&sql).await?;
             let mut chunk = BytesMut::with_capacity(CHUNK + 4096);
             while let Some(data) = stream.try_next().await? {
                 chunk.extend_from_slice(&data);
-                if chunk.len() >= CHUNK && !send(&tx, Msg::CopyRows(chunk.split().freeze())).await {
+                if chunk.len() >= CHUNK && !send(&tx, wrap(chunk.split().freeze())).await {
                     return Ok((false, header));
                 }
             }
-            if !chunk.is_empty() && !send(&tx, Msg::CopyRows(chunk.freeze())).await {
+            if !chunk.is_empty() && !send(&tx, wrap(chunk.freeze())).await {
                 return Ok((false, header));
             }
         }

@@ -185,17 +185,153 @@ pub(crate) fn copy_unescape(line: &[u8], out: &mut Vec<u8>) {
     }
 }
 
-/// Escapes one line of text (without its newline) for COPY text format input.
-pub(crate) fn copy_escape(line: &[u8], out: &mut Vec<u8>) {
-    for &b in line {
-        match b {
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            other => out.push(other),
+/// How each column of a document's plain `COPY ... TO STDOUT` row becomes
+/// JSON in a document line: as `json_build_array` would write it.
+#[derive(Clone, Copy)]
+enum DocCol {
+    /// varchar, uuid: a JSON string.
+    Text,
+    /// integer, bigint: as it is.
+    Number,
+    /// timestamptz (ISO output in UTC): a JSON string in ISO 8601.
+    Timestamp,
+    /// jsonb: its text as it is.
+    Json,
+}
+
+/// The kinds of [`DOC_COLUMNS`], in order.
+const DOC_KINDS: [DocCol; 11] = [
+    DocCol::Text,
+    DocCol::Number,
+    DocCol::Number,
+    DocCol::Number,
+    DocCol::Number,
+    DocCol::Number,
+    DocCol::Timestamp,
+    DocCol::Timestamp,
+    DocCol::Timestamp,
+    DocCol::Text,
+    DocCol::Json,
+];
+
+/// Writes `text` as a JSON string the way PostgreSQL's `escape_json` does.
+fn json_string(text: &[u8], out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(b'"');
+    let mut start = 0;
+    for (i, &b) in text.iter().enumerate() {
+        let esc: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0..=0x1f => {
+                out.extend_from_slice(&text[start..i]);
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[usize::from(b >> 4)]);
+                out.push(HEX[usize::from(b & 0xf)]);
+                start = i + 1;
+                continue;
+            }
+            _ => continue,
+        };
+        out.extend_from_slice(&text[start..i]);
+        out.extend_from_slice(esc);
+        start = i + 1;
+    }
+    out.extend_from_slice(&text[start..]);
+    out.push(b'"');
+}
+
+/// Writes a timestamptz in PostgreSQL's ISO output (`2026-01-02 03:04:05.6+00`,
+/// the session in UTC) as the JSON string `json_build_array` gives
+/// (`"2026-01-02T03:04:05.6+00:00"`); `infinity` and the like stay as they are.
+fn json_timestamp(text: &[u8], out: &mut Vec<u8>) {
+    out.push(b'"');
+    match text.iter().position(|&b| b == b' ') {
+        Some(space)
+            if text[..space].contains(&b'-')
+                && text[..space].first().is_some_and(u8::is_ascii_digit) =>
+        {
+            out.extend_from_slice(&text[..space]);
+            out.push(b'T');
+            let rest = &text[space + 1..];
+            // the zone: +HH (ISO) is +HH:MM in XSD; an era suffix (" BC") stays after it
+            let zone = rest.iter().position(|&b| b == b'+' || b == b'-');
+            match zone {
+                Some(z) => {
+                    let tail = &rest[z..];
+                    let end = tail.iter().position(|&b| b == b' ').unwrap_or(tail.len());
+                    out.extend_from_slice(&rest[..z]);
+                    out.extend_from_slice(&tail[..end]);
+                    if end == 3 {
+                        out.extend_from_slice(b":00");
+                    }
+                    out.extend_from_slice(&tail[end..]);
+                }
+                None => out.extend_from_slice(rest),
+            }
+        }
+        _ => out.extend_from_slice(text),
+    }
+    out.push(b'"');
+}
+
+/// Turns one plain COPY text row of the documents table (its [`DOC_COLUMNS`],
+/// without the newline) into a document line (a JSON array, no newline).
+/// Returns false when the row does not have the document's columns.
+pub(crate) fn copy_doc_to_json(row: &[u8], out: &mut Vec<u8>, field: &mut Vec<u8>) -> bool {
+    out.push(b'[');
+    let mut cols = row.split(|&b| b == b'\t');
+    for (i, kind) in DOC_KINDS.iter().enumerate() {
+        let Some(col) = cols.next() else {
+            return false;
+        };
+        if i > 0 {
+            // the separator json_build_array writes: the lines stay as before
+            out.extend_from_slice(b", ");
+        }
+        if col == b"\\N" {
+            out.extend_from_slice(b"null");
+            continue;
+        }
+        let text: &[u8] = if col.contains(&b'\\') {
+            field.clear();
+            copy_unescape(col, field);
+            field
+        } else {
+            col
+        };
+        match kind {
+            DocCol::Text => json_string(text, out),
+            DocCol::Number | DocCol::Json => out.extend_from_slice(text),
+            DocCol::Timestamp => json_timestamp(text, out),
         }
     }
+    out.push(b']');
+    cols.next().is_none()
+}
+
+/// Escapes one line of text (without its newline) for COPY text format input.
+pub(crate) fn copy_escape(line: &[u8], out: &mut Vec<u8>) {
+    // runs without a byte to escape are copied whole
+    let mut start = 0;
+    for (i, &b) in line.iter().enumerate() {
+        let esc: &[u8] = match b {
+            b'\\' => b"\\\\",
+            b'\t' => b"\\t",
+            b'\r' => b"\\r",
+            b'\n' => b"\\n",
+            _ => continue,
+        };
+        out.extend_from_slice(&line[start..i]);
+        out.extend_from_slice(esc);
+        start = i + 1;
+    }
+    out.extend_from_slice(&line[start..]);
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {

@@ -30,6 +30,7 @@
 //! # Ok(()) }
 //! ```
 
+mod binary;
 mod dump;
 mod error;
 pub mod format;

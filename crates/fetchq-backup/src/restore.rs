@@ -26,11 +26,65 @@ const CHUNK: usize = 256 * 1024;
 /// input is treated as corrupted instead of filling memory.
 pub(crate) const MAX_LINE: usize = 256 * 1024 * 1024;
 
+/// What the documents of a section count: a queue the restore created gets
+/// its status and version counters from these instead of scanning its table
+/// again.
+#[derive(Debug, Default)]
+struct DocCounts {
+    /// Planned documents.
+    pln: i64,
+    /// Pending documents.
+    pnd: i64,
+    /// Active documents in the file (restored pending).
+    act: i64,
+    /// Completed documents.
+    cpl: i64,
+    /// Dead documents.
+    kll: i64,
+    /// Documents by version.
+    versions: std::collections::BTreeMap<i64, i64>,
+}
+
+impl DocCounts {
+    fn add(&mut self, status: i64, version: i64) {
+        match status {
+            0 => self.pln += 1,
+            1 => self.pnd += 1,
+            2 => self.act += 1,
+            3 => self.cpl += 1,
+            _ => self.kll += 1,
+        }
+        *self.versions.entry(version).or_default() += 1;
+    }
+
+    /// The counters of a queue holding exactly these documents (the active
+    /// ones now pending), as `fetchq.metric_reset` would compute them.
+    fn counters(&self) -> serde_json::Value {
+        let mut m = serde_json::Map::new();
+        let cnt = self.pln + self.pnd + self.act + self.cpl + self.kll;
+        for (k, v) in [
+            ("cnt", cnt),
+            ("pln", self.pln),
+            ("pnd", self.pnd + self.act),
+            ("act", 0),
+            ("cpl", self.cpl),
+            ("kll", self.kll),
+        ] {
+            m.insert(k.to_owned(), v.into());
+        }
+        for (version, n) in &self.versions {
+            m.insert(format!("v{version}"), (*n).into());
+        }
+        serde_json::Value::Object(m)
+    }
+}
+
 enum In {
     Header(Box<Header>),
     Section(Section),
     Rows(Vec<u8>),
-    EndSection,
+    /// The section's rows were all sent, with what its documents count.
+    EndSection(Box<DocCounts>),
     Done(Trailer),
     Fail(Error),
 }
@@ -142,8 +196,12 @@ fn read_stream(input: impl Read + 'static, tx: &mpsc::Sender<In>) -> Result<()> 
     // checksum says the file was damaged (the real cause)
     let mut bad_line: Option<Error> = None;
     let mut total = 0i64;
+    let mut counts = DocCounts::default();
     let mut batch = Vec::with_capacity(CHUNK + 64 * 1024);
-    let close = |current: &mut Option<(i64, i64)>, batch: &mut Vec<u8>| -> Result<()> {
+    let close = |current: &mut Option<(i64, i64)>,
+                 batch: &mut Vec<u8>,
+                 counts: &mut DocCounts|
+     -> Result<()> {
         if let Some((want, got)) = current.take() {
             if want != got {
                 return Err(Error::Corrupt(format!(
@@ -153,7 +211,7 @@ fn read_stream(input: impl Read + 'static, tx: &mpsc::Sender<In>) -> Result<()> 
             if !batch.is_empty() {
                 send(tx, In::Rows(std::mem::take(batch)))?;
             }
-            send(tx, In::EndSection)?;
+            send(tx, In::EndSection(Box::new(std::mem::take(counts))))?;
         }
         Ok(())
     };
@@ -178,10 +236,13 @@ fn read_stream(input: impl Read + 'static, tx: &mpsc::Sender<In>) -> Result<()> 
                 }
                 if current_kind == SectionKind::Docs {
                     let mark = batch.len();
-                    if let Err(e) = doc_to_copy(body, &mut batch) {
-                        batch.truncate(mark);
-                        bad_line = Some(e);
-                        continue;
+                    match doc_to_binary(body, &mut batch) {
+                        Ok((status, version)) => counts.add(status, version),
+                        Err(e) => {
+                            batch.truncate(mark);
+                            bad_line = Some(e);
+                            continue;
+                        }
                     }
                 } else {
                     copy_escape(body, &mut batch);
@@ -205,7 +266,7 @@ fn read_stream(input: impl Read + 'static, tx: &mpsc::Sender<In>) -> Result<()> 
                 if let Some(e) = bad_line {
                     return Err(e);
                 }
-                close(&mut current, &mut batch)?;
+                close(&mut current, &mut batch, &mut counts)?;
                 if next != expected.len() {
                     return Err(Error::Corrupt(format!(
                         "{} section(s) announced by the header are missing",
@@ -227,7 +288,7 @@ fn read_stream(input: impl Read + 'static, tx: &mpsc::Sender<In>) -> Result<()> 
                 hasher.update(&line);
                 let section: Section = serde_json::from_slice(body)
                     .map_err(|e| Error::Corrupt(format!("bad section line: {e}")))?;
-                close(&mut current, &mut batch)?;
+                close(&mut current, &mut batch, &mut counts)?;
                 let Some((kind, queue, rows)) = expected.get(next) else {
                     return Err(Error::Corrupt(
                         "a section the header does not announce".into(),
@@ -254,8 +315,10 @@ fn read_stream(input: impl Read + 'static, tx: &mpsc::Sender<In>) -> Result<()> 
 }
 
 /// Turns a document line (a JSON array in [`DOC_COLUMNS`](crate::format::DOC_COLUMNS)
-/// order) into one COPY text row of the documents table.
-fn doc_to_copy(body: &[u8], out: &mut Vec<u8>) -> Result<()> {
+/// order) into one binary COPY tuple of the documents table, and checks what
+/// the engine needs of a document (a known status, a version not below zero,
+/// a subject). Returns its status and version.
+fn doc_to_binary(body: &[u8], out: &mut Vec<u8>) -> Result<(i64, i64)> {
     let cols: Vec<&serde_json::value::RawValue> = serde_json::from_slice(body)
         .map_err(|e| Error::Corrupt(format!("bad document line: {e}")))?;
     if cols.len() != crate::format::DOC_COLUMNS.len() {
@@ -265,28 +328,34 @@ fn doc_to_copy(body: &[u8], out: &mut Vec<u8>) -> Result<()> {
             crate::format::DOC_COLUMNS.len()
         )));
     }
-    for (i, col) in cols.iter().enumerate() {
-        if i > 0 {
-            out.push(b'\t');
-        }
-        let raw = col.get();
-        if raw == "null" {
-            out.extend_from_slice(b"\\N");
-        } else if i + 1 == cols.len() || !raw.starts_with('"') {
-            // the payload as JSON text; numbers as they are
-            copy_escape(raw.as_bytes(), out);
-        } else {
-            let text: String = serde_json::from_str(raw)
-                .map_err(|e| Error::Corrupt(format!("bad document line: {e}")))?;
-            copy_escape(text.as_bytes(), out);
-        }
+    let invalid = || {
+        let text = String::from_utf8_lossy(body);
+        let shown: String = text.chars().take(200).collect();
+        Error::Corrupt(format!("invalid document: {shown}"))
+    };
+    // status and version are integers of the engine's range
+    let int = |i: usize| cols[i].get().parse::<i64>().ok();
+    let (Some(status), Some(version)) = (int(3), int(1)) else {
+        return Err(invalid());
+    };
+    if !(-1..=3).contains(&status) || !(0..=i64::from(i32::MAX)).contains(&version) {
+        return Err(invalid());
     }
-    out.push(b'\n');
-    Ok(())
+    // an empty subject ("" and nothing else: a JSON string of no text)
+    if cols[0].get() == "\"\"" {
+        return Err(invalid());
+    }
+    crate::binary::doc_tuple(&cols, out).map_err(|_| invalid())?;
+    Ok((status, version))
 }
 
 struct Target {
     name: String,
+    /// The status and version counters of a created queue, counted by the
+    /// reader; None: computed from the table.
+    counters: Option<serde_json::Value>,
+    /// Docs sections loaded straight into the created queue's table.
+    docs_sections: u32,
     summary: RestoredQueue,
 }
 
@@ -369,6 +438,8 @@ async fn apply(
         }
         targets.push(Target {
             name: name.clone(),
+            counters: None,
+            docs_sections: 0,
             summary: RestoredQueue {
                 source: q.name.clone(),
                 name,
@@ -442,21 +513,27 @@ async fn apply(
                                 .await?;
                             index_defs.push(def);
                         }
-                        format!("COPY {docs} ({DOC_COPY_COLUMNS}) FROM STDIN")
+                        format!("COPY {docs} ({DOC_COPY_COLUMNS}) FROM STDIN WITH (FORMAT binary)")
                     }
                     SectionKind::Docs => {
-                        format!("COPY fetchq_restore_docs ({DOC_COPY_COLUMNS}) FROM STDIN")
+                        format!(
+                            "COPY fetchq_restore_docs ({DOC_COPY_COLUMNS}) FROM STDIN WITH (FORMAT binary)"
+                        )
                     }
                     _ => "COPY fetchq_restore_rows (d) FROM STDIN".to_owned(),
                 };
-                let copied = {
+                let (copied, counts) = {
                     let mut copy = tx.copy_in_raw(&copy_sql).await?;
-                    loop {
+                    let binary = section.section == SectionKind::Docs;
+                    if binary {
+                        copy.send(crate::binary::HEADER).await?;
+                    }
+                    let counts = loop {
                         match rx.recv().await {
                             Some(In::Rows(rows)) => {
                                 copy.send(rows).await?;
                             }
-                            Some(In::EndSection) => break,
+                            Some(In::EndSection(counts)) => break counts,
                             Some(In::Fail(e)) => {
                                 let _ = copy.abort("the dump is not valid").await;
                                 return Err(e);
@@ -466,37 +543,45 @@ async fn apply(
                                 return Err(Error::Corrupt("unexpected line in a section".into()));
                             }
                         }
+                    };
+                    if binary {
+                        copy.send(crate::binary::TRAILER).await?;
                     }
-                    copy.finish().await?
+                    (copy.finish().await?, counts)
                 };
                 let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
                 match section.section {
                     SectionKind::Docs => {
-                        let staged = if direct {
-                            docs.clone()
-                        } else {
-                            "fetchq_restore_docs".to_owned()
-                        };
-                        let bad: Option<String> = sqlx::query_scalar(
-                            &include_str!("../sql/restore_check_docs.sql")
-                                .replace("{staged}", &staged),
-                        )
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                        if let Some(bad) = bad {
-                            return Err(Error::Corrupt(format!("invalid document: {bad}")));
-                        }
+                        // the reader checked every document (doc_to_binary)
                         if direct {
-                            sqlx::query(
-                                &include_str!("../sql/restore_active_as_due.sql")
-                                    .replace("{docs}", &docs),
-                            )
-                            .execute(&mut *tx)
-                            .await?;
+                            // a scan of the whole table only when needed
+                            if counts.act > 0 {
+                                sqlx::query(
+                                    &include_str!("../sql/restore_active_as_due.sql")
+                                        .replace("{docs}", &docs),
+                                )
+                                .execute(&mut *tx)
+                                .await?;
+                            }
+                            // the index builds sort in memory where the default
+                            // (64MB) would spill a large queue to disk
+                            if !index_defs.is_empty() {
+                                sqlx::query("SET LOCAL maintenance_work_mem = '256MB'")
+                                    .execute(&mut *tx)
+                                    .await?;
+                            }
                             for def in &index_defs {
                                 sqlx::query(def).execute(&mut *tx).await?;
                             }
                             target.summary.docs_written += count(copied);
+                            // a second docs section of the queue (an odd file):
+                            // count from the table
+                            target.counters = if target.docs_sections == 0 {
+                                Some(counts.counters())
+                            } else {
+                                None
+                            };
+                            target.docs_sections += 1;
                         } else {
                             let sql = include_str!("../sql/restore_docs.sql")
                                 .replace("{docs}", &docs)
@@ -534,10 +619,23 @@ async fn apply(
     };
 
     for target in &targets {
-        sqlx::query("SELECT * FROM fetchq.metric_reset($1)")
-            .bind(&target.name)
-            .execute(&mut *tx)
-            .await?;
+        if let Some(counters) = &target.counters {
+            // what metric_reset writes, without scanning the table twice
+            sqlx::query(include_str!("../sql/restore_status_counters_clear.sql"))
+                .bind(&target.name)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(include_str!("../sql/restore_status_counters.sql"))
+                .bind(&target.name)
+                .bind(counters)
+                .execute(&mut *tx)
+                .await?;
+        } else {
+            sqlx::query("SELECT * FROM fetchq.metric_reset($1)")
+                .bind(&target.name)
+                .execute(&mut *tx)
+                .await?;
+        }
         sqlx::query("SELECT fetchq.pending_hint($1)")
             .bind(&target.name)
             .execute(&mut *tx)

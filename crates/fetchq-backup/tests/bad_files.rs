@@ -173,6 +173,29 @@ async fn corrupted_truncated_and_foreign_files_change_nothing() {
         matches!(&err, Error::Corrupt(m) if m.contains("invalid document")),
         "{err}"
     );
+    // values the binary COPY tuples cannot hold, resealed: a date that does
+    // not exist, a timestamp without its zone, a bad uuid, an integer out of
+    // range, a number where a timestamp goes
+    for (col, value) in [
+        (6, serde_json::json!("2026-02-30T00:00:00+00:00")),
+        (7, serde_json::json!("2026-01-01T00:00:00")),
+        (9, serde_json::json!("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a1")),
+        (2, serde_json::json!(2_147_483_648_i64)),
+        (8, serde_json::json!(12)),
+    ] {
+        let mut fields: Vec<serde_json::Value> = serde_json::from_slice(line).unwrap();
+        fields[col] = value;
+        let odd = String::from_utf8(text.clone()).unwrap().replacen(
+            std::str::from_utf8(line).unwrap(),
+            &serde_json::to_string(&fields).unwrap(),
+            1,
+        );
+        let err = refused(&db, reseal(odd.as_bytes()), &rename()).await;
+        assert!(
+            matches!(&err, Error::Corrupt(m) if m.contains("invalid document")),
+            "column {col}: {err}"
+        );
+    }
 
     // data after the trailer
     let mut longer = text.clone();

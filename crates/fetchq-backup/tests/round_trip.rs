@@ -86,6 +86,37 @@ async fn hundred_thousand_documents_every_field_every_status() {
         );
         assert_eq!(real.active, 0);
     }
+    // the counters the restore wrote (the reader counts a created queue's
+    // documents) are exactly what metric_reset writes from the table,
+    // versions included
+    let all_counters = "SELECT coalesce(jsonb_object_agg(metric, value), '{}') FROM (
+           SELECT metric, sum(value)::bigint AS value FROM (
+             SELECT metric, value FROM fetchq.metrics WHERE queue = $1
+             UNION ALL SELECT metric, increment FROM fetchq.metrics_writes
+               WHERE queue = $1 AND increment IS NOT NULL) u
+           WHERE metric IN ('cnt', 'pln', 'pnd', 'act', 'kll', 'cpl') OR metric ~ '^v[0-9]+$'
+           GROUP BY metric) c";
+    for queue in ["src", "other"] {
+        let written: serde_json::Value = sqlx::query_scalar(all_counters)
+            .bind(queue)
+            .fetch_one(&pool2)
+            .await
+            .unwrap();
+        sqlx::query("SELECT * FROM fetchq.metric_reset($1)")
+            .bind(queue)
+            .execute(&pool2)
+            .await
+            .unwrap();
+        let reset: serde_json::Value = sqlx::query_scalar(all_counters)
+            .bind(queue)
+            .fetch_one(&pool2)
+            .await
+            .unwrap();
+        assert_eq!(written, reset, "status and version counters of {queue}");
+        if queue == "src" {
+            assert_eq!(written["v2"], 33_333, "{written}");
+        }
+    }
     let src_common = db.client.metric_get_common("other").await.unwrap();
     let dst_common = client2.metric_get_common("other").await.unwrap();
     assert_eq!(

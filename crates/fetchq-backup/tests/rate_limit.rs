@@ -20,6 +20,7 @@ async fn the_rate_limit_comes_back_with_fresh_slots() {
     c.queue_set_rate_limit("src", Some("4/1h".parse().unwrap()))
         .await
         .unwrap();
+    c.queue_set_key_concurrency("src", Some(3)).await.unwrap();
     // every slot used in the source
     assert_eq!(
         c.pick("src", &PickOptions::new().limit(10))
@@ -37,6 +38,7 @@ async fn the_rate_limit_comes_back_with_fresh_slots() {
         .unwrap();
     let copy = c.queue_status("copy").await.unwrap();
     assert_eq!(copy.rate_limit, Some("4/1h".parse().unwrap()));
+    assert_eq!(copy.key_concurrency, Some(3));
     // the copy's slots are its own and fresh: 4 of its 10 documents go
     assert_eq!(
         c.pick("copy", &PickOptions::new().limit(10))

@@ -114,6 +114,20 @@ pub enum Error {
         /// Its name.
         name: String,
     },
+    /// A cron expression that does not parse, or never matches.
+    #[error("invalid cron expression {expression:?}: {reason}")]
+    InvalidCron {
+        /// The expression.
+        expression: String,
+        /// Why it was refused (croner's message).
+        reason: String,
+    },
+    /// A time zone that is not an IANA name known to chrono-tz.
+    #[error("unknown time zone {time_zone:?}: use an IANA name such as UTC or Europe/Stockholm")]
+    UnknownTimeZone {
+        /// The name given.
+        time_zone: String,
+    },
     /// Any other database error (connection, SQL...).
     #[error(transparent)]
     Database(sqlx::Error),

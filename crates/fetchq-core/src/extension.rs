@@ -57,7 +57,7 @@ pub fn install_script() -> String {
         out.push_str(m.sql);
         out.push_str(&record(m));
     }
-    out.push_str(CONFIG_DUMP);
+    out.push_str(&config_dump(latest_schema_version()));
     out
 }
 
@@ -83,6 +83,24 @@ SELECT pg_catalog.pg_extension_config_dump('fetchq.jobs_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('fetchq.migrations', 'WHERE false');
 ";
 
+/// Tables registered for `pg_dump` from a schema version on: the schedules
+/// (schema 16) are configuration like the queues, every row kept.
+const CONFIG_DUMP_SINCE: &[(i32, &str)] = &[(
+    16,
+    "SELECT pg_catalog.pg_extension_config_dump('fetchq.schedules', '');\n",
+)];
+
+/// [`CONFIG_DUMP`] for a script that leaves the schema at `version`.
+fn config_dump(version: i32) -> String {
+    let mut out = String::from(CONFIG_DUMP);
+    for (since, statement) in CONFIG_DUMP_SINCE {
+        if version >= *since {
+            out.push_str(statement);
+        }
+    }
+    out
+}
+
 /// The upgrade script from schema `from` to `from + 1`
 /// (`fetchq--<from>--<from+1>.sql`), or `None` past the latest version.
 ///
@@ -93,9 +111,10 @@ SELECT pg_catalog.pg_extension_config_dump('fetchq.migrations', 'WHERE false');
 pub fn upgrade_script(from: i32) -> Option<String> {
     let m = MIGRATIONS.iter().find(|m| m.version == from + 1)?;
     Some(format!(
-        "\\echo Use \"ALTER EXTENSION fetchq UPDATE\" to load this file. \\quit\n{}\n{}{CONFIG_DUMP}",
+        "\\echo Use \"ALTER EXTENSION fetchq UPDATE\" to load this file. \\quit\n{}\n{}{}",
         m.sql,
-        record(m)
+        record(m),
+        config_dump(m.version)
     ))
 }
 

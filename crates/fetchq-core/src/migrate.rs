@@ -58,6 +58,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!(13, "metrics_read", "0013_metrics_read.sql"),
     migration!(14, "console", "0014_console.sql"),
     migration!(15, "timers", "0015_timers.sql"),
+    migration!(16, "schedules", "0016_schedules.sql"),
 ];
 
 /// Key of the advisory lock that serializes concurrent migrations.

@@ -141,7 +141,9 @@ impl CronSpec {
             .map(|t| t.with_timezone(&Utc))
             .map_err(|e| Error::InvalidCron {
                 expression: self.cron.pattern.to_string(),
-                reason: e.to_string(),
+                reason: format!(
+                    "no tick found after {after} ({e}): it never matches, like 30 February"
+                ),
             })
     }
 

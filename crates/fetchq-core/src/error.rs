@@ -171,7 +171,10 @@ impl Error {
             Error::InvalidQueueName { .. } => Some(codes::INVALID_QUEUE_NAME),
             Error::QueueNotFound { .. } => Some(codes::QUEUE_NOT_FOUND),
             Error::InvalidSubject { .. } => Some(codes::INVALID_SUBJECT),
-            Error::InvalidArgument { .. } => Some(codes::INVALID_ARGUMENT),
+            // the engine raises FQ004 for what it can check of these too
+            Error::InvalidArgument { .. }
+            | Error::InvalidCron { .. }
+            | Error::UnknownTimeZone { .. } => Some(codes::INVALID_ARGUMENT),
             Error::PayloadTooLarge { .. } => Some(codes::PAYLOAD_TOO_LARGE),
             _ => None,
         }

@@ -440,6 +440,10 @@ pub struct ScheduleRound {
     pub skipped: u32,
     /// Due ticks another caller fired first (or whose schedule changed meanwhile).
     pub lost: u32,
+    /// Due ticks left for the next round: the schedule's row was locked by
+    /// someone else, or the document's row for more than 1 s (a long-open
+    /// transaction); nothing was fired.
+    pub busy: u32,
     /// Missed ticks collapsed into the ones fired.
     pub collapsed: u64,
     /// Schedules that failed (recorded in their `last_error`).
@@ -623,6 +627,10 @@ impl Client {
                         "pushed" => round.pushed += 1,
                         "played" => round.played += 1,
                         "skipped" => round.skipped += 1,
+                        "busy" => {
+                            round.busy += 1;
+                            continue;
+                        }
                         _ => {
                             round.lost += 1;
                             continue;
@@ -637,6 +645,12 @@ impl Client {
                         tracing::info!(schedule = %name, tick = %expected,
                             "schedule: tick skipped, the document is still active");
                     }
+                }
+                Err(e) if is_lock_trouble(&e) => {
+                    // the document's row held by a long-open transaction (or a
+                    // deadlock): this tick waits, the others go on
+                    tracing::debug!(schedule = %name, error = %e, "schedule busy, left for the next round");
+                    round.busy += 1;
                 }
                 Err(e) if e.is_transient() => return Err(e),
                 Err(e) => {
@@ -660,6 +674,18 @@ impl Client {
             tracing::warn!(schedule = %name, %error, "schedule cannot fire; see fetchq.schedules.last_error");
         }
         Ok(())
+    }
+}
+
+/// A lock timeout, a deadlock or a serialization failure: about one
+/// schedule's rows, not the connection.
+fn is_lock_trouble(e: &Error) -> bool {
+    match e {
+        Error::Database(db) => db
+            .as_database_error()
+            .and_then(|d| d.code())
+            .is_some_and(|c| matches!(c.as_ref(), "55P03" | "40P01" | "40001")),
+        _ => false,
     }
 }
 

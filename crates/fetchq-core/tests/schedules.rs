@@ -367,3 +367,86 @@ async fn a_tick_planned_across_a_dst_change_is_the_pure_functions() {
         .unwrap();
     assert_eq!(again, "lost");
 }
+
+#[tokio::test]
+async fn long_open_transactions_do_not_block_the_round() {
+    let db = TestDb::with_pool_size(4).await;
+    let c = &db.client;
+    c.queue_create("q").await.unwrap();
+    for n in ["held-schedule", "held-doc", "free"] {
+        c.schedule_set(&CronSchedule::new(n, "* * * * *").queue("q"))
+            .await
+            .unwrap();
+    }
+    c.schedule_tick(10).await.unwrap();
+    // the document of held-doc exists (a first tick)
+    make_due(c, "held-doc", 1).await;
+    assert_eq!(c.schedule_tick(10).await.unwrap().pushed, 1);
+    for n in ["held-schedule", "held-doc", "free"] {
+        make_due(c, n, 1).await;
+    }
+    // another session holds the schedule's row, a third the document's row
+    let other = db.pool_on(&db.name, 2).await;
+    let mut tx1 = other.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM fetchq.schedules WHERE name = 'held-schedule' FOR UPDATE")
+        .execute(&mut *tx1)
+        .await
+        .unwrap();
+    let mut tx2 = other.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM fetchq_data.q__docs WHERE subject = 'held-doc' FOR UPDATE")
+        .execute(&mut *tx2)
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let round = tokio::time::timeout(std::time::Duration::from_secs(20), c.schedule_tick(10))
+        .await
+        .expect("the round must not wait for the transactions")
+        .unwrap();
+    // the free one fired, the two held ones wait for the next round
+    assert_eq!(
+        (round.pushed, round.busy, round.errors),
+        (1, 2, 0),
+        "{round:?}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(15));
+    tx1.rollback().await.unwrap();
+    tx2.rollback().await.unwrap();
+    let round = c.schedule_tick(10).await.unwrap();
+    assert_eq!(
+        (round.pushed + round.played, round.busy),
+        (2, 0),
+        "{round:?}"
+    );
+    let list = c.schedule_list().await.unwrap();
+    assert!(list.iter().all(|s| s.last_error.is_none()), "{list:?}");
+    // the session's own lock_timeout is left as it was
+    let lt: String = sqlx::query_scalar("SELECT current_setting('lock_timeout')")
+        .fetch_one(c.pool())
+        .await
+        .unwrap();
+    assert_eq!(lt, "0");
+}
+
+#[tokio::test]
+async fn broken_schedules_do_not_crowd_out_the_others() {
+    let db = TestDb::new().await;
+    let c = &db.client;
+    c.queue_create("q").await.unwrap();
+    sqlx::raw_sql(
+        "INSERT INTO fetchq.schedules (name, cron, time_zone, queue, subject)
+         SELECT 'bad' || i, 'nope', 'UTC', 'q', 'x' || i FROM generate_series(1, 30) AS i",
+    )
+    .execute(c.pool())
+    .await
+    .unwrap();
+    // first round: all broken (the limit is 10), errors recorded
+    assert_eq!(c.schedule_tick(10).await.unwrap().errors, 10);
+    c.schedule_tick(10).await.unwrap();
+    c.schedule_tick(10).await.unwrap();
+    c.schedule_set(&CronSchedule::new("good", "* * * * *").queue("q"))
+        .await
+        .unwrap();
+    // the good one is planned though 30 broken ones come first by time
+    let round = c.schedule_tick(10).await.unwrap();
+    assert_eq!(round.planned, 1, "{round:?}");
+}

@@ -177,7 +177,8 @@ LANGUAGE sql STABLE AS $$
 $$;
 
 -- Schedules the leader has work for: not planned yet, or due at db_now; at
--- most `lim`, the most overdue first. Also returns now() so the caller plans
+-- most `lim`, those without an error first (so broken schedules, retried
+-- every round, never crowd out the others), then the most overdue. Also returns now() so the caller plans
 -- from the database's clock, not its own.
 CREATE FUNCTION fetchq.schedule_due(lim integer DEFAULT 100)
 RETURNS TABLE (name varchar, cron text, time_zone text, revision bigint, next_tick_at timestamptz,
@@ -186,7 +187,7 @@ LANGUAGE sql STABLE AS $$
     SELECT s.name, s.cron, s.time_zone, s.revision, s.next_tick_at, s.last_error, now()
     FROM fetchq.schedules AS s
     WHERE s.next_tick_at IS NULL OR s.next_tick_at <= now()
-    ORDER BY s.next_tick_at NULLS FIRST, s.name
+    ORDER BY s.last_error IS NOT NULL, s.next_tick_at NULLS FIRST, s.name
     LIMIT greatest(lim, 1)
 $$;
 
@@ -218,9 +219,14 @@ END $$;
 -- tick after now(), computed by the caller), in one transaction. Only a caller
 -- whose (revision, expected) still match fires: outcome 'lost' otherwise
 -- (another leader fired it, or the schedule changed or was dropped).
+-- The schedule's row is taken FOR UPDATE SKIP LOCKED: a row locked by someone
+-- else (another leader firing it right now, or a long-open transaction that
+-- touched it) is 'busy' and left for the next round instead of blocking the
+-- leader. The document's row is waited for at most 1 s (lock_timeout, set for
+-- this call only): past that the call fails with 55P03 and the leader moves on.
 -- `collapsed` is how many further ticks were missed before now() (fired as
 -- this one). Outcomes: 'pushed' (a new document), 'played' (an existing one
--- made due now), 'skipped' (the document is active), 'lost'.
+-- made due now), 'skipped' (the document is active), 'lost', 'busy'.
 -- Errors (FQ002 when the queue is gone, FQ005 for a payload too large) roll
 -- everything back: the tick stays due and the caller records the error.
 CREATE FUNCTION fetchq.schedule_fire(name text, revision bigint, expected timestamptz, next_tick timestamptz,
@@ -230,35 +236,44 @@ LANGUAGE plpgsql AS $$
 DECLARE
     s fetchq.schedules;
     st integer;
+    old_lock_timeout text := current_setting('lock_timeout');
 BEGIN
     PERFORM fetchq.arg_check(next_tick IS NOT NULL AND next_tick > expected, 'next_tick must be after expected');
-    UPDATE fetchq.schedules AS t SET next_tick_at = next_tick, last_tick_at = expected, ticks = t.ticks + 1,
-           ticks_collapsed = t.ticks_collapsed + greatest(coalesce(collapsed, 0), 0), last_error = NULL
-    WHERE t.name = name AND t.revision = revision AND t.next_tick_at = expected
-    RETURNING t.* INTO s;
+    SELECT t.* INTO s FROM fetchq.schedules AS t WHERE t.name = name FOR UPDATE SKIP LOCKED;
     IF NOT FOUND THEN
+        outcome := CASE WHEN EXISTS (SELECT 1 FROM fetchq.schedules AS t WHERE t.name = name)
+                        THEN 'busy' ELSE 'lost' END;
+        RETURN;
+    END IF;
+    IF s.revision IS DISTINCT FROM revision OR s.next_tick_at IS DISTINCT FROM expected THEN
         outcome := 'lost';
         RETURN;
     END IF;
+    UPDATE fetchq.schedules AS t SET next_tick_at = next_tick, last_tick_at = expected, ticks = t.ticks + 1,
+           ticks_collapsed = t.ticks_collapsed + greatest(coalesce(collapsed, 0), 0), last_error = NULL
+    WHERE t.name = name
+    RETURNING t.* INTO s;
+    PERFORM set_config('lock_timeout', '1s', true);
     IF fetchq.doc_push(s.queue, s.subject, s.version, s.priority, now(), s.payload) > 0 THEN
         outcome := 'pushed';
-        RETURN;
-    END IF;
-    EXECUTE format('SELECT status FROM %s WHERE subject = $1 FOR UPDATE', fetchq.queue_table(s.queue, 'docs'))
-    INTO st USING s.subject;
-    IF st IS NULL THEN
-        -- deleted between the push and the lock: push again
-        PERFORM fetchq.doc_push(s.queue, s.subject, s.version, s.priority, now(), s.payload);
-        outcome := 'pushed';
-    ELSIF st = 2 THEN
-        UPDATE fetchq.schedules AS t SET ticks_skipped = t.ticks_skipped + 1 WHERE t.name = s.name;
-        outcome := 'skipped';
     ELSE
-        EXECUTE format('UPDATE %s SET payload = $2, priority = $3 WHERE subject = $1', fetchq.queue_table(s.queue, 'docs'))
-        USING s.subject, s.payload, s.priority;
-        PERFORM fetchq.doc_play(s.queue, s.subject);
-        outcome := 'played';
+        EXECUTE format('SELECT status FROM %s WHERE subject = $1 FOR UPDATE', fetchq.queue_table(s.queue, 'docs'))
+        INTO st USING s.subject;
+        IF st IS NULL THEN
+            -- deleted between the push and the lock: push again
+            PERFORM fetchq.doc_push(s.queue, s.subject, s.version, s.priority, now(), s.payload);
+            outcome := 'pushed';
+        ELSIF st = 2 THEN
+            UPDATE fetchq.schedules AS t SET ticks_skipped = t.ticks_skipped + 1 WHERE t.name = s.name;
+            outcome := 'skipped';
+        ELSE
+            EXECUTE format('UPDATE %s SET payload = $2, priority = $3 WHERE subject = $1', fetchq.queue_table(s.queue, 'docs'))
+            USING s.subject, s.payload, s.priority;
+            PERFORM fetchq.doc_play(s.queue, s.subject);
+            outcome := 'played';
+        END IF;
     END IF;
+    PERFORM set_config('lock_timeout', old_lock_timeout, true);
 END $$;
 
 -- Dropping a queue drops its schedules.

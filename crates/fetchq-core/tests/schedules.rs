@@ -450,3 +450,57 @@ async fn broken_schedules_do_not_crowd_out_the_others() {
     let round = c.schedule_tick(10).await.unwrap();
     assert_eq!(round.planned, 1, "{round:?}");
 }
+
+#[tokio::test]
+async fn fall_back_fires_the_repeated_hour_once_through_the_database() {
+    // Stockholm 2026-10-25: 02:30 happens at 00:30 and 01:30 UTC. Fired at
+    // the first, the stored plan is the next day's 02:30 (01:30 UTC), never
+    // the second pass; the same tick fired twice is refused.
+    let db = TestDb::new().await;
+    let c = &db.client;
+    c.queue_create("q").await.unwrap();
+    c.schedule_set(
+        &CronSchedule::new("dst", "30 2 * * *")
+            .tz("Europe/Stockholm")
+            .queue("q"),
+    )
+    .await
+    .unwrap();
+    let spec = CronSpec::parse("30 2 * * *", "Europe/Stockholm").unwrap();
+    let first: DateTime<Utc> = "2026-10-25T00:30:00Z".parse().unwrap();
+    let second: DateTime<Utc> = "2026-10-25T01:30:00Z".parse().unwrap();
+    let next = spec.next_after(first).unwrap();
+    assert_eq!(
+        next,
+        "2026-10-26T01:30:00Z".parse::<DateTime<Utc>>().unwrap()
+    );
+    assert_eq!(spec.next_after(second - chrono_secs(1)).unwrap(), next);
+    sqlx::query("UPDATE fetchq.schedules SET next_tick_at = $1")
+        .bind(first)
+        .execute(c.pool())
+        .await
+        .unwrap();
+    for expected in ["pushed", "lost"] {
+        let outcome: String =
+            sqlx::query_scalar("SELECT fetchq.schedule_fire('dst', 1, $1, $2, 0)")
+                .bind(first)
+                .bind(next)
+                .fetch_one(c.pool())
+                .await
+                .unwrap();
+        assert_eq!(outcome, expected);
+    }
+    let s = &c.schedule_list().await.unwrap()[0];
+    assert_eq!(
+        (s.ticks, s.last_tick_at, s.next_tick_at),
+        (1, Some(first), Some(next))
+    );
+    // and the database's zone data agrees: the plan is 02:30 local (CET)
+    let local: String = sqlx::query_scalar(
+        "SELECT to_char(next_tick_at AT TIME ZONE 'Europe/Stockholm', 'YYYY-MM-DD HH24:MI') FROM fetchq.schedules",
+    )
+    .fetch_one(c.pool())
+    .await
+    .unwrap();
+    assert_eq!(local, "2026-10-26 02:30");
+}

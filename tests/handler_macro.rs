@@ -106,3 +106,51 @@ async fn macro_handlers_run_reschedule_reject_and_report_bad_payloads() {
         assert!(message.contains(part), "{message:?} lacks {part}");
     }
 }
+
+#[fetchq::handler(queue = "beats", cron = "* * * * * *", tz = "Europe/Stockholm")]
+async fn heartbeat(doc: fetchq::Doc<serde_json::Value>) -> fetchq::Outcome {
+    let _ = doc;
+    fetchq::Outcome::complete()
+}
+
+#[tokio::test]
+async fn a_cron_handler_registers_its_schedule_and_runs_on_it() {
+    let db = TestDb::new().await;
+    let c = &db.client;
+    let rt = Runtime::new(db.pool.clone())
+        .handle_signals(false)
+        .maintenance(Some(Duration::from_millis(100)))
+        .register(heartbeat);
+    let (stop, stats) = (rt.shutdown_token(), rt.stats());
+    let run = tokio::spawn(rt.run());
+    let start = Instant::now();
+    while stats.total().completed < 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "stats: {:?}",
+            stats.total()
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    stop.cancel();
+    run.await.unwrap().unwrap();
+    let list = c.schedule_list().await.unwrap();
+    assert_eq!(list.len(), 1);
+    let s = &list[0];
+    assert_eq!(
+        (
+            s.name.as_str(),
+            s.subject.as_str(),
+            s.time_zone.as_str(),
+            s.queue.as_str()
+        ),
+        ("beats.heartbeat", "heartbeat", "Europe/Stockholm", "beats")
+    );
+    assert!(s.ticks >= 2);
+    // one document, run once per tick that was not skipped
+    let doc = c.get("beats", "heartbeat").await.unwrap();
+    assert!(
+        doc.iterations >= 2 && doc.iterations <= s.ticks,
+        "{doc:?} {s:?}"
+    );
+}

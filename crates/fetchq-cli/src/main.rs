@@ -13,6 +13,7 @@ mod output;
 mod push;
 mod queue_set;
 mod restore;
+mod schedule;
 mod serve;
 mod status;
 use fetchq_core::embedded::{EmbeddedPostgres, default_data_dir};
@@ -46,6 +47,9 @@ enum Command {
     /// Manage queues.
     #[command(subcommand)]
     Queue(QueueCommand),
+    /// Manage cron schedules (documents pushed on a calendar by the workers).
+    #[command(subcommand)]
+    Schedule(schedule::ScheduleCommand),
     /// Push a document (a duplicate subject is ignored), or `--jsonl` documents from stdin.
     Push(push::PushArgs),
     /// Every queue: counts by status, paused, current version, lag, throughput.
@@ -309,6 +313,7 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
                 QueueCommand::Set(args) => queue_set::run(&client, args).await?,
             }
         }
+        Command::Schedule(cmd) => schedule::run(&connect(url).await?, cmd).await?,
         Command::Push(args) => push::run(&connect(url).await?, args).await?,
         Command::Status { json, sample } => status::run(&connect(url).await?, json, sample).await?,
         Command::Docs(args) => docs::run_docs(&connect(url).await?, args).await?,

@@ -565,3 +565,118 @@ async fn key_concurrency_and_keys_from_the_cli() {
     ));
     assert!(out.contains("key_concurrency none"), "{out}");
 }
+
+#[tokio::test]
+async fn schedule_set_list_drop() {
+    let db = TestDb::new().await;
+    let url = db.url();
+    db.client.queue_create("reports").await.unwrap();
+    let out = ok(&fetchq(
+        &url,
+        &[
+            "schedule",
+            "set",
+            "nightly",
+            "30 2 * * *",
+            "--queue",
+            "reports",
+            "--tz",
+            "Europe/Stockholm",
+            "--payload",
+            r#"{"kind":"full"}"#,
+            "--priority",
+            "-3",
+        ],
+    ));
+    assert!(out.contains("nightly: created"), "{out}");
+    let out = ok(&fetchq(
+        &url,
+        &[
+            "schedule",
+            "set",
+            "nightly",
+            "30 2 * * *",
+            "--queue",
+            "reports",
+            "--tz",
+            "Europe/Stockholm",
+        ],
+    ));
+    assert!(out.contains("changed") && out.contains("kept"), "{out}");
+    let list = json(&fetchq(&url, &["schedule", "list", "--json"]));
+    let s = &list["schedules"][0];
+    assert_eq!(s["name"], "nightly");
+    assert_eq!(s["subject"], "nightly");
+    assert_eq!(s["time_zone"], "Europe/Stockholm");
+    assert_eq!(s["payload"], serde_json::json!({}));
+    assert_eq!(s["next_tick_at"], Value::Null);
+    let text = ok(&fetchq(&url, &["schedule", "list"]));
+    assert!(text.contains("not planned yet"), "{text}");
+
+    // refusals (exit 2) before anything changed, with the reason
+    for (args, needle) in [
+        (
+            vec!["schedule", "set", "x", "61 * * * *", "--queue", "reports"],
+            "61 * * * *",
+        ),
+        (
+            vec!["schedule", "set", "x", "* * * *", "--queue", "reports"],
+            "5 fields",
+        ),
+        (
+            vec![
+                "schedule",
+                "set",
+                "x",
+                "@daily",
+                "--queue",
+                "reports",
+                "--tz",
+                "Mars/Base",
+            ],
+            "Mars/Base",
+        ),
+        (
+            vec![
+                "schedule",
+                "set",
+                "x",
+                "@daily",
+                "--queue",
+                "reports",
+                "--payload",
+                "{",
+            ],
+            "JSON",
+        ),
+        (
+            vec!["schedule", "set", "a b", "@daily", "--queue", "reports"],
+            "schedule name",
+        ),
+    ] {
+        let e = err(&fetchq(&url, &args), 2);
+        assert!(e.contains(needle), "{args:?}: {e}");
+    }
+    let e = err(
+        &fetchq(
+            &url,
+            &["schedule", "set", "x", "@daily", "--queue", "ghost"],
+        ),
+        1,
+    );
+    assert!(e.contains("ghost"), "{e}");
+    assert_eq!(
+        json(&fetchq(&url, &["schedule", "list", "--json"]))["schedules"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    assert!(ok(&fetchq(&url, &["schedule", "drop", "nightly"])).contains("dropped"));
+    assert!(ok(&fetchq(&url, &["schedule", "drop", "nightly"])).contains("did not exist"));
+    assert_eq!(
+        json(&fetchq(&url, &["schedule", "list", "--json"]))["schedules"],
+        serde_json::json!([])
+    );
+}

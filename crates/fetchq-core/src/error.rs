@@ -114,6 +114,20 @@ pub enum Error {
         /// Its name.
         name: String,
     },
+    /// A cron expression that does not parse, or never matches.
+    #[error("invalid cron expression {expression:?}: {reason}")]
+    InvalidCron {
+        /// The expression.
+        expression: String,
+        /// Why it was refused (croner's message).
+        reason: String,
+    },
+    /// A time zone that is not an IANA name known to chrono-tz.
+    #[error("unknown time zone {time_zone:?}: use an IANA name such as UTC or Europe/Stockholm")]
+    UnknownTimeZone {
+        /// The name given.
+        time_zone: String,
+    },
     /// Any other database error (connection, SQL...).
     #[error(transparent)]
     Database(sqlx::Error),
@@ -157,7 +171,10 @@ impl Error {
             Error::InvalidQueueName { .. } => Some(codes::INVALID_QUEUE_NAME),
             Error::QueueNotFound { .. } => Some(codes::QUEUE_NOT_FOUND),
             Error::InvalidSubject { .. } => Some(codes::INVALID_SUBJECT),
-            Error::InvalidArgument { .. } => Some(codes::INVALID_ARGUMENT),
+            // the engine raises FQ004 for what it can check of these too
+            Error::InvalidArgument { .. }
+            | Error::InvalidCron { .. }
+            | Error::UnknownTimeZone { .. } => Some(codes::INVALID_ARGUMENT),
             Error::PayloadTooLarge { .. } => Some(codes::PAYLOAD_TOO_LARGE),
             _ => None,
         }

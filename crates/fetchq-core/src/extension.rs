@@ -84,11 +84,19 @@ SELECT pg_catalog.pg_extension_config_dump('fetchq.migrations', 'WHERE false');
 ";
 
 /// Tables registered from a later schema on, with the schema that creates
-/// them: an upgrade script to an older schema must not name them.
-const CONFIG_DUMP_SINCE: &[(i32, &str)] = &[(
-    16,
-    "SELECT pg_catalog.pg_extension_config_dump('fetchq.rate_slots', '');\n",
-)];
+/// them: an upgrade script to an older schema must not name them. The rate
+/// slots (schema 16) and the schedules (schema 18) are configuration like the
+/// queues, every row kept.
+const CONFIG_DUMP_SINCE: &[(i32, &str)] = &[
+    (
+        16,
+        "SELECT pg_catalog.pg_extension_config_dump('fetchq.rate_slots', '');\n",
+    ),
+    (
+        18,
+        "SELECT pg_catalog.pg_extension_config_dump('fetchq.schedules', '');\n",
+    ),
+];
 
 /// [`CONFIG_DUMP`] and the registrations of the tables schema `version` has.
 fn config_dump(version: i32) -> String {

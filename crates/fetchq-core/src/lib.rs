@@ -40,6 +40,7 @@ mod admin;
 mod batch;
 mod browse;
 mod client;
+mod cron;
 mod doc;
 #[cfg(feature = "embedded")]
 pub mod embedded;
@@ -66,6 +67,10 @@ pub use sqlx;
 pub use admin::{BulkAction, BulkProgress};
 pub use browse::{DocCount, DocFilter, LogEntry, MetricPoint};
 pub use client::{CONNECT_ACQUIRE_TIMEOUT, Client, Info};
+pub use cron::{
+    CronSchedule, CronSpec, MAX_COUNTED_TICKS, ScheduleInfo, ScheduleRound, ScheduleSet,
+    validate_schedule_name,
+};
 pub use doc::{DocState, NewDoc, Schedule, Status, Upserted};
 pub use error::{Error, Result, codes};
 pub use lag::ExportedValue;

@@ -60,6 +60,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!(15, "timers", "0015_timers.sql"),
     migration!(16, "rate_limits", "0016_rate_limits.sql"),
     migration!(17, "key_concurrency", "0017_key_concurrency.sql"),
+    migration!(18, "schedules", "0018_schedules.sql"),
 ];
 
 /// Key of the advisory lock that serializes concurrent migrations.

@@ -23,6 +23,7 @@ async fn state(pool: &sqlx::PgPool) -> String {
              (SELECT string_agg(format('%s/%s/%s/%s', id, task, queue, settings), ',' ORDER BY task, queue) FROM fetchq.jobs),
              (SELECT string_agg(format('%s/%s/%s', queue, metric, value), ',' ORDER BY queue, metric) FROM fetchq.metrics),
              (SELECT string_agg(format('%s/%s', version, name), ',' ORDER BY version) FROM fetchq.migrations),
+             (SELECT string_agg(format('%s/%s/%s/%s/%s/%s/%s', name, cron, time_zone, queue, subject, payload, next_tick_at), ',' ORDER BY name) FROM fetchq.schedules),
              (SELECT md5(string_agg(d::text, ',' ORDER BY subject)) FROM fetchq_data.ext_a__docs d),
              (SELECT count(*) FROM fetchq_data.ext_a__logs),
              (SELECT md5(string_agg(d::text, ',' ORDER BY subject)) FROM fetchq_data.ext_b__docs d))"#,
@@ -62,6 +63,19 @@ async fn pg_dump_and_pg_restore_of_an_extension_database() {
         .collect();
     client.push_many("ext_a", &docs).await.unwrap();
     client.push("ext_b", &NewDoc::new("b1")).await.unwrap();
+    // schedules are configuration: kept by pg_dump like the queues
+    for (name, cron) in [("nightly", "30 2 * * *"), ("hourly", "@hourly")] {
+        client
+            .schedule_set(
+                &fetchq_core::CronSchedule::new(name, cron)
+                    .tz("Europe/Stockholm")
+                    .queue("ext_a")
+                    .payload(serde_json::json!({"n": name})),
+            )
+            .await
+            .unwrap();
+    }
+    client.schedule_tick(10).await.unwrap();
     let picked = client
         .pick("ext_a", &PickOptions::new().limit(20))
         .await
@@ -117,6 +131,9 @@ async fn pg_dump_and_pg_restore_of_an_extension_database() {
         "queues, jobs, counters, migrations and documents restored"
     );
     let client2 = Client::new(pool2.clone());
+    let schedules = client2.schedule_list().await.unwrap();
+    assert_eq!(schedules.len(), 2, "schedules restored");
+    assert!(schedules.iter().all(|s| s.next_tick_at.is_some()));
     for q in ["ext_a", "ext_b"] {
         let jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM fetchq.jobs WHERE queue = $1")
             .bind(q)

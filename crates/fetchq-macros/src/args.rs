@@ -9,7 +9,7 @@ use syn::{Expr, ExprLit, Lit, MetaNameValue, Token};
 
 use crate::duration;
 
-const KEYS: &str = "`queue`, `version`, `concurrency`, `batch`, `lease`, `idle_poll`, `max_runtime`, `migrate_to`, `name`, `crate`";
+const KEYS: &str = "`queue`, `version`, `concurrency`, `batch`, `lease`, `idle_poll`, `max_runtime`, `migrate_to`, `name`, `cron`, `tz`, `subject`, `crate`";
 
 /// The parsed attribute.
 #[derive(Default)]
@@ -24,6 +24,9 @@ pub(crate) struct Args {
     pub(crate) max_runtime: Option<Option<Duration>>,
     pub(crate) migrate_to: Option<i32>,
     pub(crate) name: Option<String>,
+    pub(crate) cron: Option<String>,
+    pub(crate) tz: Option<String>,
+    pub(crate) subject: Option<String>,
     pub(crate) krate: Option<syn::Path>,
 }
 
@@ -98,6 +101,51 @@ fn check_queue(name: &str, span: Span) -> syn::Result<()> {
     }
 }
 
+/// The cron expression, checked as the runtime will (croner with optional
+/// seconds, no year field; 5 or 6 fields or an `@nickname`), and that it
+/// matches at least once: a typo is a compile error, not a start-up failure.
+fn check_cron(expr: &str, span: Span) -> syn::Result<()> {
+    use croner::parser::{CronParser, Seconds, Year};
+    let expr = expr.trim();
+    let fields = expr.split_whitespace().count();
+    let fail = |reason: String| {
+        Err(syn::Error::new(
+            span,
+            format!("invalid cron expression {expr:?}: {reason}"),
+        ))
+    };
+    if !expr.starts_with('@') && !(5..=6).contains(&fields) {
+        return fail(format!(
+            "expected 5 fields (minute hour day month weekday) or 6 (seconds first), got {fields}"
+        ));
+    }
+    match CronParser::builder()
+        .seconds(Seconds::Optional)
+        .year(Year::Disallowed)
+        .build()
+        .parse(expr)
+    {
+        Ok(cron) => match cron.find_next_occurrence(&chrono::Utc::now(), false) {
+            Ok(_) => Ok(()),
+            Err(e) => fail(format!("it never matches ({e}), like 30 February")),
+        },
+        Err(e) => fail(e.to_string()),
+    }
+}
+
+/// The time zone, an IANA name known to chrono-tz (as the runtime checks).
+fn check_tz(tz: &str, span: Span) -> syn::Result<()> {
+    match tz.parse::<chrono_tz::Tz>() {
+        Ok(_) => Ok(()),
+        Err(_) => Err(syn::Error::new(
+            span,
+            format!(
+                "unknown time zone {tz:?}: use an IANA name such as \"UTC\" or \"Europe/Stockholm\""
+            ),
+        )),
+    }
+}
+
 impl Args {
     pub(crate) fn parse(tokens: proc_macro2::TokenStream) -> syn::Result<Self> {
         let list = syn::parse::Parser::parse2(
@@ -153,6 +201,23 @@ impl Args {
                         .replace(integer(v, "migrate_to", "a version, 0 or more")?)
                         .is_none(),
                     "name" => args.name.replace(string(v, "name")?).is_none(),
+                    "cron" => {
+                        let c = string(v, "cron")?;
+                        check_cron(&c, v.span())?;
+                        args.cron.replace(c).is_none()
+                    }
+                    "tz" => {
+                        let t = string(v, "tz")?;
+                        check_tz(&t, v.span())?;
+                        args.tz.replace(t).is_none()
+                    }
+                    "subject" => {
+                        let t = string(v, "subject")?;
+                        if t.is_empty() || t.len() > 255 {
+                            return Err(syn::Error::new_spanned(v, "`subject` is 1 to 255 bytes"));
+                        }
+                        args.subject.replace(t).is_none()
+                    }
                     "crate" => {
                         let path: syn::Path =
                             syn::parse_str(&string(v, "crate")?).map_err(|_| {
@@ -187,6 +252,12 @@ impl Args {
             errors.push(syn::Error::new(
                 Span::call_site(),
                 "`version` must be 0 or more",
+            ));
+        }
+        if args.cron.is_none() && (args.tz.is_some() || args.subject.is_some()) {
+            errors.push(syn::Error::new(
+                Span::call_site(),
+                "`tz` and `subject` are for a handler on a calendar: add `cron = \"...\"`",
             ));
         }
         if args.queue.is_none() && errors.is_empty() {

@@ -198,6 +198,16 @@ fn generate(args: &Args, func: &ItemFn, sig: &Signature) -> TokenStream {
     if let Some(n) = &args.name {
         options.extend(quote! { .named(#n) });
     }
+    // a handler on a calendar: its document's subject is the function's name
+    // unless `subject` says otherwise (stable across versions and renames of
+    // the handler's `name`, so the schedule keeps firing the same document)
+    if let Some(c) = &args.cron {
+        let subject = args.subject.clone().unwrap_or_else(|| name.to_string());
+        options.extend(quote! { .cron(#c).cron_subject(#subject) });
+        if let Some(tz) = &args.tz {
+            options.extend(quote! { .tz(#tz) });
+        }
+    }
 
     let (fn_args, call_args, call_in_handle) = if sig.takes_context {
         (

@@ -120,7 +120,9 @@ impl From<Error> for ApiError {
         match &err {
             Error::InvalidQueueName { .. }
             | Error::InvalidSubject { .. }
-            | Error::InvalidArgument { .. } => Self::new(StatusCode::BAD_REQUEST, code, message),
+            | Error::InvalidArgument { .. }
+            | Error::InvalidCron { .. }
+            | Error::UnknownTimeZone { .. } => Self::new(StatusCode::BAD_REQUEST, code, message),
             Error::QueueNotFound { .. } => Self::new(StatusCode::NOT_FOUND, code, message),
             Error::NotFound { .. } => Self::not_found(message),
             Error::LeaseLost { .. } => Self::new(StatusCode::CONFLICT, "lease_lost", message),

@@ -5,7 +5,7 @@ use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{admin, docs, health, logs, metrics, queues, work};
+use crate::routes::{admin, docs, health, logs, metrics, queues, schedules, work};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -13,7 +13,7 @@ use crate::routes::{admin, docs, health, logs, metrics, queues, work};
          description = "Push, work and inspect fetchq queues over HTTP. Send `Authorization: Bearer <token>`; \
 a token has scopes `read`, `push`, `work` and/or `admin` (admin implies all). Errors are \
 `{\"error\": {\"code\", \"message\"}}`: 400 bad input, 401 missing or unknown token, 403 missing scope, \
-404 unknown queue or document, 409 lost lease, 413 body or payload too large, 422 JSON of the wrong shape, \
+404 unknown queue, document or schedule, 409 lost lease, 413 body or payload too large, 422 JSON of the wrong shape, \
 503 database unreachable. `resolve` answers per item (`ok`, `lease_lost`, `error`) with 200, \
 or 409 when every item lost its lease."),
     paths(
@@ -23,9 +23,10 @@ or 409 when every item lost its lease."),
         work::pick, work::resolve, work::extend,
         admin::play, admin::kill, admin::reschedule, admin::delete, admin::bulk,
         logs::logs, logs::metrics, metrics::metrics,
+        schedules::list, schedules::set, schedules::drop_schedule,
     ),
     modifiers(&BearerAuth, &CommonErrors),
-    tags((name = "queues"), (name = "docs"), (name = "work"), (name = "admin"), (name = "inspect"), (name = "meta")),
+    tags((name = "queues"), (name = "docs"), (name = "work"), (name = "admin"), (name = "inspect"), (name = "schedules"), (name = "meta")),
 )]
 struct ApiDoc;
 
@@ -66,7 +67,7 @@ impl Modify for CommonErrors {
             ),
         ];
         for (path, item) in openapi.paths.paths.iter_mut() {
-            if !path.starts_with("/api/v1/queues") {
+            if !path.starts_with("/api/v1/queues") && !path.starts_with("/api/v1/schedules") {
                 continue;
             }
             let has_body = |op: &utoipa::openapi::path::Operation| op.request_body.is_some();
@@ -83,6 +84,9 @@ impl Modify for CommonErrors {
                         "queue" => ObjectBuilder::new()
                             .schema_type(Type::String)
                             .pattern(Some("^[a-z][a-z0-9_]{0,39}$")),
+                        "name" if path.starts_with("/api/v1/schedules") => ObjectBuilder::new()
+                            .schema_type(Type::String)
+                            .pattern(Some("^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,99}$")),
                         "subject" => ObjectBuilder::new()
                             .schema_type(Type::String)
                             .min_length(Some(1))

@@ -775,3 +775,125 @@ async fn admin_actions_one_and_bulk() {
         "the filter is required"
     );
 }
+
+#[tokio::test]
+async fn schedules_list_set_drop_with_scopes_and_errors() {
+    let s = with_queue("reports").await;
+    let put = |name: &str, token: &'static str, body: Value| {
+        let path = format!("/api/v1/schedules/{name}");
+        let s = &s;
+        async move { s.call(Method::PUT, &path, Some(token), Some(body)).await }
+    };
+    let body = json!({"cron": "30 2 * * *", "time_zone": "Europe/Stockholm", "queue": "reports",
+                      "payload": {"kind": "full"}, "priority": 3});
+    let (st, b) = put("nightly", ADMIN, body.clone()).await;
+    assert_eq!(st, StatusCode::CREATED, "{b}");
+    assert_eq!(
+        (
+            &b["name"],
+            &b["subject"],
+            &b["time_zone"],
+            &b["payload"]["kind"],
+            &b["priority"]
+        ),
+        (
+            &json!("nightly"),
+            &json!("nightly"),
+            &json!("Europe/Stockholm"),
+            &json!("full"),
+            &json!(3)
+        )
+    );
+    assert_eq!(b["next_tick_at"], Value::Null);
+    let (st, _) = put("nightly", ADMIN, body.clone()).await;
+    assert_eq!(st, StatusCode::OK);
+    // the leader plans it; the API shows the plan
+    s.db.client.schedule_tick(10).await.unwrap();
+    let (st, list) = s.get("/api/v1/schedules", READ).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(list["schedules"].as_array().unwrap().len(), 1);
+    assert!(list["schedules"][0]["next_tick_at"].is_string(), "{list}");
+
+    // scopes: read lists, only admin changes
+    for token in [READ, PUSH, WORK] {
+        let (st, b) = put("other", token, body.clone()).await;
+        assert_eq!((st, code(&b)), (StatusCode::FORBIDDEN, "forbidden"));
+        let (st, _) = s
+            .call(
+                Method::DELETE,
+                "/api/v1/schedules/nightly",
+                Some(token),
+                None,
+            )
+            .await;
+        assert_eq!(st, StatusCode::FORBIDDEN);
+    }
+    let (st, _) = s.call(Method::GET, "/api/v1/schedules", None, None).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+
+    // bad input: 400 with the reason, 404 for an unknown queue, 422 for a wrong shape
+    for (b, needle) in [
+        (
+            json!({"cron": "61 * * * *", "queue": "reports"}),
+            "61 * * * *",
+        ),
+        (json!({"cron": "* * *", "queue": "reports"}), "5 fields"),
+        (
+            json!({"cron": "@daily", "queue": "reports", "time_zone": "Mars/Base"}),
+            "Mars/Base",
+        ),
+        (json!({"cron": "@daily", "queue": "Bad!"}), "queue"),
+        (
+            json!({"cron": "@daily", "queue": "reports", "subject": ""}),
+            "subject",
+        ),
+    ] {
+        let (st, e) = put("x", ADMIN, b.clone()).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{b}: {e}");
+        assert!(
+            e["error"]["message"].as_str().unwrap().contains(needle),
+            "{b}: {e}"
+        );
+    }
+    let (st, e) = put("x", ADMIN, json!({"cron": "@daily", "queue": "ghost"})).await;
+    assert_eq!((st, code(&e)), (StatusCode::NOT_FOUND, "FQ002"));
+    let (st, _) = put(
+        "x",
+        ADMIN,
+        json!({"cron": "@daily", "queue": "reports", "when": 1}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
+    let (st, e) = put(
+        "bad%20name",
+        ADMIN,
+        json!({"cron": "@daily", "queue": "reports"}),
+    )
+    .await;
+    assert_eq!((st, code(&e)), (StatusCode::BAD_REQUEST, "FQ004"), "{e}");
+    let (_, list) = s.get("/api/v1/schedules", READ).await;
+    assert_eq!(
+        list["schedules"].as_array().unwrap().len(),
+        1,
+        "nothing stored by the failures"
+    );
+
+    let (st, _) = s
+        .call(
+            Method::DELETE,
+            "/api/v1/schedules/nightly",
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let (st, e) = s
+        .call(
+            Method::DELETE,
+            "/api/v1/schedules/nightly",
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!((st, code(&e)), (StatusCode::NOT_FOUND, "not_found"));
+}

@@ -14,7 +14,9 @@ const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
 const OPEN: [&str; 3] = ["/", "/health", "/api/v1/openapi.json"];
 
 fn concrete(path: &str) -> String {
-    path.replace("{queue}", "q").replace("{subject}", "s")
+    path.replace("{queue}", "q")
+        .replace("{subject}", "s")
+        .replace("{name}", "n")
 }
 
 async fn document(s: &Server) -> Value {

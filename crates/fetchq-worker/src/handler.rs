@@ -40,6 +40,16 @@ pub struct HandlerOptions {
     pub(crate) idle_poll: Duration,
     pub(crate) max_runtime: Option<Duration>,
     pub(crate) migrate_to: Option<i32>,
+    pub(crate) cron: Option<HandlerCron>,
+}
+
+/// The calendar of a handler that runs on a cron schedule
+/// ([`HandlerOptions::cron`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HandlerCron {
+    pub(crate) cron: String,
+    pub(crate) time_zone: String,
+    pub(crate) subject: Option<String>,
 }
 
 /// The largest [`HandlerOptions::batch`]: what one pick may lease and one
@@ -62,6 +72,7 @@ impl HandlerOptions {
             idle_poll: Duration::from_secs(1),
             max_runtime: Some(Duration::from_secs(1800)),
             migrate_to: None,
+            cron: None,
         }
     }
 
@@ -153,6 +164,135 @@ impl HandlerOptions {
         self
     }
 
+    /// Runs this handler on a calendar: the runtime sets a schedule (see
+    /// [`Runtime::schedule`](crate::Runtime::schedule)) that pushes, or makes
+    /// due again, one document of this handler's queue and version at each
+    /// tick of `cron` (5 fields, 6 with seconds first, or `@daily`-style),
+    /// read in UTC unless [`tz`](Self::tz) says otherwise.
+    ///
+    /// The document's subject is [`cron_subject`](Self::cron_subject), by
+    /// default the handler's [`name`](Self::name); the schedule is named
+    /// after the queue and the subject (`<queue>.<subject>`, characters other
+    /// than `A-Z a-z 0-9 _ . : -` replaced by `_`). A tick that finds the
+    /// document still running is skipped, so runs never overlap. The schedule
+    /// stays in the database when the handler is removed from the code: drop
+    /// it with `fetchq schedule drop`.
+    ///
+    /// ```
+    /// let opts = fetchq_worker::HandlerOptions::new("reports")
+    ///     .cron("0 3 * * *")
+    ///     .tz("Europe/Stockholm")
+    ///     .cron_subject("nightly");
+    /// assert!(opts.validate().is_ok());
+    /// assert!(fetchq_worker::HandlerOptions::new("q").cron("0 25 * * *").validate().is_err());
+    /// ```
+    pub fn cron(mut self, cron: impl Into<String>) -> Self {
+        let cron = cron.into();
+        match &mut self.cron {
+            Some(c) => c.cron = cron,
+            None => {
+                self.cron = Some(HandlerCron {
+                    cron,
+                    time_zone: "UTC".into(),
+                    subject: None,
+                })
+            }
+        }
+        self
+    }
+
+    /// The IANA time zone the [`cron`](Self::cron) expression is read in
+    /// (default UTC). Set it after `cron`; alone it makes
+    /// [`validate`](Self::validate) fail.
+    ///
+    /// ```
+    /// let opts = fetchq_worker::HandlerOptions::new("q").cron("@daily").tz("Asia/Tokyo");
+    /// assert!(opts.validate().is_ok());
+    /// assert!(fetchq_worker::HandlerOptions::new("q").tz("Asia/Tokyo").validate().is_err());
+    /// ```
+    pub fn tz(mut self, time_zone: impl Into<String>) -> Self {
+        let time_zone = time_zone.into();
+        match &mut self.cron {
+            Some(c) => c.time_zone = time_zone,
+            None => {
+                self.cron = Some(HandlerCron {
+                    cron: String::new(),
+                    time_zone,
+                    subject: None,
+                })
+            }
+        }
+        self
+    }
+
+    /// The subject of the document the [`cron`](Self::cron) schedule fires
+    /// (default: the handler's name).
+    ///
+    /// ```
+    /// let opts = fetchq_worker::HandlerOptions::new("q").cron("@hourly").cron_subject("sweep");
+    /// assert_eq!(opts.cron_schedule().unwrap().unwrap().subject, "sweep");
+    /// ```
+    pub fn cron_subject(mut self, subject: impl Into<String>) -> Self {
+        let subject = Some(subject.into());
+        match &mut self.cron {
+            Some(c) => c.subject = subject,
+            None => {
+                self.cron = Some(HandlerCron {
+                    cron: String::new(),
+                    time_zone: "UTC".into(),
+                    subject,
+                })
+            }
+        }
+        self
+    }
+
+    /// The schedule the runtime sets for a [`cron`](Self::cron) handler, or
+    /// `None` for a handler without one.
+    ///
+    /// # Errors
+    ///
+    /// A message when the expression, the time zone or the subject is invalid.
+    ///
+    /// ```
+    /// let opts = fetchq_worker::HandlerOptions::new("reports").version(2).cron("0 3 * * *");
+    /// let s = opts.cron_schedule().unwrap().unwrap();
+    /// assert_eq!((s.name.as_str(), s.subject.as_str(), s.version), ("reports.reports_v2", "reports@v2", 2));
+    /// assert!(fetchq_worker::HandlerOptions::new("q").cron_schedule().unwrap().is_none());
+    /// ```
+    pub fn cron_schedule(&self) -> Result<Option<fetchq_core::CronSchedule>, String> {
+        let Some(c) = &self.cron else {
+            return Ok(None);
+        };
+        let name = self.name();
+        if c.cron.is_empty() {
+            return Err(format!(
+                "{name}: tz or cron_subject is set without cron; set the expression with cron"
+            ));
+        }
+        let subject = c.subject.clone().unwrap_or_else(|| name.clone());
+        let schedule_name: String = format!("{}.{}", self.queue, subject)
+            .chars()
+            .map(|ch| {
+                if ch.is_ascii_alphanumeric() || matches!(ch, '_' | '.' | ':' | '-') {
+                    ch
+                } else {
+                    '_'
+                }
+            })
+            .take(100)
+            .collect();
+        let schedule = fetchq_core::CronSchedule::new(schedule_name, c.cron.clone())
+            .time_zone(c.time_zone.clone())
+            .queue(self.queue.clone())
+            .subject(subject)
+            .version(self.version);
+        schedule
+            .validate()
+            .map_err(|e| format!("{name}: cron schedule: {e}"))?;
+        Ok(Some(schedule))
+    }
+
     /// Checks the options; the runtime refuses to start with invalid ones.
     ///
     /// # Errors
@@ -189,6 +329,7 @@ impl HandlerOptions {
                 "{name}: migrate_to must differ from the handler's version"
             ));
         }
+        self.cron_schedule()?;
         Ok(())
     }
 }

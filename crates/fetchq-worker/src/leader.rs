@@ -1,7 +1,15 @@
 //! Maintenance leadership: exactly one process at a time runs the maintenance
-//! jobs (orphan rescue, retention, snapshots, counter packing). Leadership is a
-//! session advisory lock held on a dedicated connection, so it moves to another
-//! process as soon as the leader's connection dies.
+//! jobs (orphan rescue, retention, snapshots, counter packing) and fires the
+//! due cron schedules. Leadership is a session advisory lock held on a
+//! dedicated connection, so it moves to another process as soon as the
+//! leader's connection dies.
+//!
+//! Schedules do not rely on the lock for correctness: a leader that lost its
+//! lock mid-round (its connection died) may still run one round beside the new
+//! leader, and [`Client::schedule_tick`] fires each tick once anyway (a
+//! conditional update on the planned tick). The lock only keeps the work in
+//! one place. Ticks fire within one maintenance interval of their time
+//! (default 1 s); ticks missed while no leader ran are collapsed into one.
 
 use std::time::Duration;
 
@@ -13,6 +21,10 @@ use crate::trouble::{Incidents, Trouble};
 
 /// How often the leader looks for tables to vacuum.
 const VACUUM_EVERY: Duration = Duration::from_secs(5);
+
+/// How many schedules one round plans or fires at most (the rest wait for the
+/// next round, the most overdue first).
+const SCHEDULES_PER_ROUND: i32 = 100;
 
 /// Advisory lock key of the maintenance leader.
 const LEADER_KEY: i64 = 0x6665_7463_686d; // "fetchm"
@@ -97,6 +109,18 @@ async fn lead(
                 tracing::warn!("a maintenance job failed; see fetchq.jobs.last_error");
             }
             Ok(_) => trouble.ok(),
+            Err(e) => {
+                trouble.failed(&e);
+            }
+        }
+        // after the jobs: a schedule whose tick is due now is fired in this
+        // round, not one interval later
+        match client.schedule_tick(SCHEDULES_PER_ROUND).await {
+            Ok(round) => {
+                if round.fired() > 0 || round.errors > 0 {
+                    tracing::debug!(?round, "schedules");
+                }
+            }
             Err(e) => {
                 trouble.failed(&e);
             }

@@ -9,7 +9,8 @@
 //! - **Leases**: heartbeats extend them (batched per process) with the fencing
 //!   token; a lost lease cancels the handler and discards its result.
 //! - **Outcomes** are written in batches, with no added delay when idle.
-//! - **Maintenance** runs in exactly one process at a time (advisory lock).
+//! - **Maintenance** runs in exactly one process at a time (advisory lock),
+//!   and fires the cron schedules ([`Runtime::schedule`], [`HandlerOptions::cron`]).
 //! - **Graceful shutdown** on SIGINT/SIGTERM: stop picking, finish in-flight work
 //!   within a deadline, give back the rest. A second signal stops at once.
 //! - **Database trouble** is retried with backoff and logged once.
@@ -55,6 +56,7 @@ mod trouble;
 
 pub use async_trait::async_trait;
 pub use fetchq_core;
+pub use fetchq_core::CronSchedule;
 pub use handler::{
     Context, Doc, Handler, HandlerError, HandlerOptions, IntoHandlerResult, MAX_BATCH,
     MAX_METRICS_PER_DOC, Outcome,

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fetchq_core::Client;
+use fetchq_core::{Client, CronSchedule};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use tokio::sync::{Notify, Semaphore, mpsc};
@@ -96,6 +96,7 @@ impl From<Client> for Source {
 pub struct Runtime {
     source: Source,
     handlers: Vec<Registered>,
+    schedules: Vec<CronSchedule>,
     errors: Vec<String>,
     stats: Stats,
     shutdown: CancellationToken,
@@ -138,6 +139,7 @@ impl Runtime {
         Self {
             source: source.into(),
             handlers: Vec::new(),
+            schedules: Vec::new(),
             errors: Vec::new(),
             stats: Stats::default(),
             shutdown: CancellationToken::new(),
@@ -249,13 +251,56 @@ impl Runtime {
         adjust: impl FnOnce(HandlerOptions) -> HandlerOptions,
     ) -> Self {
         let options = adjust(handler.options());
-        if let Err(e) = options.validate() {
-            self.errors.push(e);
+        match options.validate().and_then(|()| options.cron_schedule()) {
+            Ok(Some(schedule)) => self.schedules.push(schedule),
+            Ok(None) => {}
+            Err(e) => self.errors.push(e),
         }
         self.handlers.push(Registered {
             options,
             handler: Arc::new(Erased(Arc::new(handler))),
         });
+        self
+    }
+
+    /// Sets a cron schedule when the runtime starts: at each tick, the
+    /// maintenance leader (one process at a time, see
+    /// [`maintenance`](Self::maintenance)) pushes the schedule's document, or
+    /// makes it due again; a registered handler of its queue and version
+    /// runs it. Ticks missed while no runtime ran are collapsed into one; a
+    /// tick that finds the document still running is skipped. Setting the same
+    /// schedule at every start keeps its planned tick (see
+    /// [`Client::schedule_set`]). Its queue is created with the handlers'
+    /// queues (unless [`create_queues`](Self::create_queues) is off). An
+    /// invalid schedule makes [`run`](Self::run) fail with
+    /// [`WorkerError::Config`].
+    ///
+    /// A handler can carry its own schedule instead:
+    /// [`HandlerOptions::cron`](crate::HandlerOptions::cron), or
+    /// `#[fetchq::handler(queue = "...", cron = "0 3 * * *", tz = "Europe/Stockholm")]`.
+    ///
+    /// ```no_run
+    /// # async fn run(report: impl fetchq_worker::Handler) -> Result<(), fetchq_worker::WorkerError> {
+    /// use fetchq_worker::{CronSchedule, Runtime};
+    /// Runtime::new("postgres://localhost/app")
+    ///     .schedule(
+    ///         CronSchedule::new("nightly-report", "0 3 * * *")
+    ///             .tz("Europe/Stockholm")
+    ///             .queue("reports")
+    ///             .subject("nightly")
+    ///             .payload(serde_json::json!({"kind": "full"})),
+    ///     )
+    ///     .register(report)
+    ///     .run()
+    ///     .await
+    /// # }
+    /// ```
+    pub fn schedule(mut self, schedule: CronSchedule) -> Self {
+        if let Err(e) = schedule.validate() {
+            self.errors
+                .push(format!("schedule {:?}: {e}", schedule.name));
+        }
+        self.schedules.push(schedule);
         self
     }
 
@@ -604,6 +649,12 @@ impl Runtime {
                     for h in &self.handlers {
                         client.queue_create(&h.options.queue).await?;
                     }
+                    for s in &self.schedules {
+                        client.queue_create(&s.queue).await?;
+                    }
+                }
+                for s in &self.schedules {
+                    client.schedule_set(s).await?;
                 }
                 Ok::<(), fetchq_core::Error>(())
             };

@@ -6,10 +6,11 @@ pub mod health;
 pub mod logs;
 pub mod metrics;
 pub mod queues;
+pub mod schedules;
 pub mod work;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 
 use crate::state::AppState;
 
@@ -22,6 +23,11 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/metrics", get(metrics::metrics))
         .route("/api/v1/openapi.json", get(crate::openapi::serve_document))
         .route("/api/v1/queues", get(queues::list).post(queues::create))
+        .route("/api/v1/schedules", get(schedules::list))
+        .route(
+            "/api/v1/schedules/{name}",
+            put(schedules::set).delete(schedules::drop_schedule),
+        )
         .route(
             q,
             get(queues::show)

@@ -1,0 +1,1 @@
+SELECT affected_rows FROM fetchq.schedule_drop($1)

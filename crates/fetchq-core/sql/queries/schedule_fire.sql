@@ -1,0 +1,1 @@
+SELECT outcome FROM fetchq.schedule_fire($1, $2, $3, $4, $5)

@@ -1,0 +1,1 @@
+SELECT name::text, cron, time_zone, queue::text, subject::text, payload, version, priority, next_tick_at, last_tick_at, ticks, ticks_collapsed, ticks_skipped, last_error, created_at, updated_at FROM fetchq.schedule_list()

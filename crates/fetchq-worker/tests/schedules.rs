@@ -1,0 +1,296 @@
+//! Cron schedules through the runtime: three runtimes (separate pools, as
+//! three processes) on an every-second schedule fire each tick once, ticks
+//! missed while no runtime ran collapse into one, a broken schedule does not
+//! wedge the leader, invalid schedules are configuration errors.
+
+#![allow(clippy::unwrap_used)] // tests fail by panicking
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use fetchq_core::{Client, CronSchedule};
+use fetchq_testing::TestDb;
+use fetchq_worker::{HandlerOptions, Outcome, Runtime, WorkerError};
+use serde_json::{Value, json};
+
+use common::{eventually, handler};
+
+/// A runtime on its own pool, maintenance every 100 ms.
+async fn runtime(db: &TestDb) -> Runtime {
+    Runtime::new(db.pool_on(&db.name, 6).await)
+        .handle_signals(false)
+        .maintenance(Some(Duration::from_millis(100)))
+        .shutdown_timeout(Duration::from_secs(5))
+}
+
+/// Every tick fired, as a trigger saw `fetchq.schedules.ticks` grow.
+async fn install_tick_log(c: &Client) {
+    sqlx::raw_sql(
+        "CREATE TABLE tick_log (name text, tick timestamptz, at timestamptz DEFAULT clock_timestamp());
+         CREATE FUNCTION log_tick() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             INSERT INTO tick_log (name, tick) VALUES (NEW.name, NEW.last_tick_at);
+             RETURN NEW;
+         END $$;
+         CREATE TRIGGER log_tick AFTER UPDATE ON fetchq.schedules FOR EACH ROW
+             WHEN (OLD.ticks IS DISTINCT FROM NEW.ticks) EXECUTE FUNCTION log_tick();",
+    )
+    .execute(c.pool())
+    .await
+    .unwrap();
+}
+
+async fn schedule_row(c: &Client, name: &str) -> (i64, i64, i64) {
+    sqlx::query_as(
+        "SELECT ticks, ticks_collapsed, ticks_skipped FROM fetchq.schedules WHERE name = $1",
+    )
+    .bind(name)
+    .fetch_one(c.pool())
+    .await
+    .unwrap()
+}
+
+/// A handler of `cron` that counts its runs, on an every-second schedule.
+fn ticking(runs: Arc<AtomicUsize>) -> impl fetchq_worker::Handler<Payload = Value> {
+    handler(
+        HandlerOptions::new("cron")
+            .named("beat")
+            .cron("* * * * * *")
+            .idle_poll(Duration::from_millis(200)),
+        move |_doc, _ctx| {
+            let runs = runs.clone();
+            Box::pin(async move {
+                runs.fetch_add(1, Ordering::SeqCst);
+                Ok(Outcome::complete())
+            })
+        },
+    )
+}
+
+#[tokio::test]
+async fn three_runtimes_fire_each_tick_once_and_missed_ticks_collapse() {
+    let db = TestDb::new().await;
+    let c = db.client.clone();
+    c.migrate().await.unwrap();
+    c.queue_create("cron").await.unwrap();
+    install_tick_log(&c).await;
+    // a schedule broken by hand: the leader records it and goes on
+    sqlx::raw_sql(
+        "INSERT INTO fetchq.schedules (name, cron, time_zone, queue, subject)
+         VALUES ('broken', '77 * * * *', 'UTC', 'cron', 'x')",
+    )
+    .execute(c.pool())
+    .await
+    .unwrap();
+
+    let runs = Arc::new(AtomicUsize::new(0));
+    let mut stops = vec![];
+    let mut tasks = vec![];
+    for _ in 0..3 {
+        let rt = runtime(&db).await.register(ticking(runs.clone()));
+        stops.push(rt.shutdown_token());
+        tasks.push(tokio::spawn(rt.run()));
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    for s in &stops {
+        s.cancel();
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+
+    let name = "cron.beat";
+    let (ticks, _collapsed, skipped) = schedule_row(&c, name).await;
+    assert!(
+        ticks >= 3,
+        "an every-second schedule fired {ticks} times in 5 s"
+    );
+    // each tick fired once: one log row per tick, no tick twice
+    let (logged, distinct): (i64, i64) =
+        sqlx::query_as("SELECT count(*), count(DISTINCT tick) FROM tick_log WHERE name = $1")
+            .bind(name)
+            .fetch_one(c.pool())
+            .await
+            .unwrap();
+    assert_eq!((logged, distinct), (ticks, ticks));
+    // each tick not skipped gave exactly one run of the document
+    let runs = runs.load(Ordering::SeqCst) as i64;
+    assert_eq!(runs, ticks - skipped, "ticks {ticks}, skipped {skipped}");
+    let iterations: i64 =
+        sqlx::query_scalar("SELECT iterations FROM fetchq_data.cron__docs WHERE subject = 'beat'")
+            .fetch_one(c.pool())
+            .await
+            .unwrap();
+    assert_eq!(iterations, runs);
+    let broken = c.schedule_list().await.unwrap();
+    let broken = broken.iter().find(|s| s.name == "broken").unwrap();
+    assert!(broken.last_error.as_deref().unwrap().contains("77 * * * *"));
+    assert_eq!(broken.ticks, 0);
+
+    // nobody runs for 3.5 s: the missed ticks fire once when a runtime is back
+    let (before, collapsed_before, _) = schedule_row(&c, name).await;
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let runs2 = Arc::new(AtomicUsize::new(0));
+    let rt = runtime(&db).await.register(ticking(runs2.clone()));
+    let stop = rt.shutdown_token();
+    let task = tokio::spawn(rt.run());
+    let c2 = c.clone();
+    eventually(
+        Duration::from_secs(10),
+        "the first tick after the gap",
+        || {
+            let c = c2.clone();
+            async move { schedule_row(&c, "cron.beat").await.0 > before }
+        },
+    )
+    .await;
+    stop.cancel();
+    task.await.unwrap().unwrap();
+    let (after, collapsed_after, _) = schedule_row(&c, name).await;
+    // still one log row per tick, none twice, across the restart
+    let (logged, distinct): (i64, i64) =
+        sqlx::query_as("SELECT count(*), count(DISTINCT tick) FROM tick_log WHERE name = $1")
+            .bind(name)
+            .fetch_one(c.pool())
+            .await
+            .unwrap();
+    assert_eq!((logged, distinct), (after, after));
+    assert!(after > before);
+    assert!(
+        collapsed_after - collapsed_before >= 2,
+        "3.5 s missed on an every-second schedule: {} collapsed",
+        collapsed_after - collapsed_before
+    );
+}
+
+#[tokio::test]
+async fn runtime_schedule_sets_the_schedule_and_fires_its_payload() {
+    let db = TestDb::new().await;
+    let c = db.client.clone();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<(String, Value)>::new()));
+    let s2 = seen.clone();
+    let h = handler(HandlerOptions::new("reports"), move |doc, _ctx| {
+        let seen = s2.clone();
+        Box::pin(async move {
+            seen.lock().unwrap().push((doc.subject, doc.payload));
+            Ok(Outcome::complete())
+        })
+    });
+    let rt = runtime(&db)
+        .await
+        .schedule(
+            CronSchedule::new("every-second", "* * * * * *")
+                .queue("reports")
+                .subject("report")
+                .payload(json!({"kind": "full"})),
+        )
+        .schedule(
+            CronSchedule::new("nightly", "30 2 * * *")
+                .tz("Europe/Stockholm")
+                .queue("reports"),
+        )
+        .register(h);
+    let stop = rt.shutdown_token();
+    let task = tokio::spawn(rt.run());
+    let s3 = seen.clone();
+    eventually(Duration::from_secs(10), "a scheduled run", || {
+        let seen = s3.clone();
+        async move { !seen.lock().unwrap().is_empty() }
+    })
+    .await;
+    stop.cancel();
+    task.await.unwrap().unwrap();
+    let first = seen.lock().unwrap()[0].clone();
+    assert_eq!(first, ("report".to_owned(), json!({"kind": "full"})));
+    let list = c.schedule_list().await.unwrap();
+    let nightly = list.iter().find(|s| s.name == "nightly").unwrap();
+    // planned by the leader, at 02:30 in Stockholm
+    let local: String = sqlx::query_scalar(
+        "SELECT to_char(next_tick_at AT TIME ZONE 'Europe/Stockholm', 'HH24:MI') FROM fetchq.schedules WHERE name = 'nightly'",
+    )
+    .fetch_one(c.pool())
+    .await
+    .unwrap();
+    assert!(nightly.next_tick_at.is_some());
+    assert_eq!(local, "02:30");
+}
+
+#[tokio::test]
+async fn invalid_schedules_are_configuration_errors() {
+    let db = TestDb::new().await;
+    let noop = || {
+        handler(HandlerOptions::new("q"), |_d, _c| {
+            Box::pin(async { Ok(Outcome::complete()) })
+        })
+    };
+    let cases: Vec<(Runtime, &str)> = vec![
+        (
+            runtime(&db)
+                .await
+                .schedule(CronSchedule::new("a", "61 * * * *").queue("q"))
+                .register(noop()),
+            "61 * * * *",
+        ),
+        (
+            runtime(&db)
+                .await
+                .schedule(
+                    CronSchedule::new("a", "@daily")
+                        .tz("Europe/Atlantis")
+                        .queue("q"),
+                )
+                .register(noop()),
+            "Europe/Atlantis",
+        ),
+        (
+            runtime(&db)
+                .await
+                .schedule(CronSchedule::new("a", "@daily"))
+                .register(noop()),
+            "queue",
+        ),
+        (
+            runtime(&db).await.register(handler(
+                HandlerOptions::new("q").cron("* * * *"),
+                |_d, _c| Box::pin(async { Ok(Outcome::complete()) }),
+            )),
+            "5 fields",
+        ),
+        (
+            runtime(&db)
+                .await
+                .register(handler(HandlerOptions::new("q").tz("UTC"), |_d, _c| {
+                    Box::pin(async { Ok(Outcome::complete()) })
+                })),
+            "without cron",
+        ),
+    ];
+    for (rt, needle) in cases {
+        match rt.run().await {
+            Err(WorkerError::Config(m)) => assert!(m.contains(needle), "{m:?} lacks {needle:?}"),
+            other => panic!("expected a config error with {needle:?}, got {other:?}"),
+        }
+    }
+    // nothing was stored
+    db.client.migrate().await.unwrap();
+    assert!(db.client.schedule_list().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_schedule_of_a_missing_queue_fails_the_start_without_create_queues() {
+    let db = TestDb::new().await;
+    let rt = runtime(&db)
+        .await
+        .create_queues(false)
+        .schedule(CronSchedule::new("a", "@daily").queue("ghost"))
+        .register(handler(HandlerOptions::new("ghost"), |_d, _c| {
+            Box::pin(async { Ok(Outcome::complete()) })
+        }));
+    match rt.run().await {
+        Err(WorkerError::Database(fetchq_core::Error::QueueNotFound { .. })) => {}
+        other => panic!("expected QueueNotFound, got {other:?}"),
+    }
+}

@@ -439,14 +439,14 @@ impl Client {
             per_queue!("pick")
         };
         let statement = statement(template, queue).replace("{limit}", &want.to_string());
-        Ok(sqlx::query(&statement)
+        sqlx::query(&statement)
             .bind(queue)
             .bind(options.version)
             .bind(options.lease)
             .bind(next_due)
             .fetch_all(self.pool())
             .await
-            .map_err(|e| queue_error(e, queue))?)
+            .map_err(|e| queue_error(e, queue))
     }
 
     /// A pick through `fetchq.doc_pick` (a queue with key concurrency).

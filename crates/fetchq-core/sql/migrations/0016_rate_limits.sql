@@ -98,6 +98,9 @@ DECLARE
     tbl text := fetchq.queue_table(queue, 'docs');
     token uuid := gen_random_uuid();
     slots integer[];
+    -- the pick's own time, not its transaction's start: a pick inside an
+    -- old transaction must not stamp its slot in the past
+    picked_at timestamptz := clock_timestamp();
     allowed integer := pick_limit;
     n bigint;
 BEGIN
@@ -124,7 +127,7 @@ BEGIN
     IF q.rate_limit IS NOT NULL THEN
         SELECT array_agg(f.slot ORDER BY f.used_at) INTO slots
         FROM (SELECT s.slot, s.used_at FROM fetchq.rate_slots AS s
-              WHERE s.queue = queue AND s.used_at <= now() - q.rate_per
+              WHERE s.queue = queue AND s.used_at <= picked_at - q.rate_per
               ORDER BY s.used_at LIMIT pick_limit FOR UPDATE SKIP LOCKED) AS f;
         allowed := coalesce(cardinality(slots), 0);
         IF allowed = 0 THEN
@@ -151,7 +154,7 @@ BEGIN
     IF n > 0 THEN
         PERFORM fetchq.metric_write(queue, ARRAY['pkd', 'act', 'pnd'], ARRAY[n, n, -n]);
         IF slots IS NOT NULL THEN
-            UPDATE fetchq.rate_slots AS s SET used_at = now()
+            UPDATE fetchq.rate_slots AS s SET used_at = picked_at
             WHERE s.queue = queue AND s.slot = ANY (slots[1:n]);
         END IF;
     END IF;

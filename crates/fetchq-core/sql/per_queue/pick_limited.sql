@@ -81,7 +81,10 @@ SELECT c.promoted, l.subject::text, l.payload, l.version, l.priority, l.attempts
        END AS next_due_in,
        CASE WHEN (SELECT h.limited FROM short AS h) THEN
            -- the oldest slot this pick did not use, or one it used (now)
-           (SELECT extract(epoch FROM least(min(s.used_at), now())
+           -- a slot old enough but not taken here is held by a pick in
+           -- progress elsewhere: it counts as used now
+           (SELECT extract(epoch FROM least(min(CASE WHEN s.used_at <= now() - (SELECT a.rate_per FROM active AS a)
+                                                     THEN now() ELSE s.used_at END), now())
                                       + (SELECT a.rate_per FROM active AS a) - clock_timestamp())::float8
             FROM fetchq.rate_slots AS s
             WHERE s.queue = $1::text AND s.slot <> ALL (ARRAY(SELECT u.slot FROM used AS u)))

@@ -149,29 +149,28 @@ async fn full_keys_are_skipped_without_reading_their_documents() {
         20
     );
 
-    // index entries and heap rows read from the table, by every scan
-    let read = "SELECT (SELECT coalesce(sum(idx_tup_read), 0) FROM pg_stat_user_indexes WHERE relname = 'big__docs') \
-                     + (SELECT coalesce(sum(seq_tup_read), 0) FROM pg_stat_user_tables WHERE relname = 'big__docs')";
+    // index entries and heap rows read from the table by this transaction's
+    // scans (pg_stat_get_xact_tuples_returned: exact, where the cumulative views also showed,
+    // late, the 300,000 rows read by the setup's CREATE INDEX, flushed by
+    // other connections up to a second later: the test failed 1 run in 4)
+    let read = "SELECT (SELECT coalesce(sum(pg_stat_get_xact_tuples_returned(i.indexrelid)), 0) FROM pg_index AS i \
+                        WHERE i.indrelid = 'fetchq_data.big__docs'::regclass) \
+                     + pg_stat_get_xact_tuples_returned('fetchq_data.big__docs'::regclass)";
+    let mut tx = db.pool.begin().await.unwrap();
     let before: i64 = sqlx::query_scalar(&format!("SELECT ({read})::bigint"))
-        .fetch_one(&db.pool)
+        .fetch_one(&mut *tx)
         .await
         .unwrap();
-    let mut conn = db.pool.acquire().await.unwrap();
     let rows = sqlx::query("SELECT * FROM fetchq.doc_pick('big', 0, 100, '1 minute')")
-        .fetch_all(&mut *conn)
+        .fetch_all(&mut *tx)
         .await
         .unwrap();
     assert!(rows.is_empty());
-    // the backend reports its statistics now, not when it goes idle later
-    sqlx::query("SELECT pg_stat_force_next_flush()")
-        .execute(&mut *conn)
-        .await
-        .unwrap();
-    drop(conn);
     let after: i64 = sqlx::query_scalar(&format!("SELECT ({read})::bigint"))
-        .fetch_one(&db.pool)
+        .fetch_one(&mut *tx)
         .await
         .unwrap();
+    tx.rollback().await.unwrap();
     eprintln!(
         "a pick over 10 full keys of 100,000 due documents read {} tuples",
         after - before
@@ -303,4 +302,48 @@ async fn a_pick_locks_at_most_32_keys() {
     // every key once, never twice
     assert_eq!(total, 200);
     assert!(active_per_key(&db, "wide").await.values().all(|n| *n == 1));
+}
+
+/// Review (defect): the random start of the key walk is `md5(random())`, a
+/// string of 0-9a-f, so keys that sort after every such string (host names:
+/// "host…", "www.…") are always walked from the smallest one. With 1,000 full
+/// keys first in key order, every pick visits exactly those and gives up
+/// (1,000 visited per pick): the open keys after them are never picked while
+/// the first ones stay full. Fails on schema 17 as merged (nothing leased);
+/// a per-connection cursor (resume the walk after the last key visited, kept
+/// with set_config) makes it pass, and needs a new migration: see the report.
+#[tokio::test]
+#[ignore = "defect: keyed picks never reach keys behind 1,000 full ones (hex random start)"]
+async fn open_keys_behind_a_thousand_full_ones_are_picked() {
+    let db = TestDb::new().await;
+    let c = &db.client;
+    c.queue_create("hosts").await.unwrap();
+    let docs: Vec<NewDoc> = (0..1_100)
+        .flat_map(|k| {
+            (0..2).map(move |i| NewDoc::new(format!("s{k:04}-{i}")).key(format!("host{k:04}")))
+        })
+        .collect();
+    for chunk in docs.chunks(1_000) {
+        c.push_many("hosts", chunk).await.unwrap();
+    }
+    c.queue_set_key_concurrency("hosts", Some(1)).await.unwrap();
+    // one document of each of host0000..host0999 is active (as a worker
+    // would have them): those keys are full, host1000..host1099 are open
+    sqlx::query(
+        "UPDATE fetchq_data.hosts__docs SET status = 2, lease_token = gen_random_uuid(),
+                next_iteration = now() + interval '1 hour', attempts = 1
+         WHERE key < 'host1000' AND subject LIKE '%-0'",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let opts = PickOptions::new().limit(1);
+    let mut picked = 0;
+    for _ in 0..20 {
+        picked += c.pick("hosts", &opts).await.unwrap().len();
+    }
+    assert!(
+        picked > 0,
+        "100 open keys with due documents, 20 picks of 1, nothing leased"
+    );
 }

@@ -463,27 +463,11 @@ impl Client {
             .bind(options.lease)
             .fetch_all(self.pool())
             .await?;
-        rows.iter()
-            .map(|row| {
-                let subject: String = row.try_get(0)?;
-                Ok(Document {
-                    lease: Lease {
-                        queue: queue.to_owned(),
-                        subject: subject.clone(),
-                        token: row.try_get(9)?,
-                        expires_at: row.try_get(8)?,
-                    },
-                    subject,
-                    payload: row.try_get(1)?,
-                    version: row.try_get(2)?,
-                    priority: row.try_get(3)?,
-                    attempts: row.try_get(4)?,
-                    iterations: row.try_get(5)?,
-                    created_at: row.try_get(6)?,
-                    last_iteration: row.try_get(7)?,
-                })
-            })
-            .collect()
+        let mut docs = Vec::with_capacity(rows.len());
+        for row in &rows {
+            docs.extend(Document::from_row(queue, row)?);
+        }
+        Ok(docs)
     }
 
     /// Plans the document's next run (the repetitive-task ending): pending if

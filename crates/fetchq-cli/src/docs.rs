@@ -262,6 +262,10 @@ fn print_doc(d: &DocState) {
         ("status", status_name(d.status).to_owned()),
         ("version", d.version.to_string()),
         ("priority", d.priority.to_string()),
+        (
+            "key",
+            d.key.as_deref().map(clean).unwrap_or_else(|| "-".into()),
+        ),
         ("attempts", d.attempts.to_string()),
         ("iterations", d.iterations.to_string()),
         ("next_iteration", time(&d.next_iteration)),

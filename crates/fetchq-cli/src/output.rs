@@ -89,6 +89,7 @@ pub(crate) fn doc_json(d: &DocState) -> Value {
         "created_at": d.created_at.to_rfc3339(),
         "last_iteration": d.last_iteration.map(|t| t.to_rfc3339()),
         "payload": d.payload,
+        "key": d.key,
     })
 }
 

@@ -311,6 +311,8 @@ pub struct DocState {
     pub last_iteration: Option<DateTime<Utc>>,
     /// Payload.
     pub payload: Value,
+    /// The document's key, for the queue's key concurrency (`None`: no key).
+    pub key: Option<String>,
 }
 
 /// What [`Client::upsert`] did.
@@ -584,7 +586,7 @@ impl Client {
         version: i32,
         priority: i32,
     ) -> Result<String> {
-        self.append_with(self.pool(), queue, payload, version, priority)
+        self.append_keyed_with(self.pool(), queue, payload, version, priority, None)
             .await
     }
 
@@ -609,12 +611,67 @@ impl Client {
         version: i32,
         priority: i32,
     ) -> Result<String> {
+        self.append_keyed_with(executor, queue, payload, version, priority, None)
+            .await
+    }
+
+    /// [`append`](Self::append) with a key for the queue's key concurrency
+    /// (`None`: no key), as [`NewDoc::key`] gives one to a push.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for an empty key, one over 255 characters or
+    /// with a NUL byte; otherwise as [`push`](Self::push).
+    ///
+    /// ```no_run
+    /// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+    /// let page = serde_json::json!({"url": "https://example.com/a"});
+    /// let subject = client.append_keyed("crawl", &page, 0, 0, Some("example.com")).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn append_keyed(
+        &self,
+        queue: &str,
+        payload: &Value,
+        version: i32,
+        priority: i32,
+        key: Option<&str>,
+    ) -> Result<String> {
+        self.append_keyed_with(self.pool(), queue, payload, version, priority, key)
+            .await
+    }
+
+    /// [`append_keyed`](Self::append_keyed) through any executor.
+    ///
+    /// # Errors
+    ///
+    /// As [`append_keyed`](Self::append_keyed).
+    ///
+    /// ```no_run
+    /// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+    /// let mut tx = client.pool().begin().await?;
+    /// let page = serde_json::json!({"url": "https://example.com/a"});
+    /// client.append_keyed_with(&mut *tx, "crawl", &page, 0, 0, Some("example.com")).await?;
+    /// tx.commit().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn append_keyed_with<'e, E: PgExecutor<'e>>(
+        &self,
+        executor: E,
+        queue: &str,
+        payload: &Value,
+        version: i32,
+        priority: i32,
+        key: Option<&str>,
+    ) -> Result<String> {
         check_queue(queue)?;
+        check_key(key)?;
         let row = sqlx::query(sql!("doc_append"))
             .bind(queue)
             .bind(payload)
             .bind(version)
             .bind(priority)
+            .bind(key)
             .fetch_one(executor)
             .await?;
         Ok(row.try_get(0)?)
@@ -706,7 +763,8 @@ impl Client {
 
 impl DocState {
     /// A row of `subject, version, priority, status, attempts, iterations,
-    /// next_iteration, created_at, last_iteration, payload` (doc_get, doc_list).
+    /// next_iteration, created_at, last_iteration, payload, key` (doc_get,
+    /// doc_list).
     pub(crate) fn from_row(row: &sqlx::postgres::PgRow) -> Result<Self> {
         let code: i32 = row.try_get(3)?;
         Ok(DocState {
@@ -722,6 +780,7 @@ impl DocState {
             created_at: row.try_get(7)?,
             last_iteration: row.try_get(8)?,
             payload: row.try_get(9)?,
+            key: row.try_get(10)?,
         })
     }
 }

@@ -61,6 +61,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!(16, "rate_limits", "0016_rate_limits.sql"),
     migration!(17, "key_concurrency", "0017_key_concurrency.sql"),
     migration!(18, "schedules", "0018_schedules.sql"),
+    migration!(19, "key_walk", "0019_key_walk.sql"),
 ];
 
 /// Key of the advisory lock that serializes concurrent migrations.

@@ -147,7 +147,7 @@ async fn key_concurrency_and_keys_over_rest() {
     for bad in [
         json!({"docs": [{"subject": "x", "key": ""}]}),
         json!({"docs": [{"subject": "x", "key": "k".repeat(256)}]}),
-        json!({"mode": "append", "docs": [{"key": "k"}]}),
+        json!({"mode": "append", "docs": [{"key": ""}]}),
     ] {
         let (st, body) = s
             .post("/api/v1/queues/crawl/docs", ADMIN, bad.clone())
@@ -173,4 +173,51 @@ async fn key_concurrency_and_keys_over_rest() {
         .post("/api/v1/queues/crawl/pick", WORK, json!({"limit": 10}))
         .await;
     assert_eq!(out["docs"].as_array().unwrap().len(), 1, "{out}");
+
+    // reads show the key; append takes one
+    let (st, doc) = s.get("/api/v1/queues/crawl/docs/a1", ADMIN).await;
+    assert_eq!(
+        (st, doc["key"].as_str()),
+        (StatusCode::OK, Some("a.example")),
+        "{doc}"
+    );
+    let (_, doc) = s.get("/api/v1/queues/crawl/docs/free", ADMIN).await;
+    assert_eq!(doc["key"], Value::Null, "{doc}");
+    let (st, out) = s
+        .post(
+            "/api/v1/queues/crawl/docs",
+            ADMIN,
+            json!({"mode": "append", "docs": [{"key": "c.example"}, {}]}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{out}");
+    let subjects = out["subjects"].as_array().unwrap();
+    let (_, doc) = s
+        .get(
+            &format!(
+                "/api/v1/queues/crawl/docs/{}",
+                subjects[0].as_str().unwrap()
+            ),
+            ADMIN,
+        )
+        .await;
+    assert_eq!(doc["key"].as_str(), Some("c.example"), "{doc}");
+    let (_, doc) = s
+        .get(
+            &format!(
+                "/api/v1/queues/crawl/docs/{}",
+                subjects[1].as_str().unwrap()
+            ),
+            ADMIN,
+        )
+        .await;
+    assert_eq!(doc["key"], Value::Null, "{doc}");
+    let (_, page) = s.get("/api/v1/queues/crawl/docs?limit=10", ADMIN).await;
+    let keyed = page["docs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["key"].is_string())
+        .count();
+    assert_eq!(keyed, 4, "{page}");
 }

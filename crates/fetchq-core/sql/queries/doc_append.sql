@@ -1,1 +1,1 @@
-SELECT subject::text FROM fetchq.doc_append($1, $2, $3, $4)
+SELECT subject::text FROM fetchq.doc_append($1, $2, $3, $4, $5)

@@ -1,3 +1,3 @@
 SELECT subject::text, version, priority, status, attempts, iterations,
-       next_iteration, created_at, last_iteration, payload
+       next_iteration, created_at, last_iteration, payload, key::text
 FROM fetchq.doc_get($1, $2)

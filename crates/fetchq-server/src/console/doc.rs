@@ -111,6 +111,7 @@ fn fields(doc: &DocState) -> Markup {
             tr { th { "Lease" } td #lease { (lease(doc)) } }
             tr { th { "Version" } td { (doc.version) } }
             tr { th { "Priority" } td { (doc.priority) } }
+            tr { th { "Key" } td #key { @match &doc.key { Some(k) => (k), None => span.muted { "none" } } } }
             tr { th { "Attempts" } td { (doc.attempts) } }
             tr { th { "Iterations" } td { (doc.iterations) } }
             tr { th { @if doc.status == Status::Active { "Lease expiry" } @else { "Next iteration" } } td { (when(doc.next_iteration, now)) } }

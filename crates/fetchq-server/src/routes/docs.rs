@@ -125,11 +125,6 @@ fn to_new_doc(doc: &DocIn, mode: Mode) -> Result<Checked, ApiError> {
         .at(when)
         .payload(payload.clone());
     if let Some(key) = &doc.key {
-        if mode == Mode::Append {
-            return Err(ApiError::bad_request(
-                "a key is set at push or upsert: append does not take one yet",
-            ));
-        }
         let chars = key.chars().count();
         if chars == 0 || chars > 255 || key.contains('\0') {
             return Err(ApiError::bad_request(
@@ -205,7 +200,14 @@ pub async fn add(
             let mut subjects = Vec::with_capacity(docs.len());
             for (i, d) in docs.iter().enumerate() {
                 let subject = c
-                    .append_with(&mut *tx, &queue, &d.payload, d.version, d.priority)
+                    .append_keyed_with(
+                        &mut *tx,
+                        &queue,
+                        &d.payload,
+                        d.version,
+                        d.priority,
+                        d.doc.get_key(),
+                    )
                     .await
                     .map_err(|e| ApiError::from(e).at(&format!("docs[{i}]")))?;
                 subjects.push(subject);
@@ -246,6 +248,8 @@ pub struct DocView {
     /// JSON payload.
     #[schema(value_type = Object)]
     pub payload: Value,
+    /// Concurrency key, if any.
+    pub key: Option<String>,
 }
 
 impl From<DocState> for DocView {
@@ -264,6 +268,7 @@ impl From<DocState> for DocView {
             leased,
             lease_expires_at: leased.then_some(d.next_iteration),
             payload: d.payload,
+            key: d.key,
         }
     }
 }

@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 use sqlx::{Connection, PgConnection, PgPool, Row};
 use tokio::sync::mpsc;
 
+use crate::binary_out::{DOC_BIN_KINDS, binary_docs_to_json};
 use crate::error::{Error, Result};
 use crate::format::{
     Counts, DOC_COLUMNS, FORMAT_NAME, FORMAT_VERSION, Header, LOG_COLUMNS, METRIC_COLUMNS,
@@ -25,8 +26,8 @@ enum Msg {
     Line(Vec<u8>),
     /// COPY text-format rows of one JSON value each, each ending in a newline.
     CopyRows(Bytes),
-    /// Plain COPY text-format rows of the documents table, each ending in a
-    /// newline: each becomes a document line.
+    /// Whole CopyData messages of a binary COPY of the documents table
+    /// (`DOC_COLUMNS`): each row becomes a document line.
     DocRows(Bytes),
     /// Everything was sent: write the trailer. Without it the writer fails
     /// and the output has no trailer, so it can never be restored.
@@ -47,7 +48,9 @@ enum Encoder<W: Write> {
 impl<W: Write> Encoder<W> {
     fn new(out: W, compression: Compression) -> std::io::Result<Self> {
         Ok(match compression {
-            Compression::Zstd => Encoder::Zstd(zstd::Encoder::new(out, 3)?),
+            // level 1: in the backup bench, faster than 3 and a smaller file
+            // of document lines too (1M documents: 3.8 MB against 4.2 MB)
+            Compression::Zstd => Encoder::Zstd(zstd::Encoder::new(out, 1)?),
             Compression::Gzip => Encoder::Gzip(flate2::write::GzEncoder::new(
                 out,
                 flate2::Compression::fast(),
@@ -109,16 +112,14 @@ fn write_stream<W: Write>(
                 }
             }
             Msg::DocRows(data) => {
-                for line in data.split_inclusive(|&b| b == b'\n') {
-                    let body = line.strip_suffix(b"\n").unwrap_or(line);
-                    if !copy_doc_to_json(body, &mut buf, &mut field) {
-                        return Err(Error::Corrupt(
-                            "the database sent a document row of unexpected columns".into(),
-                        ));
-                    }
-                    buf.push(b'\n');
-                    rows += 1;
-                }
+                rows += binary_docs_to_json(&data, &DOC_BIN_KINDS, &mut buf, &mut field).map_err(
+                    |e| {
+                        Error::Corrupt(format!(
+                            "the database sent a document row that cannot be read: {}",
+                            e.0
+                        ))
+                    },
+                )?;
             }
         }
         hasher.update(&buf);

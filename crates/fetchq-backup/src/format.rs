@@ -215,7 +215,7 @@ const DOC_KINDS: [DocCol; 11] = [
 ];
 
 /// Writes `text` as a JSON string the way PostgreSQL's `escape_json` does.
-fn json_string(text: &[u8], out: &mut Vec<u8>) {
+pub(crate) fn json_string(text: &[u8], out: &mut Vec<u8>) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push(b'"');
     let mut start = 0;
@@ -249,7 +249,7 @@ fn json_string(text: &[u8], out: &mut Vec<u8>) {
 /// Writes a timestamptz in PostgreSQL's ISO output (`2026-01-02 03:04:05.6+00`,
 /// the session in UTC) as the JSON string `json_build_array` gives
 /// (`"2026-01-02T03:04:05.6+00:00"`); `infinity` and the like stay as they are.
-fn json_timestamp(text: &[u8], out: &mut Vec<u8>) {
+pub(crate) fn json_timestamp(text: &[u8], out: &mut Vec<u8>) {
     out.push(b'"');
     match text.iter().position(|&b| b == b' ') {
         Some(space)

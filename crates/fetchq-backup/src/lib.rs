@@ -31,6 +31,7 @@
 //! ```
 
 mod binary;
+mod binary_out;
 mod dump;
 mod error;
 pub mod format;

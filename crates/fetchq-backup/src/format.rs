@@ -1,17 +1,32 @@
-//! The dump file format, version 1: JSON lines, compressed as a whole.
+//! The dump file format, version 2: JSON lines, compressed as a whole.
 //!
 //! ```text
-//! {"format":"fetchq-dump","format_version":1,...}      header (one line)
-//! {"section":"docs","queue":"mails","rows":2}          a section marker
-//! ["a@x",0,0,1,0,0,"2026-...","2026-...",null,null,{}] one document per line
-//! ["b@x",...]
-//! {"section":"logs","queue":"mails","rows":0}          (with --include logs)
-//! {"end":"fetchq-dump","rows":2,"sha256":"..."}        trailer (last line)
+//! {"format":"fetchq-dump","format_version":2,...}           header (one line)
+//! {"section":"docs","queue":"mails","rows":2}               a section marker
+//! ["a@x",0,0,1,0,0,"2026-...","2026-...",null,null,{},"k1"] one document per line
+//! ["b@x",...,null]
+//! {"section":"logs","queue":"mails","rows":0}               (with --include logs)
+//! {"end":"fetchq-dump","rows":2,"sha256":"..."}             trailer (last line)
 //! ```
 //!
 //! The trailer's `sha256` covers every byte of the uncompressed stream before
 //! the trailer line. Data lines are JSON arrays in the column order the header
 //! lists (`doc_columns`, `log_columns`, `metric_columns`).
+//!
+//! Version 2 (schema 17 and 18) adds, to version 1:
+//!
+//! * a 12th, last document column, `key`: the document's concurrency key, a
+//!   string of 1 to 255 characters or `null`. A dump of a database whose
+//!   documents have no key column (schema 16 or older) writes `null`.
+//! * `schedules` in each queue's header entry: the cron schedules whose
+//!   target is that queue ([`ScheduleEntry`]: name, cron, time zone and the
+//!   document they fire; not their next tick or tick counters, which are the
+//!   old database's state). Empty for a database without schedules (schema
+//!   17 or older). They are in the header so a restore checks them (and
+//!   their name conflicts) before it writes anything.
+//!
+//! A restore reads version 1 files too: their documents have 11 columns and
+//! come back without a key, and they hold no schedules.
 
 use std::collections::BTreeMap;
 
@@ -21,11 +36,18 @@ use serde::{Deserialize, Serialize};
 /// The `format` field of every dump header.
 pub const FORMAT_NAME: &str = "fetchq-dump";
 
-/// The format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format version this build writes (and the newest it reads).
+pub const FORMAT_VERSION: u32 = 2;
 
-/// Columns of a document line, in order.
-pub const DOC_COLUMNS: [&str; 11] = [
+/// The oldest format version this build reads.
+pub const MIN_FORMAT_VERSION: u32 = 1;
+
+/// The longest document key, in characters (the `key varchar(255)` column).
+pub const MAX_KEY_CHARS: usize = 255;
+
+/// Columns of a document line, in order (version 2; version 1 has all but the
+/// last, `key`).
+pub const DOC_COLUMNS: [&str; 12] = [
     "subject",
     "version",
     "priority",
@@ -37,7 +59,24 @@ pub const DOC_COLUMNS: [&str; 11] = [
     "last_iteration",
     "lease_token",
     "payload",
+    "key",
 ];
+
+/// How many columns a document line of format `version` has (`None`: a
+/// version this build does not read).
+///
+/// ```
+/// assert_eq!(fetchq_backup::format::doc_columns_of(1), Some(11));
+/// assert_eq!(fetchq_backup::format::doc_columns_of(2), Some(12));
+/// assert_eq!(fetchq_backup::format::doc_columns_of(3), None);
+/// ```
+pub fn doc_columns_of(version: u32) -> Option<usize> {
+    match version {
+        1 => Some(DOC_COLUMNS.len() - 1),
+        2 => Some(DOC_COLUMNS.len()),
+        _ => None,
+    }
+}
 
 /// Columns of an error log line, in order.
 pub const LOG_COLUMNS: [&str; 6] = [
@@ -107,6 +146,32 @@ pub struct QueueHeader {
     pub logs: Option<i64>,
     /// Metric snapshot lines in the file (None: metrics not included).
     pub metrics: Option<i64>,
+    /// The cron schedules whose target is this queue, by name (format
+    /// version 2; empty in a version 1 file or a dump of schema 17 or older).
+    #[serde(default)]
+    pub schedules: Vec<ScheduleEntry>,
+}
+
+/// A cron schedule of a dump: what `fetchq.schedule_set` takes, without its
+/// queue (the queue whose header entry holds it). Its next tick and tick
+/// counters are not dumped: a restored schedule fires from its first tick
+/// after the restore.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScheduleEntry {
+    /// The schedule's name (unique in a database).
+    pub name: String,
+    /// The cron expression.
+    pub cron: String,
+    /// The time zone it is read in.
+    pub time_zone: String,
+    /// The subject of the document it fires.
+    pub subject: String,
+    /// The document's payload.
+    pub payload: serde_json::Value,
+    /// The document's version when a tick pushes it.
+    pub version: i32,
+    /// The document's priority.
+    pub priority: i32,
 }
 
 /// Documents by status.
@@ -200,7 +265,7 @@ enum DocCol {
 }
 
 /// The kinds of [`DOC_COLUMNS`], in order.
-const DOC_KINDS: [DocCol; 11] = [
+const DOC_KINDS: [DocCol; 12] = [
     DocCol::Text,
     DocCol::Number,
     DocCol::Number,
@@ -212,6 +277,7 @@ const DOC_KINDS: [DocCol; 11] = [
     DocCol::Timestamp,
     DocCol::Text,
     DocCol::Json,
+    DocCol::Text,
 ];
 
 /// Writes `text` as a JSON string the way PostgreSQL's `escape_json` does.
@@ -282,18 +348,34 @@ fn json_timestamp(text: &[u8], out: &mut Vec<u8>) {
 
 /// Turns one plain COPY text row of the documents table (its [`DOC_COLUMNS`],
 /// without the newline) into a document line (a JSON array, no newline).
-/// Returns false when the row does not have the document's columns.
-pub(crate) fn copy_doc_to_json(row: &[u8], out: &mut Vec<u8>, field: &mut Vec<u8>) -> bool {
+/// `has_key`: the row has the `key` column; without it (a documents table of
+/// schema 16 or older) the line's key is `null`. Returns false when the row
+/// does not have the document's columns.
+pub(crate) fn copy_doc_to_json(
+    row: &[u8],
+    out: &mut Vec<u8>,
+    field: &mut Vec<u8>,
+    has_key: bool,
+) -> bool {
     out.push(b'[');
     let mut cols = row.split(|&b| b == b'\t');
+    let in_row = if has_key {
+        DOC_KINDS.len()
+    } else {
+        DOC_KINDS.len() - 1
+    };
     for (i, kind) in DOC_KINDS.iter().enumerate() {
-        let Some(col) = cols.next() else {
-            return false;
-        };
         if i > 0 {
             // the separator json_build_array writes: the lines stay as before
             out.extend_from_slice(b", ");
         }
+        if i >= in_row {
+            out.extend_from_slice(b"null");
+            continue;
+        }
+        let Some(col) = cols.next() else {
+            return false;
+        };
         if col == b"\\N" {
             out.extend_from_slice(b"null");
             continue;
@@ -350,5 +432,60 @@ mod tests {
         let mut back = Vec::new();
         copy_unescape(&esc, &mut back);
         assert_eq!(back, text);
+    }
+
+    /// A COPY text row of the documents table with this key column (`None`:
+    /// the row of a table without the column).
+    fn copy_row(key: Option<&[u8]>) -> Vec<u8> {
+        let mut row = b"s1\t0\t-2\t1\t0\t3\t2026-01-02 03:04:05.6+00\t2026-01-01 00:00:00+00\t\\N\t\\N\t{\"a\": 1}".to_vec();
+        if let Some(key) = key {
+            row.push(b'\t');
+            row.extend_from_slice(key);
+        }
+        row
+    }
+
+    fn to_json(row: &[u8], has_key: bool) -> Option<serde_json::Value> {
+        let (mut out, mut field) = (Vec::new(), Vec::new());
+        if !copy_doc_to_json(row, &mut out, &mut field, has_key) {
+            return None;
+        }
+        serde_json::from_slice(&out).ok()
+    }
+
+    #[test]
+    fn document_keys_from_copy_rows() {
+        let start = r#"["s1", 0, -2, 1, 0, 3, "2026-01-02T03:04:05.6+00:00", "2026-01-01T00:00:00+00:00", null, null, {"a": 1}"#;
+        // a NULL key, and a table without the column: null
+        for (row, has_key) in [(copy_row(Some(b"\\N")), true), (copy_row(None), false)] {
+            let (mut out, mut field) = (Vec::new(), Vec::new());
+            assert!(copy_doc_to_json(&row, &mut out, &mut field, has_key));
+            assert_eq!(String::from_utf8(out).ok(), Some(format!("{start}, null]")));
+        }
+        // quotes, backslashes, tabs, newlines, control bytes and non-ASCII
+        // text, as COPY escapes them
+        let key = "h\"o\\s\tt\n\u{1}é☃🦀";
+        let mut esc = Vec::new();
+        copy_escape(key.as_bytes(), &mut esc);
+        let line = to_json(&copy_row(Some(&esc)), true);
+        assert_eq!(line.as_ref().and_then(|l| l[11].as_str()), Some(key));
+        assert_eq!(line.as_ref().map(|l| l[0].clone()), Some("s1".into()));
+        let (mut out, mut field) = (Vec::new(), Vec::new());
+        copy_doc_to_json(&copy_row(Some(&esc)), &mut out, &mut field, true);
+        assert!(
+            String::from_utf8_lossy(&out).ends_with(r#", "h\"o\\s\tt\n\u0001é☃🦀"]"#),
+            "{}",
+            String::from_utf8_lossy(&out)
+        );
+        // the longest key: 255 characters (of several bytes each)
+        let long: String = "é".repeat(MAX_KEY_CHARS);
+        let line = to_json(&copy_row(Some(long.as_bytes())), true);
+        assert_eq!(line.as_ref().and_then(|l| l[11].as_str()), Some(long.as_str()));
+        // a row of too few or too many columns
+        assert_eq!(to_json(&copy_row(None), true), None);
+        let mut extra = copy_row(Some(b"k"));
+        extra.extend_from_slice(b"\tx");
+        assert_eq!(to_json(&extra, true), None);
+        assert_eq!(to_json(&copy_row(Some(b"k")), false), None);
     }
 }

@@ -41,7 +41,7 @@ use std::io::{Read, Write};
 use sqlx::PgPool;
 
 pub use error::{Error, Result};
-pub use format::{Counts, Header, QueueHeader, Section, SectionKind, Trailer};
+pub use format::{Counts, Header, QueueHeader, ScheduleEntry, Section, SectionKind, Trailer};
 
 impl From<std::io::Error> for Error {
     fn from(e: std::io::Error) -> Self {
@@ -238,6 +238,11 @@ pub struct RestoredQueue {
     pub logs: i64,
     /// Metric snapshots added.
     pub metrics: i64,
+    /// Cron schedules of the queue in the file.
+    pub schedules_in_file: i64,
+    /// Schedules created or replaced (the others existed and were kept,
+    /// under [`OnConflict::Skip`]).
+    pub schedules_written: i64,
 }
 
 /// Dumps queues to `out` and returns it (flushed) with a summary. The writing
@@ -279,8 +284,10 @@ pub async fn dump_into<W: Write + Send + 'static>(
 /// [`Error::NotADump`], [`Error::UnsupportedVersion`], [`Error::Truncated`],
 /// [`Error::ChecksumMismatch`], [`Error::Corrupt`], [`Error::Read`] for a bad
 /// file; [`Error::QueueExists`] under [`OnConflict::Fail`];
-/// [`Error::InvalidArgument`] for `--queue` with several queues. In every case
-/// the database is unchanged.
+/// [`Error::InvalidArgument`] for `--queue` with several queues;
+/// [`Error::ScheduleExists`] under [`OnConflict::Fail`] when a schedule of the
+/// file has the name of an existing one. In every case the database is
+/// unchanged.
 pub async fn restore<R: Read + Send + 'static>(
     pool: &PgPool,
     opts: &RestoreOptions,

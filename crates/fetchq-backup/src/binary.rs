@@ -420,7 +420,8 @@ mod tests {
         let null = keyed("null").unwrap_or_default();
         assert_eq!(&null[..2], &12i16.to_be_bytes());
         assert_eq!(&null[null.len() - 4..], &(-1i32).to_be_bytes());
-        let cols: Vec<&RawValue> = serde_json::from_str(&format!("{LINE}]")).unwrap_or_default();
+        let v1_line = format!("{LINE}]");
+        let cols: Vec<&RawValue> = serde_json::from_str(&v1_line).unwrap_or_default();
         let mut v1 = Vec::new();
         assert_eq!(doc_tuple(&cols, &mut v1), Ok(()));
         assert_eq!(v1, null);

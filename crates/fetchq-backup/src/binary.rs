@@ -442,7 +442,15 @@ mod tests {
         assert_eq!(&last_field(&tuple, len)[4..], long.as_bytes());
         // too long, empty, not a string, a bad escape: refused, nothing written
         let longer = format!("\"{}\"", "k".repeat(crate::format::MAX_KEY_CHARS + 1));
-        for bad in [longer.as_str(), r#""""#, "7", "true", "[\"k\"]", "{}", r#""\ud800""#] {
+        for bad in [
+            longer.as_str(),
+            r#""""#,
+            "7",
+            "true",
+            "[\"k\"]",
+            "{}",
+            r#""\ud800""#,
+        ] {
             assert_eq!(keyed(bad), Err(Invalid), "{bad}");
         }
         // a line of 10 or 13 columns

@@ -22,9 +22,7 @@ pub enum Error {
     #[error("not a fetchq dump: {0}")]
     NotADump(String),
     /// A fetchq dump of a format version this build does not read.
-    #[error(
-        "unsupported dump format version {found} (this build reads versions 1 to {supported})"
-    )]
+    #[error("unsupported dump format version {found} (this build reads versions 1 to {supported})")]
     UnsupportedVersion {
         /// Version in the file.
         found: u32,

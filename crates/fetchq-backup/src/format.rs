@@ -480,7 +480,10 @@ mod tests {
         // the longest key: 255 characters (of several bytes each)
         let long: String = "é".repeat(MAX_KEY_CHARS);
         let line = to_json(&copy_row(Some(long.as_bytes())), true);
-        assert_eq!(line.as_ref().and_then(|l| l[11].as_str()), Some(long.as_str()));
+        assert_eq!(
+            line.as_ref().and_then(|l| l[11].as_str()),
+            Some(long.as_str())
+        );
         // a row of too few or too many columns
         assert_eq!(to_json(&copy_row(None), true), None);
         let mut extra = copy_row(Some(b"k"));

@@ -11,8 +11,8 @@ use tokio::sync::mpsc;
 
 use crate::error::{Error, Result};
 use crate::format::{
-    DOC_COLUMNS, FORMAT_NAME, FORMAT_VERSION, Header, MAX_KEY_CHARS, Section, SectionKind,
-    Trailer, copy_escape, doc_columns_of, hex,
+    DOC_COLUMNS, FORMAT_NAME, FORMAT_VERSION, Header, MAX_KEY_CHARS, Section, SectionKind, Trailer,
+    copy_escape, doc_columns_of, hex,
 };
 use crate::{OnConflict, RestoreOptions, RestoreSummary, RestoredQueue};
 
@@ -179,7 +179,12 @@ fn read_stream(input: impl Read + 'static, tx: &mpsc::Sender<In>) -> Result<()> 
     let header: Header =
         serde_json::from_value(value).map_err(|e| Error::Corrupt(format!("bad header: {e}")))?;
     // the document lines' columns are those of the version, in its order
-    if header.doc_columns.iter().map(String::as_str).ne(DOC_COLUMNS[..doc_columns].iter().copied()) {
+    if header
+        .doc_columns
+        .iter()
+        .map(String::as_str)
+        .ne(DOC_COLUMNS[..doc_columns].iter().copied())
+    {
         return Err(Error::Corrupt(format!(
             "the header's document columns {:?} are not those of format version {version}",
             header.doc_columns

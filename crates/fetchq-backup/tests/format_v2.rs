@@ -54,9 +54,13 @@ fn reseal(text: &[u8]) -> Vec<u8> {
 /// it: no key column, no schedules.
 fn to_version_1(text: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
+    let mut in_docs = false;
     for line in text.split_inclusive(|&b| b == b'\n') {
         let body = line.strip_suffix(b"\n").unwrap();
-        if body.starts_with(b"[") {
+        if body.starts_with(br#"{"section""#) {
+            in_docs = body.starts_with(br#"{"section":"docs""#);
+        }
+        if body.starts_with(b"[") && in_docs {
             let mut cols: Vec<serde_json::Value> = serde_json::from_slice(body).unwrap();
             assert_eq!(cols.len(), 12);
             cols.pop();
@@ -89,7 +93,10 @@ async fn database_at(db: &TestDb, version: i32) -> PgPool {
     .execute(&pool)
     .await
     .unwrap();
-    for m in fetchq_core::MIGRATIONS.iter().filter(|m| m.version <= version) {
+    for m in fetchq_core::MIGRATIONS
+        .iter()
+        .filter(|m| m.version <= version)
+    {
         sqlx::raw_sql(m.sql).execute(&pool).await.unwrap();
         sqlx::query("INSERT INTO fetchq.migrations (version, name, checksum) VALUES ($1, $2, $3)")
             .bind(m.version)
@@ -131,7 +138,10 @@ async fn a_version_1_file_restores_with_null_keys() {
     assert!(src.iter().filter(|(_, k)| k.is_some()).count() > 150);
     let copy = keys(&db.pool, "copy").await;
     assert_eq!(copy.len(), 300);
-    assert!(copy.iter().all(|(_, k)| k.is_none()), "a v1 file has no key");
+    assert!(
+        copy.iter().all(|(_, k)| k.is_none()),
+        "a v1 file has no key"
+    );
     // the other columns are the file's
     let same = |q: &str| {
         format!(
@@ -173,7 +183,10 @@ async fn a_version_1_file_restores_with_null_keys() {
         &RestoreOptions::default().rename("copy9"),
     )
     .await;
-    assert!(matches!(&err, Error::Corrupt(m) if m.contains("format version 1")), "{err}");
+    assert!(
+        matches!(&err, Error::Corrupt(m) if m.contains("format version 1")),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -193,10 +206,12 @@ async fn dumps_of_schema_16_and_17_databases() {
         .await
         .unwrap();
         if version >= 17 {
-            sqlx::query("UPDATE fetchq_data.old__docs SET key = 'k' || (right(subject, 1)::int % 3)")
-                .execute(&old)
-                .await
-                .unwrap();
+            sqlx::query(
+                "UPDATE fetchq_data.old__docs SET key = 'k' || (right(subject, 1)::int % 3)",
+            )
+            .execute(&old)
+            .await
+            .unwrap();
         }
         let (file, summary) = fetchq_backup::dump_into(&old, &plain(&["old"]), Vec::new())
             .await
@@ -298,8 +313,22 @@ async fn schedules_round_trip_with_a_rename_and_fire_from_their_next_tick() {
     for s in &list {
         let want = schedule(&s.name, &s.cron, "copy");
         assert_eq!(
-            (&s.queue, &s.subject, &s.payload, s.version, s.priority, s.time_zone.as_str()),
-            (&want.queue, &want.subject, &want.payload, 1, 4, "Europe/Stockholm")
+            (
+                &s.queue,
+                &s.subject,
+                &s.payload,
+                s.version,
+                s.priority,
+                s.time_zone.as_str()
+            ),
+            (
+                &want.queue,
+                &want.subject,
+                &want.payload,
+                1,
+                4,
+                "Europe/Stockholm"
+            )
         );
         assert_eq!((s.ticks, s.last_tick_at, s.next_tick_at), (0, None, None));
     }
@@ -353,8 +382,16 @@ async fn schedule_name_conflicts_follow_on_conflict() {
     };
 
     // fail: the clash is refused before anything is written
-    let err = refused(&db.pool, file.clone(), &RestoreOptions::default().rename("copy")).await;
-    assert!(matches!(&err, Error::ScheduleExists(n) if n == "nightly"), "{err}");
+    let err = refused(
+        &db.pool,
+        file.clone(),
+        &RestoreOptions::default().rename("copy"),
+    )
+    .await;
+    assert!(
+        matches!(&err, Error::ScheduleExists(n) if n == "nightly"),
+        "{err}"
+    );
     // a queue that exists is reported first
     let err = refused(&db.pool, file.clone(), &RestoreOptions::default()).await;
     assert!(matches!(&err, Error::QueueExists(q) if q == "src"), "{err}");
@@ -374,7 +411,10 @@ async fn schedule_name_conflicts_follow_on_conflict() {
         (2, 1)
     );
     let nightly = get("nightly").await.unwrap();
-    assert_eq!((nightly.cron.as_str(), nightly.queue.as_str()), ("30 4 * * *", "src"));
+    assert_eq!(
+        (nightly.cron.as_str(), nightly.queue.as_str()),
+        ("30 4 * * *", "src")
+    );
     assert_eq!(nightly.payload, serde_json::json!({"live": true}));
     assert_eq!(get("hourly").await.unwrap().queue, "copy");
 
@@ -390,7 +430,10 @@ async fn schedule_name_conflicts_follow_on_conflict() {
     .unwrap();
     assert_eq!(s.queues[0].schedules_written, 2);
     let nightly = get("nightly").await.unwrap();
-    assert_eq!((nightly.cron.as_str(), nightly.queue.as_str()), ("0 3 * * *", "copy2"));
+    assert_eq!(
+        (nightly.cron.as_str(), nightly.queue.as_str()),
+        ("0 3 * * *", "copy2")
+    );
     assert_eq!(nightly.payload, schedule("nightly", "", "").payload);
     // a changed cron is planned anew
     assert_eq!(nightly.next_tick_at, None);
@@ -406,7 +449,10 @@ async fn schedule_name_conflicts_follow_on_conflict() {
         &RestoreOptions::default().rename("copy3"),
     )
     .await;
-    assert!(matches!(&err, Error::Corrupt(m) if m.contains("invalid schedule")), "{err}");
+    assert!(
+        matches!(&err, Error::Corrupt(m) if m.contains("invalid schedule")),
+        "{err}"
+    );
     // the same name twice
     let twice = text.replacen("\"name\":\"hourly\"", "\"name\":\"nightly\"", 1);
     let err = refused(
@@ -417,5 +463,8 @@ async fn schedule_name_conflicts_follow_on_conflict() {
             .on_conflict(OnConflict::Replace),
     )
     .await;
-    assert!(matches!(&err, Error::Corrupt(m) if m.contains("twice")), "{err}");
+    assert!(
+        matches!(&err, Error::Corrupt(m) if m.contains("twice")),
+        "{err}"
+    );
 }

@@ -5,9 +5,10 @@
 //! `REPEATABLE READ READ ONLY` transaction, so workers keep running) and
 //! streams it through `COPY`: memory stays flat whatever the queue's size. The
 //! file (see [`format`]) is JSON lines: a [`Header`] with the engine and schema
-//! versions and each queue's settings and counts, the documents, optionally
-//! the error logs and metric snapshots, and a trailer with the SHA-256 of
-//! everything before it; compressed with zstd (default), gzip or nothing.
+//! versions and each queue's settings, counts and cron schedules, the
+//! documents (with their keys), optionally the error logs and metric
+//! snapshots, and a trailer with the SHA-256 of everything before it;
+//! compressed with zstd (default), gzip or nothing.
 //!
 //! A restore recreates the queues with their settings and documents in one
 //! transaction that commits only once the whole file was read and its checksum
@@ -15,7 +16,8 @@
 //! conflict under [`OnConflict::Fail`] leaves the database as it was. Active
 //! (leased) documents come back pending and due at once: their lease belonged
 //! to a worker of the old database. Status counters are recomputed from the
-//! restored documents.
+//! restored documents. Schedules are recreated through `fetchq.schedule_set`
+//! and fire from their next tick after the restore.
 //!
 //! ```no_run
 //! # async fn run(pool: sqlx::PgPool) -> fetchq_backup::Result<()> {

@@ -12,6 +12,7 @@ CREATE TEMP TABLE fetchq_restore_docs (
     created_at     timestamptz NOT NULL,
     last_iteration timestamptz,
     lease_token    uuid,
-    payload        jsonb NOT NULL
+    payload        jsonb NOT NULL,
+    key            varchar(255)
 ) ON COMMIT DROP;
 CREATE TEMP TABLE fetchq_restore_rows (d jsonb NOT NULL) ON COMMIT DROP;

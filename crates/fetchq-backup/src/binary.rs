@@ -22,12 +22,37 @@ pub(crate) struct Invalid;
 
 /// The columns of a document line as binary COPY fields (in
 /// [`DOC_COLUMNS`](crate::format::DOC_COLUMNS) order, the order of the COPY's
-/// column list), appended to `out` as one tuple.
+/// column list), appended to `out` as one tuple of every column of
+/// `DOC_COLUMNS`. A line of format version 1 (no `key`, the last column)
+/// gets a NULL key. A key is a string of at most
+/// [`MAX_KEY_CHARS`](crate::format::MAX_KEY_CHARS) characters or null.
 pub(crate) fn doc_tuple(cols: &[&RawValue], out: &mut Vec<u8>) -> Result<(), Invalid> {
-    let fields = i16::try_from(cols.len()).map_err(|_| Invalid)?;
+    const COLUMNS: usize = crate::format::DOC_COLUMNS.len();
+    if cols.len() != COLUMNS && cols.len() != COLUMNS - 1 {
+        return Err(Invalid);
+    }
+    let fields = i16::try_from(COLUMNS).map_err(|_| Invalid)?;
     let mark = out.len();
     out.extend_from_slice(&fields.to_be_bytes());
-    let result = cols.iter().enumerate().try_for_each(|(i, col)| {
+    if cols.len() < COLUMNS {
+        // a version 1 line: no key
+        let result = doc_fields(cols, out);
+        out.extend_from_slice(&(-1i32).to_be_bytes());
+        if result.is_err() {
+            out.truncate(mark);
+        }
+        return result;
+    }
+    let result = doc_fields(cols, out);
+    if result.is_err() {
+        out.truncate(mark);
+    }
+    result
+}
+
+/// The fields of [`doc_tuple`], without the field count.
+fn doc_fields(cols: &[&RawValue], out: &mut Vec<u8>) -> Result<(), Invalid> {
+    cols.iter().enumerate().try_for_each(|(i, col)| {
         let raw = col.get();
         if raw == "null" {
             out.extend_from_slice(&(-1i32).to_be_bytes());
@@ -57,19 +82,33 @@ pub(crate) fn doc_tuple(cols: &[&RawValue], out: &mut Vec<u8>) -> Result<(), Inv
             // lease_token: uuid
             9 => field(out, &uuid(&string(raw)?)?),
             // payload: jsonb, version 1 then its text
-            _ => {
+            10 => {
                 let len = i32::try_from(raw.len() + 1).map_err(|_| Invalid)?;
                 out.extend_from_slice(&len.to_be_bytes());
                 out.push(1);
                 out.extend_from_slice(raw.as_bytes());
             }
+            // key (varchar(255)): 1 to 255 characters of UTF-8 text
+            11 => {
+                let text = key(raw)?;
+                field(out, text.as_bytes());
+            }
+            _ => return Err(Invalid),
         }
         Ok(())
-    });
-    if result.is_err() {
-        out.truncate(mark);
+    })
+}
+
+/// A document key's text: a JSON string of 1 to
+/// [`MAX_KEY_CHARS`](crate::format::MAX_KEY_CHARS) characters (what the
+/// engine accepts and its column holds).
+pub(crate) fn key(raw: &str) -> Result<std::borrow::Cow<'_, str>, Invalid> {
+    let text = string(raw)?;
+    let chars = text.chars().count();
+    if chars == 0 || chars > crate::format::MAX_KEY_CHARS {
+        return Err(Invalid);
     }
-    result
+    Ok(text)
 }
 
 fn field(out: &mut Vec<u8>, data: &[u8]) {
@@ -332,7 +371,7 @@ mod tests {
         let cols: Vec<&RawValue> = serde_json::from_str(line).unwrap_or_default();
         let mut out = Vec::new();
         assert_eq!(doc_tuple(&cols, &mut out), Ok(()));
-        let mut want = vec![0, 11, 0, 0, 0, 3, b's', b'\t', b'x'];
+        let mut want = vec![0, 12, 0, 0, 0, 3, b's', b'\t', b'x'];
         for v in [1i32, -2, 3, 4] {
             want.extend_from_slice(&4i32.to_be_bytes());
             want.extend_from_slice(&v.to_be_bytes());
@@ -346,6 +385,8 @@ mod tests {
         want.extend_from_slice(&9i32.to_be_bytes());
         want.push(1);
         want.extend_from_slice(br#"{"a": 1}"#);
+        // a version 1 line (11 columns): a NULL key
+        want.extend_from_slice(&(-1i32).to_be_bytes());
         assert_eq!(out, want);
         // a value of the wrong kind leaves nothing behind
         let line =
@@ -353,5 +394,74 @@ mod tests {
         let cols: Vec<&RawValue> = serde_json::from_str(line).unwrap_or_default();
         assert_eq!(doc_tuple(&cols, &mut out), Err(Invalid));
         assert_eq!(out, want);
+    }
+
+    const LINE: &str =
+        r#"["s", 1, -2, 3, 4, 5, "2000-01-01T00:00:00+00:00", "infinity", null, null, {}"#;
+
+    /// The tuple of LINE with this key column (raw JSON).
+    fn keyed(key: &str) -> Result<Vec<u8>, Invalid> {
+        let line = format!("{LINE}, {key}]");
+        let cols: Vec<&RawValue> = serde_json::from_str(&line).map_err(|_| Invalid)?;
+        let mut out = Vec::new();
+        doc_tuple(&cols, &mut out)?;
+        Ok(out)
+    }
+
+    /// The last field of a tuple: its length and bytes.
+    fn last_field(tuple: &[u8], len: i32) -> &[u8] {
+        let n = usize::try_from(len.max(0)).unwrap_or(0);
+        &tuple[tuple.len() - n - 4..]
+    }
+
+    #[test]
+    fn document_keys() {
+        // a NULL key: a NULL field, as for a version 1 line
+        let null = keyed("null").unwrap_or_default();
+        assert_eq!(&null[..2], &12i16.to_be_bytes());
+        assert_eq!(&null[null.len() - 4..], &(-1i32).to_be_bytes());
+        let v1_line = format!("{LINE}]");
+        let cols: Vec<&RawValue> = serde_json::from_str(&v1_line).unwrap_or_default();
+        let mut v1 = Vec::new();
+        assert_eq!(doc_tuple(&cols, &mut v1), Ok(()));
+        assert_eq!(v1, null);
+        // quotes, backslashes, tabs, newlines, a control byte and non-ASCII
+        // text: the key's UTF-8 bytes
+        let key = "h\"o\\s\tt\n\u{1}é☃🦀";
+        let raw = serde_json::to_string(key).unwrap_or_default();
+        let tuple = keyed(&raw).unwrap_or_default();
+        let len = i32::try_from(key.len()).unwrap_or(0);
+        let mut want = len.to_be_bytes().to_vec();
+        want.extend_from_slice(key.as_bytes());
+        assert_eq!(last_field(&tuple, len), want.as_slice());
+        assert_eq!(tuple[..tuple.len() - want.len()], null[..null.len() - 4]);
+        // the longest key: 255 characters of 2 bytes
+        let long = "é".repeat(crate::format::MAX_KEY_CHARS);
+        let tuple = keyed(&format!("\"{long}\"")).unwrap_or_default();
+        let len = i32::try_from(long.len()).unwrap_or(0);
+        assert_eq!(&last_field(&tuple, len)[4..], long.as_bytes());
+        // too long, empty, not a string, a bad escape: refused, nothing written
+        let longer = format!("\"{}\"", "k".repeat(crate::format::MAX_KEY_CHARS + 1));
+        for bad in [
+            longer.as_str(),
+            r#""""#,
+            "7",
+            "true",
+            "[\"k\"]",
+            "{}",
+            r#""\ud800""#,
+        ] {
+            assert_eq!(keyed(bad), Err(Invalid), "{bad}");
+        }
+        // a line of 10 or 13 columns
+        let cols: Vec<&RawValue> =
+            serde_json::from_str(r#"["s", 1, -2, 3, 4, 5, "infinity", "infinity", null, null]"#)
+                .unwrap_or_default();
+        let mut out = Vec::new();
+        assert_eq!(doc_tuple(&cols, &mut out), Err(Invalid));
+        let line = format!("{LINE}, null, null]");
+        let cols: Vec<&RawValue> = serde_json::from_str(&line).unwrap_or_default();
+        assert_eq!(doc_tuple(&cols, &mut out), Err(Invalid));
+        assert!(out.is_empty());
     }
 }

@@ -14,7 +14,7 @@ use crate::binary_out::{DOC_BIN_KINDS, binary_docs_to_json};
 use crate::error::{Error, Result};
 use crate::format::{
     Counts, DOC_COLUMNS, FORMAT_NAME, FORMAT_VERSION, Header, LOG_COLUMNS, METRIC_COLUMNS,
-    QueueHeader, Section, SectionKind, Trailer, copy_doc_to_json, copy_unescape, hex,
+    QueueHeader, ScheduleEntry, Section, SectionKind, Trailer, copy_unescape, hex,
 };
 use crate::{Compression, DumpOptions, DumpSummary};
 
@@ -27,8 +27,10 @@ enum Msg {
     /// COPY text-format rows of one JSON value each, each ending in a newline.
     CopyRows(Bytes),
     /// Whole CopyData messages of a binary COPY of the documents table
-    /// (`DOC_COLUMNS`): each row becomes a document line.
-    DocRows(Bytes),
+    /// (`DOC_COLUMNS`): each row becomes a document line. The flag: the rows
+    /// have the key column (false: a table of schema 16 or older, the key is
+    /// null).
+    DocRows(Bytes, bool),
     /// Everything was sent: write the trailer. Without it the writer fails
     /// and the output has no trailer, so it can never be restored.
     Finish,
@@ -111,8 +113,14 @@ fn write_stream<W: Write>(
                     rows += 1;
                 }
             }
-            Msg::DocRows(data) => {
-                rows += binary_docs_to_json(&data, &DOC_BIN_KINDS, &mut buf, &mut field).map_err(
+            Msg::DocRows(data, has_key) => {
+                let kinds = if has_key {
+                    &DOC_BIN_KINDS[..]
+                } else {
+                    &DOC_BIN_KINDS[..DOC_BIN_KINDS.len() - 1]
+                };
+                let missing = DOC_BIN_KINDS.len() - kinds.len();
+                rows += binary_docs_to_json(&data, kinds, missing, &mut buf, &mut field).map_err(
                     |e| {
                         Error::Corrupt(format!(
                             "the database sent a document row that cannot be read: {}",
@@ -200,6 +208,12 @@ async fn produce(
         ));
     }
 
+    // schema 18 and later: the queues' cron schedules go with them
+    let has_schedules: bool =
+        sqlx::query_scalar("SELECT to_regclass('fetchq.schedules') IS NOT NULL")
+            .fetch_one(&mut *conn)
+            .await?;
+
     let mut queues = Vec::with_capacity(names.len());
     let mut tables = Vec::with_capacity(names.len());
     for name in &names {
@@ -217,6 +231,7 @@ async fn produce(
         let docs: String = row.try_get("docs_table")?;
         let logs: String = row.try_get("logs_table")?;
         let metrics: String = row.try_get("metrics_table")?;
+        let has_key: bool = row.try_get("has_key")?;
         let counters: sqlx::types::Json<BTreeMap<String, i64>> = row.try_get("counters")?;
         // a queue_drop now waits for the dump instead of failing it midway
         sqlx::query(&format!(
@@ -257,6 +272,27 @@ async fn produce(
         } else {
             None
         };
+        let schedules = if has_schedules {
+            let rows = sqlx::query(include_str!("../sql/dump_schedules.sql"))
+                .bind(name)
+                .fetch_all(&mut *conn)
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(ScheduleEntry {
+                        name: r.try_get(0)?,
+                        cron: r.try_get(1)?,
+                        time_zone: r.try_get(2)?,
+                        subject: r.try_get(3)?,
+                        payload: r.try_get(4)?,
+                        version: r.try_get(5)?,
+                        priority: r.try_get(6)?,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?
+        } else {
+            Vec::new()
+        };
         queues.push(QueueHeader {
             name: name.clone(),
             settings: row.try_get("settings")?,
@@ -266,8 +302,9 @@ async fn produce(
             active_restored_as_due: counts.act,
             logs: log_rows,
             metrics: metric_rows,
+            schedules,
         });
-        tables.push((docs, logs, metrics));
+        tables.push((docs, logs, metrics, has_key));
     }
 
     let mut includes = Vec::new();
@@ -295,11 +332,13 @@ async fn produce(
         return Ok((false, header));
     }
 
-    for (q, (docs, logs, metrics)) in header.queues.iter().zip(&tables) {
+    for (q, (docs, logs, metrics, has_key)) in header.queues.iter().zip(&tables) {
+        let has_key = *has_key;
         let mut sections = vec![(
             SectionKind::Docs,
             q.counts.cnt,
-            table_sql(include_str!("../sql/dump_docs.sql"), "{docs}", docs),
+            table_sql(include_str!("../sql/dump_docs.sql"), "{docs}", docs)
+                .replace("{key}", if has_key { ", key" } else { "" }),
         )];
         if let Some(n) = q.logs {
             sections.push((
@@ -332,7 +371,7 @@ async fn produce(
             let docs = kind == SectionKind::Docs;
             let wrap = |b: Bytes| {
                 if docs {
-                    Msg::DocRows(b)
+                    Msg::DocRows(b, has_key)
                 } else {
                     Msg::CopyRows(b)
                 }

@@ -22,11 +22,11 @@ pub enum Error {
     #[error("not a fetchq dump: {0}")]
     NotADump(String),
     /// A fetchq dump of a format version this build does not read.
-    #[error("unsupported dump format version {found} (this build reads version {supported})")]
+    #[error("unsupported dump format version {found} (this build reads versions 1 to {supported})")]
     UnsupportedVersion {
         /// Version in the file.
         found: u32,
-        /// Version this build reads.
+        /// The newest version this build reads (it reads every one from 1).
         supported: u32,
     },
     /// The file ends before its trailer: it was cut short.
@@ -50,6 +50,12 @@ pub enum Error {
         "queue \"{0}\" already exists (choose --on-conflict skip or replace, or --queue NEW_NAME)"
     )]
     QueueExists(String),
+    /// `--on-conflict fail` and a schedule of the file has the name of an
+    /// existing schedule.
+    #[error(
+        "schedule \"{0}\" already exists (choose --on-conflict skip to keep it or replace to overwrite it)"
+    )]
+    ScheduleExists(String),
     /// The dump comes from a newer schema than the database's.
     #[error(
         "the dump comes from schema {file}, newer than this database's schema {database}: run `fetchq init` with a newer fetchq first"

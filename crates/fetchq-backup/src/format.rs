@@ -1,17 +1,32 @@
-//! The dump file format, version 1: JSON lines, compressed as a whole.
+//! The dump file format, version 2: JSON lines, compressed as a whole.
 //!
 //! ```text
-//! {"format":"fetchq-dump","format_version":1,...}      header (one line)
-//! {"section":"docs","queue":"mails","rows":2}          a section marker
-//! ["a@x",0,0,1,0,0,"2026-...","2026-...",null,null,{}] one document per line
-//! ["b@x",...]
-//! {"section":"logs","queue":"mails","rows":0}          (with --include logs)
-//! {"end":"fetchq-dump","rows":2,"sha256":"..."}        trailer (last line)
+//! {"format":"fetchq-dump","format_version":2,...}           header (one line)
+//! {"section":"docs","queue":"mails","rows":2}               a section marker
+//! ["a@x",0,0,1,0,0,"2026-...","2026-...",null,null,{},"k1"] one document per line
+//! ["b@x",...,null]
+//! {"section":"logs","queue":"mails","rows":0}               (with --include logs)
+//! {"end":"fetchq-dump","rows":2,"sha256":"..."}             trailer (last line)
 //! ```
 //!
 //! The trailer's `sha256` covers every byte of the uncompressed stream before
 //! the trailer line. Data lines are JSON arrays in the column order the header
 //! lists (`doc_columns`, `log_columns`, `metric_columns`).
+//!
+//! Version 2 (schema 17 and 18) adds, to version 1:
+//!
+//! * a 12th, last document column, `key`: the document's concurrency key, a
+//!   string of 1 to 255 characters or `null`. A dump of a database whose
+//!   documents have no key column (schema 16 or older) writes `null`.
+//! * `schedules` in each queue's header entry: the cron schedules whose
+//!   target is that queue ([`ScheduleEntry`]: name, cron, time zone and the
+//!   document they fire; not their next tick or tick counters, which are the
+//!   old database's state). Empty for a database without schedules (schema
+//!   17 or older). They are in the header so a restore checks them (and
+//!   their name conflicts) before it writes anything.
+//!
+//! A restore reads version 1 files too: their documents have 11 columns and
+//! come back without a key, and they hold no schedules.
 
 use std::collections::BTreeMap;
 
@@ -21,11 +36,18 @@ use serde::{Deserialize, Serialize};
 /// The `format` field of every dump header.
 pub const FORMAT_NAME: &str = "fetchq-dump";
 
-/// The format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format version this build writes (and the newest it reads).
+pub const FORMAT_VERSION: u32 = 2;
 
-/// Columns of a document line, in order.
-pub const DOC_COLUMNS: [&str; 11] = [
+/// The oldest format version this build reads.
+pub const MIN_FORMAT_VERSION: u32 = 1;
+
+/// The longest document key, in characters (the `key varchar(255)` column).
+pub const MAX_KEY_CHARS: usize = 255;
+
+/// Columns of a document line, in order (version 2; version 1 has all but the
+/// last, `key`).
+pub const DOC_COLUMNS: [&str; 12] = [
     "subject",
     "version",
     "priority",
@@ -37,7 +59,24 @@ pub const DOC_COLUMNS: [&str; 11] = [
     "last_iteration",
     "lease_token",
     "payload",
+    "key",
 ];
+
+/// How many columns a document line of format `version` has (`None`: a
+/// version this build does not read).
+///
+/// ```
+/// assert_eq!(fetchq_backup::format::doc_columns_of(1), Some(11));
+/// assert_eq!(fetchq_backup::format::doc_columns_of(2), Some(12));
+/// assert_eq!(fetchq_backup::format::doc_columns_of(3), None);
+/// ```
+pub fn doc_columns_of(version: u32) -> Option<usize> {
+    match version {
+        1 => Some(DOC_COLUMNS.len() - 1),
+        2 => Some(DOC_COLUMNS.len()),
+        _ => None,
+    }
+}
 
 /// Columns of an error log line, in order.
 pub const LOG_COLUMNS: [&str; 6] = [
@@ -107,6 +146,32 @@ pub struct QueueHeader {
     pub logs: Option<i64>,
     /// Metric snapshot lines in the file (None: metrics not included).
     pub metrics: Option<i64>,
+    /// The cron schedules whose target is this queue, by name (format
+    /// version 2; empty in a version 1 file or a dump of schema 17 or older).
+    #[serde(default)]
+    pub schedules: Vec<ScheduleEntry>,
+}
+
+/// A cron schedule of a dump: what `fetchq.schedule_set` takes, without its
+/// queue (the queue whose header entry holds it). Its next tick and tick
+/// counters are not dumped: a restored schedule fires from its first tick
+/// after the restore.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScheduleEntry {
+    /// The schedule's name (unique in a database).
+    pub name: String,
+    /// The cron expression.
+    pub cron: String,
+    /// The time zone it is read in.
+    pub time_zone: String,
+    /// The subject of the document it fires.
+    pub subject: String,
+    /// The document's payload.
+    pub payload: serde_json::Value,
+    /// The document's version when a tick pushes it.
+    pub version: i32,
+    /// The document's priority.
+    pub priority: i32,
 }
 
 /// Documents by status.
@@ -185,35 +250,6 @@ pub(crate) fn copy_unescape(line: &[u8], out: &mut Vec<u8>) {
     }
 }
 
-/// How each column of a document's plain `COPY ... TO STDOUT` row becomes
-/// JSON in a document line: as `json_build_array` would write it.
-#[derive(Clone, Copy)]
-enum DocCol {
-    /// varchar, uuid: a JSON string.
-    Text,
-    /// integer, bigint: as it is.
-    Number,
-    /// timestamptz (ISO output in UTC): a JSON string in ISO 8601.
-    Timestamp,
-    /// jsonb: its text as it is.
-    Json,
-}
-
-/// The kinds of [`DOC_COLUMNS`], in order.
-const DOC_KINDS: [DocCol; 11] = [
-    DocCol::Text,
-    DocCol::Number,
-    DocCol::Number,
-    DocCol::Number,
-    DocCol::Number,
-    DocCol::Number,
-    DocCol::Timestamp,
-    DocCol::Timestamp,
-    DocCol::Timestamp,
-    DocCol::Text,
-    DocCol::Json,
-];
-
 /// Writes `text` as a JSON string the way PostgreSQL's `escape_json` does.
 pub(crate) fn json_string(text: &[u8], out: &mut Vec<u8>) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -278,41 +314,6 @@ pub(crate) fn json_timestamp(text: &[u8], out: &mut Vec<u8>) {
         _ => out.extend_from_slice(text),
     }
     out.push(b'"');
-}
-
-/// Turns one plain COPY text row of the documents table (its [`DOC_COLUMNS`],
-/// without the newline) into a document line (a JSON array, no newline).
-/// Returns false when the row does not have the document's columns.
-pub(crate) fn copy_doc_to_json(row: &[u8], out: &mut Vec<u8>, field: &mut Vec<u8>) -> bool {
-    out.push(b'[');
-    let mut cols = row.split(|&b| b == b'\t');
-    for (i, kind) in DOC_KINDS.iter().enumerate() {
-        let Some(col) = cols.next() else {
-            return false;
-        };
-        if i > 0 {
-            // the separator json_build_array writes: the lines stay as before
-            out.extend_from_slice(b", ");
-        }
-        if col == b"\\N" {
-            out.extend_from_slice(b"null");
-            continue;
-        }
-        let text: &[u8] = if col.contains(&b'\\') {
-            field.clear();
-            copy_unescape(col, field);
-            field
-        } else {
-            col
-        };
-        match kind {
-            DocCol::Text => json_string(text, out),
-            DocCol::Number | DocCol::Json => out.extend_from_slice(text),
-            DocCol::Timestamp => json_timestamp(text, out),
-        }
-    }
-    out.push(b']');
-    cols.next().is_none()
 }
 
 /// Escapes one line of text (without its newline) for COPY text format input.

@@ -5,9 +5,10 @@
 //! `REPEATABLE READ READ ONLY` transaction, so workers keep running) and
 //! streams it through `COPY`: memory stays flat whatever the queue's size. The
 //! file (see [`format`]) is JSON lines: a [`Header`] with the engine and schema
-//! versions and each queue's settings and counts, the documents, optionally
-//! the error logs and metric snapshots, and a trailer with the SHA-256 of
-//! everything before it; compressed with zstd (default), gzip or nothing.
+//! versions and each queue's settings, counts and cron schedules, the
+//! documents (with their keys), optionally the error logs and metric
+//! snapshots, and a trailer with the SHA-256 of everything before it;
+//! compressed with zstd (default), gzip or nothing.
 //!
 //! A restore recreates the queues with their settings and documents in one
 //! transaction that commits only once the whole file was read and its checksum
@@ -15,7 +16,8 @@
 //! conflict under [`OnConflict::Fail`] leaves the database as it was. Active
 //! (leased) documents come back pending and due at once: their lease belonged
 //! to a worker of the old database. Status counters are recomputed from the
-//! restored documents.
+//! restored documents. Schedules are recreated through `fetchq.schedule_set`
+//! and fire from their next tick after the restore.
 //!
 //! ```no_run
 //! # async fn run(pool: sqlx::PgPool) -> fetchq_backup::Result<()> {
@@ -42,7 +44,7 @@ use std::io::{Read, Write};
 use sqlx::PgPool;
 
 pub use error::{Error, Result};
-pub use format::{Counts, Header, QueueHeader, Section, SectionKind, Trailer};
+pub use format::{Counts, Header, QueueHeader, ScheduleEntry, Section, SectionKind, Trailer};
 
 impl From<std::io::Error> for Error {
     fn from(e: std::io::Error) -> Self {
@@ -239,6 +241,11 @@ pub struct RestoredQueue {
     pub logs: i64,
     /// Metric snapshots added.
     pub metrics: i64,
+    /// Cron schedules of the queue in the file.
+    pub schedules_in_file: i64,
+    /// Schedules created or replaced (the others existed and were kept,
+    /// under [`OnConflict::Skip`]).
+    pub schedules_written: i64,
 }
 
 /// Dumps queues to `out` and returns it (flushed) with a summary. The writing
@@ -280,8 +287,10 @@ pub async fn dump_into<W: Write + Send + 'static>(
 /// [`Error::NotADump`], [`Error::UnsupportedVersion`], [`Error::Truncated`],
 /// [`Error::ChecksumMismatch`], [`Error::Corrupt`], [`Error::Read`] for a bad
 /// file; [`Error::QueueExists`] under [`OnConflict::Fail`];
-/// [`Error::InvalidArgument`] for `--queue` with several queues. In every case
-/// the database is unchanged.
+/// [`Error::InvalidArgument`] for `--queue` with several queues;
+/// [`Error::ScheduleExists`] under [`OnConflict::Fail`] when a schedule of the
+/// file has the name of an existing one. In every case the database is
+/// unchanged.
 pub async fn restore<R: Read + Send + 'static>(
     pool: &PgPool,
     opts: &RestoreOptions,

@@ -11,13 +11,15 @@ use tokio::sync::mpsc;
 
 use crate::error::{Error, Result};
 use crate::format::{
-    FORMAT_NAME, FORMAT_VERSION, Header, Section, SectionKind, Trailer, copy_escape, hex,
+    DOC_COLUMNS, FORMAT_NAME, FORMAT_VERSION, Header, MAX_KEY_CHARS, Section, SectionKind, Trailer,
+    copy_escape, doc_columns_of, hex,
 };
 use crate::{OnConflict, RestoreOptions, RestoreSummary, RestoredQueue};
 
-/// The documents table's columns in the order of a document line.
+/// The documents table's columns in the order of a document line (of
+/// format version 2; a version 1 line gets a NULL key).
 const DOC_COPY_COLUMNS: &str = "subject, version, priority, status, attempts, iterations, \
-     next_iteration, created_at, last_iteration, lease_token, payload";
+     next_iteration, created_at, last_iteration, lease_token, payload, key";
 
 /// Escaped rows gathered before they go to the database.
 const CHUNK: usize = 256 * 1024;
@@ -167,14 +169,32 @@ fn read_stream(input: impl Read + 'static, tx: &mpsc::Sender<In>) -> Result<()> 
         .get("format_version")
         .and_then(serde_json::Value::as_u64)
         .unwrap_or(0);
-    if version != u64::from(FORMAT_VERSION) {
+    let version = u32::try_from(version).unwrap_or(u32::MAX);
+    let Some(doc_columns) = doc_columns_of(version) else {
         return Err(Error::UnsupportedVersion {
-            found: u32::try_from(version).unwrap_or(u32::MAX),
+            found: version,
             supported: FORMAT_VERSION,
         });
-    }
+    };
     let header: Header =
         serde_json::from_value(value).map_err(|e| Error::Corrupt(format!("bad header: {e}")))?;
+    // the document lines' columns are those of the version, in its order
+    if header
+        .doc_columns
+        .iter()
+        .map(String::as_str)
+        .ne(DOC_COLUMNS[..doc_columns].iter().copied())
+    {
+        return Err(Error::Corrupt(format!(
+            "the header's document columns {:?} are not those of format version {version}",
+            header.doc_columns
+        )));
+    }
+    if version < 2 && header.queues.iter().any(|q| !q.schedules.is_empty()) {
+        return Err(Error::Corrupt(
+            "schedules in a file of format version 1".into(),
+        ));
+    }
 
     // the sections the header announces, in order
     let mut expected = Vec::new();
@@ -236,7 +256,7 @@ fn read_stream(input: impl Read + 'static, tx: &mpsc::Sender<In>) -> Result<()> 
                 }
                 if current_kind == SectionKind::Docs {
                     let mark = batch.len();
-                    match doc_to_binary(body, &mut batch) {
+                    match doc_to_binary(body, doc_columns, &mut batch) {
                         Ok((status, version)) => counts.add(status, version),
                         Err(e) => {
                             batch.truncate(mark);
@@ -314,25 +334,51 @@ fn read_stream(input: impl Read + 'static, tx: &mpsc::Sender<In>) -> Result<()> 
     }
 }
 
-/// Turns a document line (a JSON array in [`DOC_COLUMNS`](crate::format::DOC_COLUMNS)
-/// order) into one binary COPY tuple of the documents table, and checks what
-/// the engine needs of a document (a known status, a version not below zero,
-/// a subject). Returns its status and version.
-fn doc_to_binary(body: &[u8], out: &mut Vec<u8>) -> Result<(i64, i64)> {
+/// Turns a document line (a JSON array of the first `columns` of
+/// [`DOC_COLUMNS`], 11 in a version 1 file, 12 in a version 2 one) into one
+/// binary COPY tuple of the documents table, and checks what the engine needs
+/// of a document (a known status, a version not below zero, a subject, a key
+/// of 1 to 255 characters or none). Returns its status and version.
+fn doc_to_binary(body: &[u8], columns: usize, out: &mut Vec<u8>) -> Result<(i64, i64)> {
     let cols: Vec<&serde_json::value::RawValue> = serde_json::from_slice(body)
         .map_err(|e| Error::Corrupt(format!("bad document line: {e}")))?;
-    if cols.len() != crate::format::DOC_COLUMNS.len() {
+    if cols.len() != columns {
         return Err(Error::Corrupt(format!(
-            "a document line of {} columns instead of {}",
+            "a document line of {} columns instead of {columns}",
             cols.len(),
-            crate::format::DOC_COLUMNS.len()
         )));
     }
-    let invalid = || {
+    let shown = || {
         let text = String::from_utf8_lossy(body);
-        let shown: String = text.chars().take(200).collect();
-        Error::Corrupt(format!("invalid document: {shown}"))
+        text.chars().take(200).collect::<String>()
     };
+    let invalid = || Error::Corrupt(format!("invalid document: {}", shown()));
+    // the key: null, or a string of 1 to 255 characters
+    if let Some(key) = cols.get(11).map(|k| k.get())
+        && key != "null"
+    {
+        let reason = if !key.starts_with('"') {
+            "it is not a string".to_owned()
+        } else {
+            match crate::binary::key(key) {
+                Ok(_) => String::new(),
+                Err(_) => match serde_json::from_str::<String>(key) {
+                    Ok(text) if text.is_empty() => "it is empty".to_owned(),
+                    Ok(text) => format!(
+                        "it is {} characters long, more than {MAX_KEY_CHARS}",
+                        text.chars().count()
+                    ),
+                    Err(_) => "it is not a valid JSON string".to_owned(),
+                },
+            }
+        };
+        if !reason.is_empty() {
+            return Err(Error::Corrupt(format!(
+                "invalid document key ({reason}): {}",
+                shown()
+            )));
+        }
+    }
     // status and version are integers of the engine's range
     let int = |i: usize| cols[i].get().parse::<i64>().ok();
     let (Some(status), Some(version)) = (int(3), int(1)) else {
@@ -392,7 +438,21 @@ async fn apply(
         });
     }
 
+    // the file's schedules, checked (and their name conflicts found) before
+    // anything is written
+    let schedules = check_schedules(&header, opts)?;
+
     let mut tx: Transaction<'_, Postgres> = conn.begin().await?;
+    let existing_schedules: Vec<String> = if schedules.is_empty() {
+        Vec::new()
+    } else {
+        let names: Vec<&str> = schedules.iter().map(|(_, s)| s.name.as_str()).collect();
+        sqlx::query_scalar(include_str!("../sql/restore_schedule_conflicts.sql"))
+            .bind(&names)
+            .fetch_all(&mut *tx)
+            .await?
+    };
+
     let mut targets = Vec::with_capacity(header.queues.len());
     for q in &header.queues {
         let name = opts.queue.clone().unwrap_or_else(|| q.name.clone());
@@ -454,8 +514,45 @@ async fn apply(
                 active_restored_as_due: q.counts.act,
                 logs: 0,
                 metrics: 0,
+                schedules_in_file: i64::try_from(q.schedules.len()).unwrap_or(i64::MAX),
+                schedules_written: 0,
             },
         });
+    }
+    // a queue that exists is the first refusal to report, then a schedule
+    // (before any schedule or document is written)
+    if opts.on_conflict == OnConflict::Fail
+        && let Some(name) = existing_schedules.first()
+    {
+        return Err(Error::ScheduleExists(name.clone()));
+    }
+    // the queues exist now: their schedules (a new one is planned from its
+    // first tick after now() by the maintenance leader)
+    for (pos, schedule) in &schedules {
+        if existing_schedules.contains(&schedule.name) && opts.on_conflict == OnConflict::Skip {
+            continue;
+        }
+        let created: bool = sqlx::query_scalar(include_str!("../sql/restore_schedule.sql"))
+            .bind(&schedule.name)
+            .bind(&schedule.cron)
+            .bind(&schedule.time_zone)
+            .bind(&schedule.queue)
+            .bind(&schedule.subject)
+            .bind(&schedule.payload)
+            .bind(schedule.version)
+            .bind(schedule.priority)
+            .fetch_one(&mut *tx)
+            .await?;
+        if !created && !existing_schedules.contains(&schedule.name) {
+            // created by someone else since the check
+            match opts.on_conflict {
+                OnConflict::Fail => return Err(Error::ScheduleExists(schedule.name.clone())),
+                // it was changed (there is no "insert unless present" in
+                // schedule_set): the file's version wins, as under replace
+                OnConflict::Skip | OnConflict::Replace => {}
+            }
+        }
+        targets[*pos].summary.schedules_written += 1;
     }
     sqlx::raw_sql(include_str!("../sql/restore_setup.sql"))
         .execute(&mut *tx)
@@ -467,7 +564,7 @@ async fn apply(
              status = excluded.status, attempts = excluded.attempts, iterations = excluded.iterations, \
              next_iteration = excluded.next_iteration, created_at = excluded.created_at, \
              last_iteration = excluded.last_iteration, lease_token = excluded.lease_token, \
-             payload = excluded.payload"
+             payload = excluded.payload, key = excluded.key"
         }
         OnConflict::Skip | OnConflict::Fail => "DO NOTHING",
     };
@@ -652,6 +749,47 @@ async fn apply(
         rows: trailer.rows,
         queues: targets.into_iter().map(|t| t.summary).collect(),
     })
+}
+
+/// The schedules of the file as they will be set, each with the position of
+/// its queue in the header: their target is the queue's restored name. Each
+/// is checked as [`fetchq_core::Client::schedule_set`] checks it (name, cron
+/// expression, time zone, subject, version); a name may appear once.
+fn check_schedules(
+    header: &Header,
+    opts: &RestoreOptions,
+) -> Result<Vec<(usize, fetchq_core::CronSchedule)>> {
+    let mut out: Vec<(usize, fetchq_core::CronSchedule)> = Vec::new();
+    for (pos, q) in header.queues.iter().enumerate() {
+        let queue = opts.queue.clone().unwrap_or_else(|| q.name.clone());
+        for entry in &q.schedules {
+            let schedule = fetchq_core::CronSchedule {
+                name: entry.name.clone(),
+                cron: entry.cron.clone(),
+                time_zone: entry.time_zone.clone(),
+                queue: queue.clone(),
+                subject: entry.subject.clone(),
+                payload: entry.payload.clone(),
+                version: entry.version,
+                priority: entry.priority,
+            };
+            if let Err(e) = schedule.validate() {
+                return Err(Error::Corrupt(format!(
+                    "invalid schedule {:?} of queue \"{}\": {e}",
+                    entry.name.chars().take(120).collect::<String>(),
+                    q.name
+                )));
+            }
+            if out.iter().any(|(_, s)| s.name == entry.name) {
+                return Err(Error::Corrupt(format!(
+                    "schedule \"{}\" appears twice in the file",
+                    entry.name
+                )));
+            }
+            out.push((pos, schedule));
+        }
+    }
+    Ok(out)
 }
 
 fn quote_ident(name: &str) -> String {

@@ -196,6 +196,44 @@ async fn corrupted_truncated_and_foreign_files_change_nothing() {
             "column {col}: {err}"
         );
     }
+    // keys the documents table cannot hold or the engine refuses, resealed:
+    // 256 characters, empty, not a string
+    for (value, why) in [
+        (serde_json::json!("k".repeat(256)), "256 characters long"),
+        (serde_json::json!("é".repeat(256)), "256 characters long"),
+        (serde_json::json!(""), "empty"),
+        (serde_json::json!(12), "not a string"),
+        (serde_json::json!(["k"]), "not a string"),
+        (serde_json::json!({"k": 1}), "not a string"),
+        (serde_json::json!(true), "not a string"),
+    ] {
+        let mut fields: Vec<serde_json::Value> = serde_json::from_slice(line).unwrap();
+        assert_eq!(fields.len(), 12);
+        fields[11] = value.clone();
+        let odd = String::from_utf8(text.clone()).unwrap().replacen(
+            std::str::from_utf8(line).unwrap(),
+            &serde_json::to_string(&fields).unwrap(),
+            1,
+        );
+        let err = refused(&db, reseal(odd.as_bytes()), &rename()).await;
+        assert!(
+            matches!(&err, Error::Corrupt(m) if m.contains("invalid document key") && m.contains(why)),
+            "key {value}: {err}"
+        );
+    }
+    // a document line of 11 columns in a version 2 file
+    let mut fields: Vec<serde_json::Value> = serde_json::from_slice(line).unwrap();
+    fields.pop();
+    let short = String::from_utf8(text.clone()).unwrap().replacen(
+        std::str::from_utf8(line).unwrap(),
+        &serde_json::to_string(&fields).unwrap(),
+        1,
+    );
+    let err = refused(&db, reseal(short.as_bytes()), &rename()).await;
+    assert!(
+        matches!(&err, Error::Corrupt(m) if m.contains("11 columns instead of 12")),
+        "{err}"
+    );
 
     // data after the trailer
     let mut longer = text.clone();
@@ -205,22 +243,33 @@ async fn corrupted_truncated_and_foreign_files_change_nothing() {
         Error::Corrupt(_)
     ));
 
-    // another format version
-    let newer = String::from_utf8(text.clone()).unwrap().replacen(
-        "\"format_version\":1",
+    // another format version: newer, and 0 (none before version 1)
+    for (version, found) in [("3", 3), ("0", 0), ("\"2\"", 0)] {
+        let newer = String::from_utf8(text.clone()).unwrap().replacen(
+            "\"format_version\":2",
+            &format!("\"format_version\":{version}"),
+            1,
+        );
+        let err = refused(&db, newer.into_bytes(), &rename()).await;
+        assert!(
+            matches!(err, Error::UnsupportedVersion { found: f, supported: 2 } if f == found),
+            "{version}: {err}"
+        );
+    }
+    // a version 2 header that says version 1 (its lines have 12 columns)
+    let older = String::from_utf8(text.clone()).unwrap().replacen(
         "\"format_version\":2",
+        "\"format_version\":1",
         1,
     );
-    assert!(matches!(
-        refused(&db, newer.into_bytes(), &rename()).await,
-        Error::UnsupportedVersion {
-            found: 2,
-            supported: 1
-        }
-    ));
+    let err = refused(&db, reseal(older.as_bytes()), &rename()).await;
+    assert!(
+        matches!(&err, Error::Corrupt(m) if m.contains("document columns")),
+        "{err}"
+    );
     let mut zst_newer = Vec::new();
     let newer = String::from_utf8(text.clone()).unwrap().replacen(
-        "\"format_version\":1",
+        "\"format_version\":2",
         "\"format_version\":9",
         1,
     );

@@ -1,5 +1,5 @@
 //! Document lines are built by the dump from plain COPY rows: they must be
-//! what `json_build_array` writes (format version 1), for hostile values too,
+//! what `json_build_array` writes (format version 2), for hostile values too,
 //! and come back exactly.
 #![allow(clippy::unwrap_used)]
 
@@ -44,6 +44,16 @@ async fn hostile_documents_are_written_as_json_build_array_and_restored_exactly(
         .execute(&db.pool)
         .await
         .unwrap();
+    // keys: hostile bytes, 255 characters of 4 bytes, NULL
+    sqlx::query(
+        r#"UPDATE fetchq_data.hostile__docs SET key = CASE subject
+             WHEN 'huge' THEN repeat('😀', 255)
+             WHEN 'active' THEN E'k\t"q"\\b\n\x01é中'
+             WHEN 'ünïcødé 中文 😀' THEN E'\\N' END"#,
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
 
     let file = dump_bytes(&db.pool, &plain(&["hostile"])).await;
     let text = String::from_utf8(file.clone()).unwrap();
@@ -56,7 +66,7 @@ async fn hostile_documents_are_written_as_json_build_array_and_restored_exactly(
         .unwrap();
     let mut expected: Vec<String> = sqlx::query_scalar(
         "SELECT json_build_array(subject, version, priority, status, attempts, iterations, \
-         next_iteration, created_at, last_iteration, lease_token, payload)::text FROM fetchq_data.hostile__docs",
+         next_iteration, created_at, last_iteration, lease_token, payload, key)::text FROM fetchq_data.hostile__docs",
     )
     .fetch_all(&mut *tx)
     .await
@@ -70,7 +80,7 @@ async fn hostile_documents_are_written_as_json_build_array_and_restored_exactly(
             serde_json::from_str::<Vec<&serde_json::value::RawValue>>(line)
                 .unwrap()
                 .len(),
-            11
+            fetchq_backup::format::DOC_COLUMNS.len()
         );
     }
 
@@ -83,7 +93,7 @@ async fn hostile_documents_are_written_as_json_build_array_and_restored_exactly(
     assert_eq!(restored.queues[0].docs_written, 5);
     assert_eq!(restored.queues[0].active_restored_as_due, 1);
     let cols = "subject, version, priority, status, attempts, iterations, next_iteration, created_at, \
-                last_iteration, lease_token, payload";
+                last_iteration, lease_token, payload, key";
     let without_active =
         |t: &str| format!("(SELECT {cols} FROM fetchq_data.{t} WHERE subject <> 'active')");
     assert_eq!(

@@ -1,10 +1,5 @@
 //! Review of per-key concurrency (schema 17): a dump and restore keeps each
-//! document's key and the queue's key concurrency.
-//!
-//! Known gap: the dump format has neither, so both are dropped silently. The
-//! format is being changed elsewhere; this test is ignored until then
-//! (`cargo test -p fetchq-backup --test key_concurrency -- --ignored` shows it
-//! failing).
+//! document's key (format version 2) and the queue's key concurrency.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -18,7 +13,6 @@ use fetchq_testing::TestDb;
 use sqlx::Row;
 
 #[tokio::test]
-#[ignore = "known gap: the dump format carries no document keys and no key concurrency"]
 async fn keys_and_the_key_concurrency_survive_a_dump_and_restore() {
     let db = TestDb::new().await;
     let c = &db.client;
@@ -41,6 +35,14 @@ async fn keys_and_the_key_concurrency_survive_a_dump_and_restore() {
             .unwrap()
             .get(0);
     assert_eq!(keyed, 6, "document keys dropped by dump/restore");
+    let same: bool = sqlx::query_scalar(
+        "SELECT (SELECT array_agg((subject, key) ORDER BY subject) FROM fetchq_data.src__docs)
+              = (SELECT array_agg((subject, key) ORDER BY subject) FROM fetchq_data.copy__docs)",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert!(same, "a document's key changed in dump/restore");
     assert_eq!(
         c.queue_status("copy").await.unwrap().key_concurrency,
         Some(1),

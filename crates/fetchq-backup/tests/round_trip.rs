@@ -13,10 +13,10 @@ use fetchq_testing::TestDb;
 /// document comes back pending, due now, without its lease.
 const COLS: &str = "subject, version, priority, CASE WHEN status = 2 THEN 1 ELSE status END, attempts, iterations, \
      CASE WHEN status = 2 THEN NULL ELSE next_iteration END, created_at, last_iteration, \
-     CASE WHEN status = 2 THEN NULL ELSE lease_token END, payload";
+     CASE WHEN status = 2 THEN NULL ELSE lease_token END, payload, key";
 const COLS_RESTORED: &str = "subject, version, priority, status, attempts, iterations, \
      CASE WHEN lease_token IS NULL AND status = 1 AND next_iteration > now() - interval '10 minutes' AND subject IN (SELECT subject FROM fetchq_data.src__docs WHERE status = 2) THEN NULL ELSE next_iteration END, \
-     created_at, last_iteration, lease_token, payload";
+     created_at, last_iteration, lease_token, payload, key";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundred_thousand_documents_every_field_every_status() {

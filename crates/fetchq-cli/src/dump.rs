@@ -51,6 +51,7 @@ fn summary_json(s: &DumpSummary, output: &str, bytes: Option<u64>) -> serde_json
             "active_restored_as_due": q.active_restored_as_due,
             "logs": q.logs,
             "metrics": q.metrics,
+            "schedules": q.schedules.iter().map(|s| &s.name).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
     })
 }
@@ -73,6 +74,9 @@ fn summary_text(s: &DumpSummary, output: &str, bytes: Option<u64>) -> String {
         }
         if let Some(n) = q.metrics {
             text.push_str(&format!(", {n} metric snapshots"));
+        }
+        if !q.schedules.is_empty() {
+            text.push_str(&format!(", {} schedules", q.schedules.len()));
         }
         if q.active_restored_as_due > 0 {
             text.push_str(&format!(

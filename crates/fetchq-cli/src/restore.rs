@@ -34,7 +34,10 @@ fn parse_conflict(text: &str) -> Result<OnConflict, String> {
 pub(crate) fn exit_code(e: &fetchq_backup::Error) -> u8 {
     use fetchq_backup::Error as E;
     match e {
-        E::QueueExists(_) | E::InvalidArgument(_) | E::SchemaTooNew { .. } => 2,
+        E::QueueExists(_)
+        | E::ScheduleExists(_)
+        | E::InvalidArgument(_)
+        | E::SchemaTooNew { .. } => 2,
         E::NotADump(_)
         | E::UnsupportedVersion { .. }
         | E::Truncated(_)
@@ -58,6 +61,8 @@ fn summary_json(s: &RestoreSummary) -> serde_json::Value {
             "active_restored_as_due": q.active_restored_as_due,
             "logs": q.logs,
             "metrics": q.metrics,
+            "schedules_in_file": q.schedules_in_file,
+            "schedules_written": q.schedules_written,
         })).collect::<Vec<_>>(),
     })
 }
@@ -97,6 +102,19 @@ pub(crate) async fn run(client: &Client, args: RestoreArgs) -> Result<(), BoxErr
             q.logs,
             q.metrics
         );
+        if q.schedules_in_file > 0 {
+            println!(
+                "{}: {} of {} schedules written{}",
+                q.name,
+                q.schedules_written,
+                q.schedules_in_file,
+                if q.schedules_written < q.schedules_in_file {
+                    " (the others exist and were kept)"
+                } else {
+                    ""
+                }
+            );
+        }
         if q.active_restored_as_due > 0 {
             println!(
                 "{}: {} documents were active in the dump: restored as pending, due now",

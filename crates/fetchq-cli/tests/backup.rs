@@ -294,3 +294,79 @@ async fn older_read_commands_print_json() {
     let e = err(&fetchq(&url, &["metrics", "nope", "--json"], None), 1);
     assert!(e.contains("nope"), "{e}");
 }
+
+#[tokio::test]
+async fn schedules_go_with_their_queue() {
+    let db = setup().await;
+    let url = db.url();
+    db.client
+        .schedule_set(&fetchq_core::CronSchedule::new("mails-nightly", "0 3 * * *").queue("mails"))
+        .await
+        .unwrap();
+    db.client
+        .schedule_set(&fetchq_core::CronSchedule::new("other-hourly", "@hourly").queue("other"))
+        .await
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("fetchq-cli-sched-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("mails.fqdump");
+    let f = file.to_str().unwrap();
+
+    let v: Value = serde_json::from_str(&ok(&fetchq(
+        &url,
+        &["dump", "mails", "-o", f, "--json"],
+        None,
+    )))
+    .unwrap();
+    assert_eq!(
+        v["queues"][0]["schedules"],
+        serde_json::json!(["mails-nightly"])
+    );
+    let out = ok(&fetchq(&url, &["dump", "mails", "-o", f], None));
+    assert!(out.contains(", 1 schedules"), "{out}");
+
+    // the schedule's name exists in this database: a refusal (exit 2)
+    let e = err(&fetchq(&url, &["restore", f, "--queue", "copy"], None), 2);
+    assert!(
+        e.contains("schedule \"mails-nightly\" already exists"),
+        "{e}"
+    );
+    assert!(
+        !db.client
+            .queue_list()
+            .await
+            .unwrap()
+            .iter()
+            .any(|q| q.name == "copy")
+    );
+    // skip keeps it
+    let out = ok(&fetchq(
+        &url,
+        &["restore", f, "--queue", "copy", "--on-conflict", "skip"],
+        None,
+    ));
+    assert!(
+        out.contains("copy: 0 of 1 schedules written (the others exist and were kept)"),
+        "{out}"
+    );
+    // replace moves it to the restored queue
+    let v: Value = serde_json::from_str(&ok(&fetchq(
+        &url,
+        &[
+            "restore",
+            f,
+            "--queue",
+            "copy2",
+            "--on-conflict",
+            "replace",
+            "--json",
+        ],
+        None,
+    )))
+    .unwrap();
+    assert_eq!(v["queues"][0]["schedules_written"], 1);
+    let list = db.client.schedule_list().await.unwrap();
+    let nightly = list.iter().find(|s| s.name == "mails-nightly").unwrap();
+    assert_eq!(nightly.queue, "copy2");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -5,8 +5,10 @@ use sqlx::PgPool;
 
 /// Fills `queue` with `n` documents in every status with every field set
 /// (priorities, versions, attempts, iterations, last_iteration, leases,
-/// payloads with quotes, backslashes, tabs, newlines and non-ASCII text), plus
-/// error logs and metric snapshots, then repairs its counters.
+/// payloads with quotes, backslashes, tabs, newlines and non-ASCII text, keys
+/// on two documents of three, some with the same odd bytes, one of 255
+/// characters), plus error logs and metric snapshots, then repairs its
+/// counters.
 pub async fn fill(pool: &PgPool, queue: &str, n: i64) {
     sqlx::query("SELECT fetchq.queue_create($1)")
         .bind(queue)
@@ -16,7 +18,7 @@ pub async fn fill(pool: &PgPool, queue: &str, n: i64) {
     let docs = format!("fetchq_data.\"{queue}__docs\"");
     sqlx::query(&format!(
         r#"INSERT INTO {docs} (subject, version, priority, status, attempts, iterations, next_iteration,
-                               created_at, last_iteration, lease_token, payload)
+                               created_at, last_iteration, lease_token, payload, key)
            SELECT 's' || i || CASE WHEN i % 7 = 0 THEN E'\\q"é\t' ELSE '' END,
                   i % 3, (i % 11) - 5,
                   (ARRAY[-1, 0, 1, 2, 3])[1 + i % 5],
@@ -25,7 +27,9 @@ pub async fn fill(pool: &PgPool, queue: &str, n: i64) {
                   timestamptz '2025-01-01 00:00:00.654321+00' + i * interval '1 millisecond',
                   CASE WHEN i % 2 = 0 THEN now() - i * interval '1 microsecond' END,
                   CASE WHEN i % 5 = 3 THEN gen_random_uuid() END,
-                  jsonb_build_object('i', i, 'text', E'line\nnext "quoted" back\\slash\ttab ünï', 'arr', jsonb_build_array(i, 1.5, null, true))
+                  jsonb_build_object('i', i, 'text', E'line\nnext "quoted" back\\slash\ttab ünï', 'arr', jsonb_build_array(i, 1.5, null, true)),
+                  CASE WHEN i = 2 THEN repeat('ü', 255)
+                       WHEN i % 3 <> 0 THEN 'host' || (i % 10) || CASE WHEN i % 7 = 1 THEN E'\\q"é\t\n' ELSE '' END END
            FROM generate_series(1, $1) AS i"#
     ))
     .bind(n)
@@ -76,6 +80,7 @@ pub async fn fingerprint(pool: &PgPool) -> String {
              (SELECT string_agg(format('%s/%s/%s', task, queue, settings), ',' ORDER BY task, queue) FROM fetchq.jobs),
              (SELECT string_agg(format('%s/%s/%s', queue, metric, value), ',' ORDER BY queue, metric) FROM fetchq.metrics),
              (SELECT count(*) FROM fetchq.metrics_writes),
+             (SELECT string_agg(to_jsonb(s)::text, ',' ORDER BY name) FROM fetchq.schedules s),
              (SELECT string_agg(table_name, ',' ORDER BY table_name) FROM information_schema.tables WHERE table_schema = 'fetchq_data'))"#,
     )
     .fetch_one(pool)

@@ -26,6 +26,10 @@ const VACUUM_EVERY: Duration = Duration::from_secs(5);
 /// next round, the most overdue first).
 const SCHEDULES_PER_ROUND: i32 = 100;
 
+/// How long the leader waits before it looks again for the schedule functions
+/// of a database whose schema is older than 18 (another process may migrate it).
+const SCHEDULES_RECHECK: Duration = Duration::from_secs(60);
+
 /// Advisory lock key of the maintenance leader.
 const LEADER_KEY: i64 = 0x6665_7463_686d; // "fetchm"
 
@@ -86,6 +90,8 @@ async fn lead(
     tracing::info!("this process now runs fetchq maintenance");
     let mut last_vacuum = tokio::time::Instant::now();
     let mut vacuum = true;
+    // set while the database has no schedules (schema below 18): when to look again
+    let mut schedules_off: Option<tokio::time::Instant> = None;
     loop {
         if vacuum && last_vacuum.elapsed() >= VACUUM_EVERY {
             last_vacuum = tokio::time::Instant::now();
@@ -115,14 +121,27 @@ async fn lead(
         }
         // after the jobs: a schedule whose tick is due now is fired in this
         // round, not one interval later
-        match client.schedule_tick(SCHEDULES_PER_ROUND).await {
-            Ok(round) => {
-                if round.fired() > 0 || round.errors > 0 {
-                    tracing::debug!(?round, "schedules");
+        let tick_now = schedules_off.is_none_or(|at| tokio::time::Instant::now() >= at);
+        if tick_now {
+            match client.schedule_tick(SCHEDULES_PER_ROUND).await {
+                Ok(round) => {
+                    if schedules_off.take().is_some() {
+                        tracing::info!("the fetchq schema has schedules now; firing them");
+                    }
+                    if round.fired() > 0 || round.errors > 0 {
+                        tracing::debug!(?round, "schedules");
+                    }
                 }
-            }
-            Err(e) => {
-                trouble.failed(&e);
+                Err(e) if is_schema_without_schedules(&e) => {
+                    if schedules_off.is_none() {
+                        tracing::warn!(error = %e,
+                            "the fetchq schema is older than 18 (no schedules): cron schedules are off until it is migrated");
+                    }
+                    schedules_off = Some(tokio::time::Instant::now() + SCHEDULES_RECHECK);
+                }
+                Err(e) => {
+                    trouble.failed(&e);
+                }
             }
         }
         tokio::select! {
@@ -135,5 +154,17 @@ async fn lead(
         }
         // still holding the lock? (a dead connection lost it)
         conn.ping().await?;
+    }
+}
+
+/// The schedule functions or table do not exist (42883 undefined function,
+/// 42P01 undefined table): a schema older than 18, not database trouble.
+fn is_schema_without_schedules(e: &fetchq_core::Error) -> bool {
+    match e {
+        fetchq_core::Error::Database(db) => db
+            .as_database_error()
+            .and_then(|d| d.code())
+            .is_some_and(|c| matches!(c.as_ref(), "42883" | "42P01")),
+        _ => false,
     }
 }

@@ -294,3 +294,87 @@ async fn a_schedule_of_a_missing_queue_fails_the_start_without_create_queues() {
         other => panic!("expected QueueNotFound, got {other:?}"),
     }
 }
+
+/// Records (level, message) of every event of the worker crate.
+#[derive(Clone, Default)]
+struct Capture(Arc<std::sync::Mutex<Vec<(tracing::Level, String)>>>);
+
+struct Message(String);
+
+impl tracing::field::Visit for Message {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            self.0 = format!("{value:?}");
+        }
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Capture {
+    fn on_event(
+        &self,
+        event: &tracing::Event<'_>,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        if !event.metadata().target().starts_with("fetchq_worker") {
+            return;
+        }
+        let mut m = Message(String::new());
+        event.record(&mut m);
+        self.0
+            .lock()
+            .unwrap()
+            .push((*event.metadata().level(), m.0));
+    }
+}
+
+impl Capture {
+    fn count(&self, level: tracing::Level, needle: &str) -> usize {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(l, m)| *l == level && m.contains(needle))
+            .count()
+    }
+}
+
+// current_thread: the leader runs on this thread, where the capturing
+// subscriber is the default
+#[tokio::test(flavor = "current_thread")]
+async fn a_leader_on_a_schema_older_than_18_warns_once_not_every_round() {
+    use tracing_subscriber::layer::SubscriberExt;
+    let capture = Capture::default();
+    let _guard =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(capture.clone()));
+    let db = TestDb::new().await;
+    db.client.queue_create("q").await.unwrap();
+    // what the leader sees on a schema 17 database: no schedules
+    sqlx::raw_sql(
+        "DROP FUNCTION fetchq.schedule_due(integer); DROP TABLE fetchq.schedules CASCADE;",
+    )
+    .execute(db.client.pool())
+    .await
+    .unwrap();
+    let rt = runtime(&db).await.migrate(false).register(handler(
+        HandlerOptions::new("q").idle_poll(Duration::from_millis(200)),
+        |_d, _c| Box::pin(async { Ok(Outcome::complete()) }),
+    ));
+    let stop = rt.shutdown_token();
+    let task = tokio::spawn(rt.run());
+    // 100 ms maintenance: about 15 rounds
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.cancel();
+    task.await.unwrap().unwrap();
+    assert_eq!(
+        capture.count(tracing::Level::WARN, "database trouble"),
+        0,
+        "a schema without schedules is not database trouble"
+    );
+    assert_eq!(
+        capture.count(tracing::Level::WARN, "older than 18"),
+        1,
+        "said once"
+    );
+    // the maintenance jobs still ran
+    assert!(capture.count(tracing::Level::INFO, "now runs fetchq maintenance") == 1);
+}

@@ -504,3 +504,43 @@ async fn fall_back_fires_the_repeated_hour_once_through_the_database() {
     .unwrap();
     assert_eq!(local, "2026-10-26 02:30");
 }
+
+/// A tick that makes an existing document due again checks the schedule's
+/// payload against the queue's max_payload_size (doc_push checks it before it
+/// finds the document exists): a limit lowered after schedule_set fails the
+/// tick with FQ005 in last_error, the tick stays due, nothing is stored.
+#[tokio::test]
+async fn a_tick_replacing_a_payload_checks_the_queues_max_payload_size() {
+    let db = TestDb::new().await;
+    let c = &db.client;
+    c.queue_create("q").await.unwrap();
+    let s = CronSchedule::new("big", "* * * * *")
+        .queue("q")
+        .subject("job")
+        .payload(serde_json::json!({"k": 1}));
+    c.schedule_set(&s).await.unwrap();
+    c.schedule_tick(10).await.unwrap();
+    make_due(c, "big", 1).await;
+    assert_eq!(c.schedule_tick(10).await.unwrap().pushed, 1);
+    // a larger payload, allowed when set; then the queue's limit is lowered
+    let big = serde_json::json!({"k": "x".repeat(2000)});
+    c.schedule_set(&s.clone().payload(big)).await.unwrap();
+    c.queue_set_max_payload_size("q", 500).await.unwrap();
+    make_due(c, "big", 1).await;
+    let round = c.schedule_tick(10).await.unwrap();
+    assert_eq!((round.played, round.errors), (0, 1), "{round:?}");
+    let stored: i32 = sqlx::query_scalar(
+        "SELECT pg_column_size(payload) FROM fetchq_data.q__docs WHERE subject = 'job'",
+    )
+    .fetch_one(c.pool())
+    .await
+    .unwrap();
+    assert!(stored <= 500, "a {stored}-byte payload stored in a 500-byte queue");
+    let info = &c.schedule_list().await.unwrap()[0];
+    let err = info.last_error.as_deref().unwrap_or_default();
+    assert!(err.contains("exceeds"), "{err:?}");
+    // the tick stays due: nothing lost, it fires once the limit allows it
+    assert_eq!(info.ticks, 1);
+    c.queue_set_max_payload_size("q", 64 * 1024).await.unwrap();
+    assert_eq!(c.schedule_tick(10).await.unwrap().played, 1);
+}

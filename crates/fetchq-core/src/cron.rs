@@ -662,6 +662,29 @@ impl Client {
         Ok(round)
     }
 
+    /// How long until the earliest planned tick of any schedule, by the
+    /// database's clock: zero when one is due, `None` when no schedule is
+    /// planned. The maintenance leader sleeps this long (bounded by its
+    /// interval) so that a tick fires on time, not up to one interval late.
+    ///
+    /// # Errors
+    ///
+    /// Database errors.
+    ///
+    /// ```no_run
+    /// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+    /// if let Some(wait) = client.schedule_next_in().await? {
+    ///     println!("next tick in {wait:?}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn schedule_next_in(&self) -> Result<Option<std::time::Duration>> {
+        let ms: Option<i64> = sqlx::query_scalar(sql!("schedule_next_in"))
+            .fetch_one(self.pool())
+            .await?;
+        Ok(ms.map(|ms| std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0))))
+    }
+
     /// Records why a schedule failed, logged once per new reason.
     async fn schedule_failed(&self, name: &str, revision: i64, error: &Error) -> Result<()> {
         let changed: i32 = sqlx::query_scalar(sql!("schedule_error"))

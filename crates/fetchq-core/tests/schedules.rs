@@ -535,7 +535,10 @@ async fn a_tick_replacing_a_payload_checks_the_queues_max_payload_size() {
     .fetch_one(c.pool())
     .await
     .unwrap();
-    assert!(stored <= 500, "a {stored}-byte payload stored in a 500-byte queue");
+    assert!(
+        stored <= 500,
+        "a {stored}-byte payload stored in a 500-byte queue"
+    );
     let info = &c.schedule_list().await.unwrap()[0];
     let err = info.last_error.as_deref().unwrap_or_default();
     assert!(err.contains("exceeds"), "{err:?}");

@@ -8,8 +8,10 @@
 //! lock mid-round (its connection died) may still run one round beside the new
 //! leader, and [`Client::schedule_tick`] fires each tick once anyway (a
 //! conditional update on the planned tick). The lock only keeps the work in
-//! one place. Ticks fire within one maintenance interval of their time
-//! (default 1 s); ticks missed while no leader ran are collapsed into one.
+//! one place. Between rounds the leader sleeps until the earliest planned
+//! tick (bounded by the maintenance interval), so ticks fire within some
+//! milliseconds of their time, however long the interval; ticks missed while
+//! no leader ran are collapsed into one.
 
 use std::time::Duration;
 
@@ -29,6 +31,10 @@ const SCHEDULES_PER_ROUND: i32 = 100;
 /// How long the leader waits before it looks again for the schedule functions
 /// of a database whose schema is older than 18 (another process may migrate it).
 const SCHEDULES_RECHECK: Duration = Duration::from_secs(60);
+
+/// The shortest sleep before a tick between rounds (a tick due now, or a
+/// clock a little off, never makes the leader spin).
+const MIN_TICK_WAIT: Duration = Duration::from_millis(20);
 
 /// Advisory lock key of the maintenance leader.
 const LEADER_KEY: i64 = 0x6665_7463_686d; // "fetchm"
@@ -144,12 +150,40 @@ async fn lead(
                 }
             }
         }
-        tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
-            _ = stop.cancelled() => {
-                let _ = sqlx::query("SELECT pg_advisory_unlock($1)").bind(LEADER_KEY).execute(&mut conn).await;
-                let _ = conn.close().await;
-                return Ok(());
+        // until the next round, wake for each tick that comes due meanwhile:
+        // a tick fires on time, not up to one interval late
+        let round_end = tokio::time::Instant::now() + interval;
+        loop {
+            let mut until = round_end;
+            if schedules_off.is_none() {
+                match client.schedule_next_in().await {
+                    Ok(Some(wait)) => {
+                        until = until.min(tokio::time::Instant::now() + wait.max(MIN_TICK_WAIT));
+                    }
+                    Ok(None) => {}
+                    // the round will report it; wait for it
+                    Err(e) => tracing::debug!(error = %e, "cannot read the next tick"),
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(until) => {}
+                _ = stop.cancelled() => {
+                    let _ = sqlx::query("SELECT pg_advisory_unlock($1)").bind(LEADER_KEY).execute(&mut conn).await;
+                    let _ = conn.close().await;
+                    return Ok(());
+                }
+            }
+            if until >= round_end {
+                break;
+            }
+            match client.schedule_tick(SCHEDULES_PER_ROUND).await {
+                Ok(round) if round.fired() > 0 => tracing::debug!(?round, "schedules"),
+                // nothing fired (busy, lost, failed): the rest waits for the round
+                Ok(_) => break,
+                Err(e) => {
+                    trouble.failed(&e);
+                    break;
+                }
             }
         }
         // still holding the lock? (a dead connection lost it)

@@ -378,3 +378,50 @@ async fn a_leader_on_a_schema_older_than_18_warns_once_not_every_round() {
     // the maintenance jobs still ran
     assert!(capture.count(tracing::Level::INFO, "now runs fetchq maintenance") == 1);
 }
+
+/// With a long maintenance interval (3 s) an every-second schedule still
+/// fires every second, each tick within a few hundred milliseconds of its
+/// time: the leader sleeps until the next planned tick, not a whole interval
+/// (which collapsed three ticks into one and fired them up to 3 s late).
+#[tokio::test]
+async fn ticks_fire_on_time_with_a_long_maintenance_interval() {
+    let db = TestDb::new().await;
+    let c = db.client.clone();
+    install_tick_log(&c).await;
+    let runs = Arc::new(AtomicUsize::new(0));
+    let rt = Runtime::new(db.pool_on(&db.name, 6).await)
+        .handle_signals(false)
+        .maintenance(Some(Duration::from_secs(3)))
+        .shutdown_timeout(Duration::from_secs(5))
+        .register(ticking(runs.clone()));
+    let stop = rt.shutdown_token();
+    let task = tokio::spawn(rt.run());
+    // the first round plans the first tick; then 7 s of ticks
+    eventually(Duration::from_secs(10), "the first tick planned", || async {
+        sqlx::query_scalar::<_, Option<fetchq_core::chrono::DateTime<fetchq_core::chrono::Utc>>>(
+            "SELECT next_tick_at FROM fetchq.schedules WHERE name = 'cron.beat'",
+        )
+        .fetch_optional(c.pool())
+        .await
+        .unwrap()
+        .flatten()
+        .is_some()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    stop.cancel();
+    task.await.unwrap().unwrap();
+    let (ticks, collapsed, worst_ms): (i64, i64, f64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM tick_log), (SELECT ticks_collapsed FROM fetchq.schedules),
+                (SELECT coalesce(max(extract(epoch FROM at - tick) * 1000), 0)::float8 FROM tick_log)",
+    )
+    .fetch_one(c.pool())
+    .await
+    .unwrap();
+    assert!(
+        ticks >= 6,
+        "{ticks} ticks in 7 s of an every-second schedule"
+    );
+    assert!(collapsed <= 1, "{collapsed} ticks collapsed");
+    assert!(worst_ms < 500.0, "a tick fired {worst_ms} ms late");
+}

@@ -788,6 +788,35 @@ mod tests {
     }
 
     #[test]
+    fn fall_back_planned_from_inside_the_repeated_hour_skips_its_second_pass() {
+        // the leader plans from "now", not from the tick: one that comes up
+        // (or fires a collapsed tick) during the second pass of 02:00-02:59
+        // must not plan the second 02:30 of the same day
+        let spec = CronSpec::parse("30 2 * * *", "Europe/Stockholm").unwrap();
+        for now in [
+            utc(2026, 10, 25, 0, 30, 1), // just after the first 02:30
+            utc(2026, 10, 25, 1, 0, 0),  // 02:00 CET, the second pass begins
+            utc(2026, 10, 25, 1, 29, 59),
+        ] {
+            assert_eq!(
+                spec.next_after(now).unwrap(),
+                utc(2026, 10, 26, 1, 30, 0),
+                "planned from {now}"
+            );
+        }
+        // and on the spring-forward day, from inside the gap's UTC hour
+        assert_eq!(
+            spec.next_after(utc(2026, 3, 29, 0, 59, 59)).unwrap(),
+            utc(2026, 3, 29, 1, 0, 0)
+        );
+        // fired at 03:00 CEST: not again that day
+        assert_eq!(
+            spec.next_after(utc(2026, 3, 29, 1, 0, 0)).unwrap(),
+            utc(2026, 3, 30, 0, 30, 0)
+        );
+    }
+
+    #[test]
     fn fall_back_interval_fires_in_both_passes() {
         let spec = CronSpec::parse("0,30 2 * * *", "Europe/Stockholm").unwrap();
         let got = ticks(

@@ -56,6 +56,24 @@ use crate::{Client, sql};
 /// here and the count says "at least").
 pub const MAX_COUNTED_TICKS: u64 = 10_000;
 
+/// The longest cron expression the engine stores (`fetchq.schedule_cron_check`).
+pub const MAX_CRON_CHARS: usize = 200;
+
+/// Longer than any IANA time zone name (the longest has 32 characters).
+const MAX_TIME_ZONE_CHARS: usize = 64;
+
+/// The first 80 characters of a refused string, marked when cut, for error
+/// messages that must stay short whatever the input.
+fn shorten(s: &str) -> String {
+    if s.chars().count() <= 80 {
+        s.to_owned()
+    } else {
+        let mut out: String = s.chars().take(80).collect();
+        out.push('…');
+        out
+    }
+}
+
 /// A parsed cron expression and the time zone it is read in.
 ///
 /// ```
@@ -91,6 +109,22 @@ impl CronSpec {
     /// ```
     pub fn parse(expression: &str, time_zone: &str) -> Result<Self> {
         let expression = expression.trim();
+        // the engine stores at most 200 characters; a longer (hostile) string
+        // is refused before croner parses it, and never echoed whole
+        if expression.chars().count() > MAX_CRON_CHARS {
+            return Err(Error::InvalidCron {
+                expression: shorten(expression),
+                reason: format!(
+                    "a cron expression is 1 to {MAX_CRON_CHARS} characters, got {}",
+                    expression.chars().count()
+                ),
+            });
+        }
+        if time_zone.chars().count() > MAX_TIME_ZONE_CHARS {
+            return Err(Error::UnknownTimeZone {
+                time_zone: shorten(time_zone),
+            });
+        }
         let fields = expression.split_whitespace().count();
         if !expression.starts_with('@') && !(5..=6).contains(&fields) {
             return Err(Error::InvalidCron {

@@ -547,3 +547,62 @@ async fn a_tick_replacing_a_payload_checks_the_queues_max_payload_size() {
     c.queue_set_max_payload_size("q", 64 * 1024).await.unwrap();
     assert_eq!(c.schedule_tick(10).await.unwrap().played, 1);
 }
+
+/// Hostile input: a 10k-character cron, time zone or name is refused with a
+/// typed error whose message stays short, and nothing is stored; a NULL
+/// argument from SQL is FQ004 or FQ003, not a stored NULL.
+#[tokio::test]
+async fn hostile_input_is_refused_with_short_typed_errors() {
+    let db = TestDb::new().await;
+    let c = &db.client;
+    c.queue_create("q").await.unwrap();
+    // 5 fields, a 10k-character minute list croner would parse
+    let huge_cron = format!("{} * * * *", vec!["1"; 5000].join(","));
+    let e = c
+        .schedule_set(&CronSchedule::new("a", huge_cron).queue("q"))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::InvalidCron { .. }), "{e:?}");
+    assert!(e.to_string().len() < 400, "{} bytes", e.to_string().len());
+    assert!(e.to_string().contains("200"), "{e}");
+    let e = c
+        .schedule_set(
+            &CronSchedule::new("a", "@daily")
+                .tz("X".repeat(10_000))
+                .queue("q"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::UnknownTimeZone { .. }), "{e:?}");
+    assert!(e.to_string().len() < 400, "{} bytes", e.to_string().len());
+    let e = c
+        .schedule_set(&CronSchedule::new("n".repeat(10_000), "@daily").queue("q"))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::InvalidArgument { .. }), "{e:?}");
+    assert!(e.to_string().len() < 400, "{} bytes", e.to_string().len());
+    for args in [
+        "NULL, '@daily', 'UTC', 'q', 's'",
+        "'a', NULL, 'UTC', 'q', 's'",
+        "'a', '@daily', NULL, 'q', 's'",
+        "'a', '@daily', 'UTC', NULL, 's'",
+        "'a', '@daily', 'UTC', 'q', NULL",
+        "'a', '@daily', 'UTC', 'q', 's', '{}', NULL",
+        "'a', '@daily', 'UTC', 'q', 's', '{}', 0, NULL",
+    ] {
+        let e = sqlx::query(&format!("SELECT fetchq.schedule_set({args})"))
+            .execute(c.pool())
+            .await
+            .unwrap_err();
+        let code = e
+            .as_database_error()
+            .and_then(|d| d.code())
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            matches!(code.as_str(), "FQ001" | "FQ003" | "FQ004"),
+            "{args}: {e}"
+        );
+    }
+    assert!(c.schedule_list().await.unwrap().is_empty());
+}

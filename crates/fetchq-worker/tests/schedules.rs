@@ -425,3 +425,32 @@ async fn ticks_fire_on_time_with_a_long_maintenance_interval() {
     assert!(collapsed <= 1, "{collapsed} ticks collapsed");
     assert!(worst_ms < 500.0, "a tick fired {worst_ms} ms late");
 }
+
+/// A runtime with schedules on a database older than schema 18 (and not
+/// migrating it) refuses to start with a configuration error that says so,
+/// not a raw "function fetchq.schedule_set does not exist".
+#[tokio::test]
+async fn schedules_on_a_schema_older_than_18_fail_the_start_clearly() {
+    let db = TestDb::new().await;
+    db.client.queue_create("q").await.unwrap();
+    sqlx::raw_sql(
+        "DROP FUNCTION fetchq.schedule_set(text, text, text, text, text, jsonb, integer, integer);
+         DELETE FROM fetchq.migrations WHERE version >= 18;",
+    )
+    .execute(db.client.pool())
+    .await
+    .unwrap();
+    let rt = runtime(&db)
+        .await
+        .migrate(false)
+        .schedule(CronSchedule::new("a", "@daily").queue("q"))
+        .register(handler(HandlerOptions::new("q"), |_d, _c| {
+            Box::pin(async { Ok(Outcome::complete()) })
+        }));
+    match rt.run().await {
+        Err(WorkerError::Config(m)) => {
+            assert!(m.contains("schema 18") && m.contains("schema 17"), "{m}")
+        }
+        other => panic!("expected a configuration error, got {other:?}"),
+    }
+}

@@ -606,3 +606,45 @@ async fn hostile_input_is_refused_with_short_typed_errors() {
     }
     assert!(c.schedule_list().await.unwrap().is_empty());
 }
+
+/// Two leaders after a partition: both read the same due tick, the stale one
+/// fires late (after the other fired it and even after the next tick came
+/// due). The claim is conditional on the planned tick, not on leadership: the
+/// stale call is 'lost' and the document got one iteration per tick.
+#[tokio::test]
+async fn a_stale_leader_never_fires_a_tick_twice() {
+    let db = TestDb::new().await;
+    let c = &db.client;
+    c.queue_create("q").await.unwrap();
+    c.schedule_set(
+        &CronSchedule::new("m", "* * * * *")
+            .queue("q")
+            .subject("job"),
+    )
+    .await
+    .unwrap();
+    c.schedule_tick(10).await.unwrap();
+    make_due(c, "m", 1).await;
+    let (revision, expected): (i64, DateTime<Utc>) =
+        sqlx::query_as("SELECT revision, next_tick_at FROM fetchq.schedules WHERE name = 'm'")
+            .fetch_one(c.pool())
+            .await
+            .unwrap();
+    let fire = |next: DateTime<Utc>| {
+        sqlx::query_scalar::<_, String>("SELECT outcome FROM fetchq.schedule_fire('m', $1, $2, $3)")
+            .bind(revision)
+            .bind(expected)
+            .bind(next)
+            .fetch_one(c.pool())
+    };
+    // leader B fires the tick
+    assert_eq!(fire(Utc::now() + chrono_secs(60)).await.unwrap(), "pushed");
+    // the next tick comes due, B's next round fires it too
+    make_due(c, "m", 1).await;
+    assert_eq!(c.schedule_tick(10).await.unwrap().played, 1);
+    // stale leader A, back from the partition, fires what it read
+    assert_eq!(fire(Utc::now() + chrono_secs(30)).await.unwrap(), "lost");
+    let s = &c.schedule_list().await.unwrap()[0];
+    assert_eq!(s.ticks, 2);
+    assert_eq!(iterations(c, "q", "job").await, (0, 1));
+}

@@ -418,6 +418,7 @@ async fn ticks_fire_on_time_with_a_long_maintenance_interval() {
     .fetch_one(c.pool())
     .await
     .unwrap();
+    eprintln!("{ticks} ticks, {collapsed} collapsed, the latest {worst_ms:.0} ms after its time");
     assert!(
         ticks >= 6,
         "{ticks} ticks in 7 s of an every-second schedule"

@@ -648,3 +648,33 @@ async fn a_stale_leader_never_fires_a_tick_twice() {
     assert_eq!(s.ticks, 2);
     assert_eq!(iterations(c, "q", "job").await, (0, 1));
 }
+
+/// A paused queue: ticks still fire into it, but they keep one pending
+/// document (no backlog of one per tick to run at resume).
+#[tokio::test]
+async fn ticks_into_a_paused_queue_keep_one_document() {
+    let db = TestDb::new().await;
+    let c = &db.client;
+    c.queue_create("q").await.unwrap();
+    c.schedule_set(
+        &CronSchedule::new("p", "* * * * * *")
+            .queue("q")
+            .subject("job"),
+    )
+    .await
+    .unwrap();
+    c.schedule_tick(10).await.unwrap();
+    c.queue_pause("q").await.unwrap();
+    for _ in 0..3 {
+        make_due(c, "p", 1).await;
+        assert_eq!(c.schedule_tick(10).await.unwrap().fired(), 1);
+    }
+    let docs: i64 = sqlx::query_scalar("SELECT count(*) FROM fetchq_data.q__docs")
+        .fetch_one(c.pool())
+        .await
+        .unwrap();
+    assert_eq!(docs, 1);
+    assert!(c.pick("q", &PickOptions::new()).await.unwrap().is_empty());
+    c.queue_resume("q").await.unwrap();
+    assert_eq!(c.pick("q", &PickOptions::new()).await.unwrap().len(), 1);
+}

@@ -56,6 +56,24 @@ use crate::{Client, sql};
 /// here and the count says "at least").
 pub const MAX_COUNTED_TICKS: u64 = 10_000;
 
+/// The longest cron expression the engine stores (`fetchq.schedule_cron_check`).
+pub const MAX_CRON_CHARS: usize = 200;
+
+/// Longer than any IANA time zone name (the longest has 32 characters).
+const MAX_TIME_ZONE_CHARS: usize = 64;
+
+/// The first 80 characters of a refused string, marked when cut, for error
+/// messages that must stay short whatever the input.
+fn shorten(s: &str) -> String {
+    if s.chars().count() <= 80 {
+        s.to_owned()
+    } else {
+        let mut out: String = s.chars().take(80).collect();
+        out.push('…');
+        out
+    }
+}
+
 /// A parsed cron expression and the time zone it is read in.
 ///
 /// ```
@@ -91,6 +109,22 @@ impl CronSpec {
     /// ```
     pub fn parse(expression: &str, time_zone: &str) -> Result<Self> {
         let expression = expression.trim();
+        // the engine stores at most 200 characters; a longer (hostile) string
+        // is refused before croner parses it, and never echoed whole
+        if expression.chars().count() > MAX_CRON_CHARS {
+            return Err(Error::InvalidCron {
+                expression: shorten(expression),
+                reason: format!(
+                    "a cron expression is 1 to {MAX_CRON_CHARS} characters, got {}",
+                    expression.chars().count()
+                ),
+            });
+        }
+        if time_zone.chars().count() > MAX_TIME_ZONE_CHARS {
+            return Err(Error::UnknownTimeZone {
+                time_zone: shorten(time_zone),
+            });
+        }
         let fields = expression.split_whitespace().count();
         if !expression.starts_with('@') && !(5..=6).contains(&fields) {
             return Err(Error::InvalidCron {
@@ -662,6 +696,29 @@ impl Client {
         Ok(round)
     }
 
+    /// How long until the earliest planned tick of any schedule, by the
+    /// database's clock: zero when one is due, `None` when no schedule is
+    /// planned. The maintenance leader sleeps this long (bounded by its
+    /// interval) so that a tick fires on time, not up to one interval late.
+    ///
+    /// # Errors
+    ///
+    /// Database errors.
+    ///
+    /// ```no_run
+    /// # async fn run(client: fetchq_core::Client) -> fetchq_core::Result<()> {
+    /// if let Some(wait) = client.schedule_next_in().await? {
+    ///     println!("next tick in {wait:?}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn schedule_next_in(&self) -> Result<Option<std::time::Duration>> {
+        let ms: Option<i64> = sqlx::query_scalar(sql!("schedule_next_in"))
+            .fetch_one(self.pool())
+            .await?;
+        Ok(ms.map(|ms| std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0))))
+    }
+
     /// Records why a schedule failed, logged once per new reason.
     async fn schedule_failed(&self, name: &str, revision: i64, error: &Error) -> Result<()> {
         let changed: i32 = sqlx::query_scalar(sql!("schedule_error"))
@@ -761,6 +818,35 @@ mod tests {
         assert_eq!(
             got,
             vec![utc(2026, 10, 25, 0, 30, 0), utc(2026, 10, 26, 1, 30, 0)]
+        );
+    }
+
+    #[test]
+    fn fall_back_planned_from_inside_the_repeated_hour_skips_its_second_pass() {
+        // the leader plans from "now", not from the tick: one that comes up
+        // (or fires a collapsed tick) during the second pass of 02:00-02:59
+        // must not plan the second 02:30 of the same day
+        let spec = CronSpec::parse("30 2 * * *", "Europe/Stockholm").unwrap();
+        for now in [
+            utc(2026, 10, 25, 0, 30, 1), // just after the first 02:30
+            utc(2026, 10, 25, 1, 0, 0),  // 02:00 CET, the second pass begins
+            utc(2026, 10, 25, 1, 29, 59),
+        ] {
+            assert_eq!(
+                spec.next_after(now).unwrap(),
+                utc(2026, 10, 26, 1, 30, 0),
+                "planned from {now}"
+            );
+        }
+        // and on the spring-forward day, from inside the gap's UTC hour
+        assert_eq!(
+            spec.next_after(utc(2026, 3, 29, 0, 59, 59)).unwrap(),
+            utc(2026, 3, 29, 1, 0, 0)
+        );
+        // fired at 03:00 CEST: not again that day
+        assert_eq!(
+            spec.next_after(utc(2026, 3, 29, 1, 0, 0)).unwrap(),
+            utc(2026, 3, 30, 0, 30, 0)
         );
     }
 

@@ -68,8 +68,8 @@ pub use admin::{BulkAction, BulkProgress};
 pub use browse::{DocCount, DocFilter, LogEntry, MetricPoint};
 pub use client::{CONNECT_ACQUIRE_TIMEOUT, Client, Info};
 pub use cron::{
-    CronSchedule, CronSpec, MAX_COUNTED_TICKS, ScheduleInfo, ScheduleRound, ScheduleSet,
-    validate_schedule_name,
+    CronSchedule, CronSpec, MAX_COUNTED_TICKS, MAX_CRON_CHARS, ScheduleInfo, ScheduleRound,
+    ScheduleSet, validate_schedule_name,
 };
 pub use doc::{DocState, NewDoc, Schedule, Status, Upserted};
 pub use error::{Error, Result, codes};

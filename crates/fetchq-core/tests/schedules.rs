@@ -504,3 +504,177 @@ async fn fall_back_fires_the_repeated_hour_once_through_the_database() {
     .unwrap();
     assert_eq!(local, "2026-10-26 02:30");
 }
+
+/// A tick that makes an existing document due again checks the schedule's
+/// payload against the queue's max_payload_size (doc_push checks it before it
+/// finds the document exists): a limit lowered after schedule_set fails the
+/// tick with FQ005 in last_error, the tick stays due, nothing is stored.
+#[tokio::test]
+async fn a_tick_replacing_a_payload_checks_the_queues_max_payload_size() {
+    let db = TestDb::new().await;
+    let c = &db.client;
+    c.queue_create("q").await.unwrap();
+    let s = CronSchedule::new("big", "* * * * *")
+        .queue("q")
+        .subject("job")
+        .payload(serde_json::json!({"k": 1}));
+    c.schedule_set(&s).await.unwrap();
+    c.schedule_tick(10).await.unwrap();
+    make_due(c, "big", 1).await;
+    assert_eq!(c.schedule_tick(10).await.unwrap().pushed, 1);
+    // a larger payload, allowed when set; then the queue's limit is lowered
+    let big = serde_json::json!({"k": "x".repeat(2000)});
+    c.schedule_set(&s.clone().payload(big)).await.unwrap();
+    c.queue_set_max_payload_size("q", 500).await.unwrap();
+    make_due(c, "big", 1).await;
+    let round = c.schedule_tick(10).await.unwrap();
+    assert_eq!((round.played, round.errors), (0, 1), "{round:?}");
+    let stored: i32 = sqlx::query_scalar(
+        "SELECT pg_column_size(payload) FROM fetchq_data.q__docs WHERE subject = 'job'",
+    )
+    .fetch_one(c.pool())
+    .await
+    .unwrap();
+    assert!(
+        stored <= 500,
+        "a {stored}-byte payload stored in a 500-byte queue"
+    );
+    let info = &c.schedule_list().await.unwrap()[0];
+    let err = info.last_error.as_deref().unwrap_or_default();
+    assert!(err.contains("exceeds"), "{err:?}");
+    // the tick stays due: nothing lost, it fires once the limit allows it
+    assert_eq!(info.ticks, 1);
+    c.queue_set_max_payload_size("q", 64 * 1024).await.unwrap();
+    assert_eq!(c.schedule_tick(10).await.unwrap().played, 1);
+}
+
+/// Hostile input: a 10k-character cron, time zone or name is refused with a
+/// typed error whose message stays short, and nothing is stored; a NULL
+/// argument from SQL is FQ004 or FQ003, not a stored NULL.
+#[tokio::test]
+async fn hostile_input_is_refused_with_short_typed_errors() {
+    let db = TestDb::new().await;
+    let c = &db.client;
+    c.queue_create("q").await.unwrap();
+    // 5 fields, a 10k-character minute list croner would parse
+    let huge_cron = format!("{} * * * *", vec!["1"; 5000].join(","));
+    let e = c
+        .schedule_set(&CronSchedule::new("a", huge_cron).queue("q"))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::InvalidCron { .. }), "{e:?}");
+    assert!(e.to_string().len() < 400, "{} bytes", e.to_string().len());
+    assert!(e.to_string().contains("200"), "{e}");
+    let e = c
+        .schedule_set(
+            &CronSchedule::new("a", "@daily")
+                .tz("X".repeat(10_000))
+                .queue("q"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::UnknownTimeZone { .. }), "{e:?}");
+    assert!(e.to_string().len() < 400, "{} bytes", e.to_string().len());
+    let e = c
+        .schedule_set(&CronSchedule::new("n".repeat(10_000), "@daily").queue("q"))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::InvalidArgument { .. }), "{e:?}");
+    assert!(e.to_string().len() < 400, "{} bytes", e.to_string().len());
+    for args in [
+        "NULL, '@daily', 'UTC', 'q', 's'",
+        "'a', NULL, 'UTC', 'q', 's'",
+        "'a', '@daily', NULL, 'q', 's'",
+        "'a', '@daily', 'UTC', NULL, 's'",
+        "'a', '@daily', 'UTC', 'q', NULL",
+        "'a', '@daily', 'UTC', 'q', 's', '{}', NULL",
+        "'a', '@daily', 'UTC', 'q', 's', '{}', 0, NULL",
+    ] {
+        let e = sqlx::query(&format!("SELECT fetchq.schedule_set({args})"))
+            .execute(c.pool())
+            .await
+            .unwrap_err();
+        let code = e
+            .as_database_error()
+            .and_then(|d| d.code())
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            matches!(code.as_str(), "FQ001" | "FQ003" | "FQ004"),
+            "{args}: {e}"
+        );
+    }
+    assert!(c.schedule_list().await.unwrap().is_empty());
+}
+
+/// Two leaders after a partition: both read the same due tick, the stale one
+/// fires late (after the other fired it and even after the next tick came
+/// due). The claim is conditional on the planned tick, not on leadership: the
+/// stale call is 'lost' and the document got one iteration per tick.
+#[tokio::test]
+async fn a_stale_leader_never_fires_a_tick_twice() {
+    let db = TestDb::new().await;
+    let c = &db.client;
+    c.queue_create("q").await.unwrap();
+    c.schedule_set(
+        &CronSchedule::new("m", "* * * * *")
+            .queue("q")
+            .subject("job"),
+    )
+    .await
+    .unwrap();
+    c.schedule_tick(10).await.unwrap();
+    make_due(c, "m", 1).await;
+    let (revision, expected): (i64, DateTime<Utc>) =
+        sqlx::query_as("SELECT revision, next_tick_at FROM fetchq.schedules WHERE name = 'm'")
+            .fetch_one(c.pool())
+            .await
+            .unwrap();
+    let fire = |next: DateTime<Utc>| {
+        sqlx::query_scalar::<_, String>("SELECT outcome FROM fetchq.schedule_fire('m', $1, $2, $3)")
+            .bind(revision)
+            .bind(expected)
+            .bind(next)
+            .fetch_one(c.pool())
+    };
+    // leader B fires the tick
+    assert_eq!(fire(Utc::now() + chrono_secs(60)).await.unwrap(), "pushed");
+    // the next tick comes due, B's next round fires it too
+    make_due(c, "m", 1).await;
+    assert_eq!(c.schedule_tick(10).await.unwrap().played, 1);
+    // stale leader A, back from the partition, fires what it read
+    assert_eq!(fire(Utc::now() + chrono_secs(30)).await.unwrap(), "lost");
+    let s = &c.schedule_list().await.unwrap()[0];
+    assert_eq!(s.ticks, 2);
+    assert_eq!(iterations(c, "q", "job").await, (0, 1));
+}
+
+/// A paused queue: ticks still fire into it, but they keep one pending
+/// document (no backlog of one per tick to run at resume).
+#[tokio::test]
+async fn ticks_into_a_paused_queue_keep_one_document() {
+    let db = TestDb::new().await;
+    let c = &db.client;
+    c.queue_create("q").await.unwrap();
+    c.schedule_set(
+        &CronSchedule::new("p", "* * * * * *")
+            .queue("q")
+            .subject("job"),
+    )
+    .await
+    .unwrap();
+    c.schedule_tick(10).await.unwrap();
+    c.queue_pause("q").await.unwrap();
+    for _ in 0..3 {
+        make_due(c, "p", 1).await;
+        assert_eq!(c.schedule_tick(10).await.unwrap().fired(), 1);
+    }
+    let docs: i64 = sqlx::query_scalar("SELECT count(*) FROM fetchq_data.q__docs")
+        .fetch_one(c.pool())
+        .await
+        .unwrap();
+    assert_eq!(docs, 1);
+    assert!(c.pick("q", &PickOptions::new()).await.unwrap().is_empty());
+    c.queue_resume("q").await.unwrap();
+    assert_eq!(c.pick("q", &PickOptions::new()).await.unwrap().len(), 1);
+}

@@ -107,6 +107,14 @@ fn check_queue(name: &str, span: Span) -> syn::Result<()> {
 fn check_cron(expr: &str, span: Span) -> syn::Result<()> {
     use croner::parser::{CronParser, Seconds, Year};
     let expr = expr.trim();
+    // the engine stores at most 200 characters (fetchq_core::MAX_CRON_CHARS)
+    let chars = expr.chars().count();
+    if chars > 200 {
+        return Err(syn::Error::new(
+            span,
+            format!("invalid cron expression: 1 to 200 characters, got {chars}"),
+        ));
+    }
     let fields = expr.split_whitespace().count();
     let fail = |reason: String| {
         Err(syn::Error::new(
@@ -274,5 +282,20 @@ impl Args {
             }
             None => Ok(args),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cron_over_200_characters_is_a_compile_error() {
+        let span = Span::call_site();
+        assert!(check_cron("0 3 * * *", span).is_ok());
+        let long = format!("{} * * * *", vec!["1"; 200].join(","));
+        let e = check_cron(&long, span).unwrap_err().to_string();
+        assert!(e.contains("200 characters"), "{e}");
+        assert!(e.len() < 200, "{e}");
     }
 }

@@ -8,8 +8,10 @@
 //! lock mid-round (its connection died) may still run one round beside the new
 //! leader, and [`Client::schedule_tick`] fires each tick once anyway (a
 //! conditional update on the planned tick). The lock only keeps the work in
-//! one place. Ticks fire within one maintenance interval of their time
-//! (default 1 s); ticks missed while no leader ran are collapsed into one.
+//! one place. Between rounds the leader sleeps until the earliest planned
+//! tick (bounded by the maintenance interval), so ticks fire within some
+//! milliseconds of their time, however long the interval; ticks missed while
+//! no leader ran are collapsed into one.
 
 use std::time::Duration;
 
@@ -25,6 +27,14 @@ const VACUUM_EVERY: Duration = Duration::from_secs(5);
 /// How many schedules one round plans or fires at most (the rest wait for the
 /// next round, the most overdue first).
 const SCHEDULES_PER_ROUND: i32 = 100;
+
+/// How long the leader waits before it looks again for the schedule functions
+/// of a database whose schema is older than 18 (another process may migrate it).
+const SCHEDULES_RECHECK: Duration = Duration::from_secs(60);
+
+/// The shortest sleep before a tick between rounds (a tick due now, or a
+/// clock a little off, never makes the leader spin).
+const MIN_TICK_WAIT: Duration = Duration::from_millis(20);
 
 /// Advisory lock key of the maintenance leader.
 const LEADER_KEY: i64 = 0x6665_7463_686d; // "fetchm"
@@ -86,6 +96,8 @@ async fn lead(
     tracing::info!("this process now runs fetchq maintenance");
     let mut last_vacuum = tokio::time::Instant::now();
     let mut vacuum = true;
+    // set while the database has no schedules (schema below 18): when to look again
+    let mut schedules_off: Option<tokio::time::Instant> = None;
     loop {
         if vacuum && last_vacuum.elapsed() >= VACUUM_EVERY {
             last_vacuum = tokio::time::Instant::now();
@@ -115,25 +127,78 @@ async fn lead(
         }
         // after the jobs: a schedule whose tick is due now is fired in this
         // round, not one interval later
-        match client.schedule_tick(SCHEDULES_PER_ROUND).await {
-            Ok(round) => {
-                if round.fired() > 0 || round.errors > 0 {
-                    tracing::debug!(?round, "schedules");
+        let tick_now = schedules_off.is_none_or(|at| tokio::time::Instant::now() >= at);
+        if tick_now {
+            match client.schedule_tick(SCHEDULES_PER_ROUND).await {
+                Ok(round) => {
+                    if schedules_off.take().is_some() {
+                        tracing::info!("the fetchq schema has schedules now; firing them");
+                    }
+                    if round.fired() > 0 || round.errors > 0 {
+                        tracing::debug!(?round, "schedules");
+                    }
+                }
+                Err(e) if is_schema_without_schedules(&e) => {
+                    if schedules_off.is_none() {
+                        tracing::warn!(error = %e,
+                            "the fetchq schema is older than 18 (no schedules): cron schedules are off until it is migrated");
+                    }
+                    schedules_off = Some(tokio::time::Instant::now() + SCHEDULES_RECHECK);
+                }
+                Err(e) => {
+                    trouble.failed(&e);
                 }
             }
-            Err(e) => {
-                trouble.failed(&e);
-            }
         }
-        tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
-            _ = stop.cancelled() => {
-                let _ = sqlx::query("SELECT pg_advisory_unlock($1)").bind(LEADER_KEY).execute(&mut conn).await;
-                let _ = conn.close().await;
-                return Ok(());
+        // until the next round, wake for each tick that comes due meanwhile:
+        // a tick fires on time, not up to one interval late
+        let round_end = tokio::time::Instant::now() + interval;
+        loop {
+            let mut until = round_end;
+            if schedules_off.is_none() {
+                match client.schedule_next_in().await {
+                    Ok(Some(wait)) => {
+                        until = until.min(tokio::time::Instant::now() + wait.max(MIN_TICK_WAIT));
+                    }
+                    Ok(None) => {}
+                    // the round will report it; wait for it
+                    Err(e) => tracing::debug!(error = %e, "cannot read the next tick"),
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(until) => {}
+                _ = stop.cancelled() => {
+                    let _ = sqlx::query("SELECT pg_advisory_unlock($1)").bind(LEADER_KEY).execute(&mut conn).await;
+                    let _ = conn.close().await;
+                    return Ok(());
+                }
+            }
+            if until >= round_end {
+                break;
+            }
+            match client.schedule_tick(SCHEDULES_PER_ROUND).await {
+                Ok(round) if round.fired() > 0 => tracing::debug!(?round, "schedules"),
+                // nothing fired (busy, lost, failed): the rest waits for the round
+                Ok(_) => break,
+                Err(e) => {
+                    trouble.failed(&e);
+                    break;
+                }
             }
         }
         // still holding the lock? (a dead connection lost it)
         conn.ping().await?;
+    }
+}
+
+/// The schedule functions or table do not exist (42883 undefined function,
+/// 42P01 undefined table): a schema older than 18, not database trouble.
+fn is_schema_without_schedules(e: &fetchq_core::Error) -> bool {
+    match e {
+        fetchq_core::Error::Database(db) => db
+            .as_database_error()
+            .and_then(|d| d.code())
+            .is_some_and(|c| matches!(c.as_ref(), "42883" | "42P01")),
+        _ => false,
     }
 }

@@ -39,6 +39,9 @@ pub enum WorkerError {
     Forced,
 }
 
+/// The first schema with cron schedules (`0018_schedules.sql`).
+const SCHEDULES_SCHEMA: i32 = 18;
+
 /// Where the runtime finds its database.
 #[derive(Debug, Clone)]
 pub enum Source {
@@ -653,17 +656,27 @@ impl Runtime {
                         client.queue_create(&s.queue).await?;
                     }
                 }
+                if !self.schedules.is_empty() {
+                    let schema = client.info().await?.schema_version;
+                    if schema < SCHEDULES_SCHEMA {
+                        return Ok(Err(format!(
+                            "cron schedules need fetchq schema {SCHEDULES_SCHEMA} or later, the database has schema {schema}: \
+                             migrate it (`fetchq migrate`, or Runtime::migrate(true))"
+                        )));
+                    }
+                }
                 for s in &self.schedules {
                     client.schedule_set(s).await?;
                 }
-                Ok::<(), fetchq_core::Error>(())
+                Ok::<Result<(), String>, fetchq_core::Error>(Ok(()))
             };
             let attempt = tokio::select! {
                 a = attempt => a,
                 _ = self.shutdown.cancelled() => return Ok(()),
             };
             match attempt {
-                Ok(()) => return Ok(()),
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(config)) => return Err(WorkerError::Config(config)),
                 Err(e) if e.is_transient() => {
                     let wait = trouble.failed(&e);
                     tokio::select! {

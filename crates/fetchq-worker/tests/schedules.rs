@@ -294,3 +294,164 @@ async fn a_schedule_of_a_missing_queue_fails_the_start_without_create_queues() {
         other => panic!("expected QueueNotFound, got {other:?}"),
     }
 }
+
+/// Records (level, message) of every event of the worker crate.
+#[derive(Clone, Default)]
+struct Capture(Arc<std::sync::Mutex<Vec<(tracing::Level, String)>>>);
+
+struct Message(String);
+
+impl tracing::field::Visit for Message {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            self.0 = format!("{value:?}");
+        }
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Capture {
+    fn on_event(
+        &self,
+        event: &tracing::Event<'_>,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        if !event.metadata().target().starts_with("fetchq_worker") {
+            return;
+        }
+        let mut m = Message(String::new());
+        event.record(&mut m);
+        self.0
+            .lock()
+            .unwrap()
+            .push((*event.metadata().level(), m.0));
+    }
+}
+
+impl Capture {
+    fn count(&self, level: tracing::Level, needle: &str) -> usize {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(l, m)| *l == level && m.contains(needle))
+            .count()
+    }
+}
+
+// current_thread: the leader runs on this thread, where the capturing
+// subscriber is the default
+#[tokio::test(flavor = "current_thread")]
+async fn a_leader_on_a_schema_older_than_18_warns_once_not_every_round() {
+    use tracing_subscriber::layer::SubscriberExt;
+    let capture = Capture::default();
+    let _guard =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(capture.clone()));
+    let db = TestDb::new().await;
+    db.client.queue_create("q").await.unwrap();
+    // what the leader sees on a schema 17 database: no schedules
+    sqlx::raw_sql(
+        "DROP FUNCTION fetchq.schedule_due(integer); DROP TABLE fetchq.schedules CASCADE;",
+    )
+    .execute(db.client.pool())
+    .await
+    .unwrap();
+    let rt = runtime(&db).await.migrate(false).register(handler(
+        HandlerOptions::new("q").idle_poll(Duration::from_millis(200)),
+        |_d, _c| Box::pin(async { Ok(Outcome::complete()) }),
+    ));
+    let stop = rt.shutdown_token();
+    let task = tokio::spawn(rt.run());
+    // 100 ms maintenance: about 15 rounds
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.cancel();
+    task.await.unwrap().unwrap();
+    assert_eq!(
+        capture.count(tracing::Level::WARN, "database trouble"),
+        0,
+        "a schema without schedules is not database trouble"
+    );
+    assert_eq!(
+        capture.count(tracing::Level::WARN, "older than 18"),
+        1,
+        "said once"
+    );
+    // the maintenance jobs still ran
+    assert!(capture.count(tracing::Level::INFO, "now runs fetchq maintenance") == 1);
+}
+
+/// With a long maintenance interval (3 s) an every-second schedule still
+/// fires every second, each tick within a few hundred milliseconds of its
+/// time: the leader sleeps until the next planned tick, not a whole interval
+/// (which collapsed three ticks into one and fired them up to 3 s late).
+#[tokio::test]
+async fn ticks_fire_on_time_with_a_long_maintenance_interval() {
+    let db = TestDb::new().await;
+    let c = db.client.clone();
+    install_tick_log(&c).await;
+    let runs = Arc::new(AtomicUsize::new(0));
+    let rt = Runtime::new(db.pool_on(&db.name, 6).await)
+        .handle_signals(false)
+        .maintenance(Some(Duration::from_secs(3)))
+        .shutdown_timeout(Duration::from_secs(5))
+        .register(ticking(runs.clone()));
+    let stop = rt.shutdown_token();
+    let task = tokio::spawn(rt.run());
+    // the first round plans the first tick; then 7 s of ticks
+    eventually(Duration::from_secs(10), "the first tick planned", || async {
+        sqlx::query_scalar::<_, Option<fetchq_core::chrono::DateTime<fetchq_core::chrono::Utc>>>(
+            "SELECT next_tick_at FROM fetchq.schedules WHERE name = 'cron.beat'",
+        )
+        .fetch_optional(c.pool())
+        .await
+        .unwrap()
+        .flatten()
+        .is_some()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    stop.cancel();
+    task.await.unwrap().unwrap();
+    let (ticks, collapsed, worst_ms): (i64, i64, f64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM tick_log), (SELECT ticks_collapsed FROM fetchq.schedules),
+                (SELECT coalesce(max(extract(epoch FROM at - tick) * 1000), 0)::float8 FROM tick_log)",
+    )
+    .fetch_one(c.pool())
+    .await
+    .unwrap();
+    eprintln!("{ticks} ticks, {collapsed} collapsed, the latest {worst_ms:.0} ms after its time");
+    assert!(
+        ticks >= 6,
+        "{ticks} ticks in 7 s of an every-second schedule"
+    );
+    assert!(collapsed <= 1, "{collapsed} ticks collapsed");
+    assert!(worst_ms < 500.0, "a tick fired {worst_ms} ms late");
+}
+
+/// A runtime with schedules on a database older than schema 18 (and not
+/// migrating it) refuses to start with a configuration error that says so,
+/// not a raw "function fetchq.schedule_set does not exist".
+#[tokio::test]
+async fn schedules_on_a_schema_older_than_18_fail_the_start_clearly() {
+    let db = TestDb::new().await;
+    db.client.queue_create("q").await.unwrap();
+    sqlx::raw_sql(
+        "DROP FUNCTION fetchq.schedule_set(text, text, text, text, text, jsonb, integer, integer);
+         DELETE FROM fetchq.migrations WHERE version >= 18;",
+    )
+    .execute(db.client.pool())
+    .await
+    .unwrap();
+    let rt = runtime(&db)
+        .await
+        .migrate(false)
+        .schedule(CronSchedule::new("a", "@daily").queue("q"))
+        .register(handler(HandlerOptions::new("q"), |_d, _c| {
+            Box::pin(async { Ok(Outcome::complete()) })
+        }));
+    match rt.run().await {
+        Err(WorkerError::Config(m)) => {
+            assert!(m.contains("schema 18") && m.contains("schema 17"), "{m}")
+        }
+        other => panic!("expected a configuration error, got {other:?}"),
+    }
+}

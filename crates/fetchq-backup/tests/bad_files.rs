@@ -6,7 +6,7 @@ mod common;
 
 use std::io::{Cursor, Write};
 
-use common::{dump_bytes, fill, fingerprint, plain};
+use common::{dump_bytes, fill, fingerprint, plain, reseal};
 use fetchq_backup::{Compression, DumpOptions, Error, OnConflict, RestoreOptions};
 use fetchq_testing::TestDb;
 
@@ -23,30 +23,6 @@ async fn refused(db: &TestDb, file: Vec<u8>, opts: &RestoreOptions) -> Error {
     // the pool still works
     sqlx::query("SELECT 1").execute(&db.pool).await.unwrap();
     err
-}
-
-/// Recomputes the trailer of a plain dump (a forger's file: well sealed, bad content).
-fn reseal(text: &[u8]) -> Vec<u8> {
-    use sha2::Digest;
-    let body_end = text[..text.len() - 1]
-        .iter()
-        .rposition(|&b| b == b'\n')
-        .unwrap()
-        + 1;
-    let body = &text[..body_end];
-    let rows = body
-        .split(|&b| b == b'\n')
-        .filter(|l| l.starts_with(b"["))
-        .count();
-    let sha: String = sha2::Sha256::digest(body)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let mut out = body.to_vec();
-    out.extend_from_slice(
-        format!("{{\"end\":\"fetchq-dump\",\"rows\":{rows},\"sha256\":\"{sha}\"}}\n").as_bytes(),
-    );
-    out
 }
 
 fn rename() -> RestoreOptions {

@@ -7,7 +7,7 @@ mod common;
 
 use std::io::Cursor;
 
-use common::{dump_bytes, fill, fingerprint, plain};
+use common::{dump_bytes, fill, fingerprint, plain, reseal};
 use fetchq_backup::{Error, OnConflict, RestoreOptions};
 use fetchq_core::{Client, CronSchedule};
 use fetchq_testing::TestDb;
@@ -24,30 +24,6 @@ async fn refused(pool: &PgPool, file: Vec<u8>, opts: &RestoreOptions) -> Error {
         "database changed by a failed restore ({err})"
     );
     err
-}
-
-/// Recomputes the trailer of a plain dump.
-fn reseal(text: &[u8]) -> Vec<u8> {
-    use sha2::Digest;
-    let body_end = text[..text.len() - 1]
-        .iter()
-        .rposition(|&b| b == b'\n')
-        .unwrap()
-        + 1;
-    let body = &text[..body_end];
-    let rows = body
-        .split(|&b| b == b'\n')
-        .filter(|l| l.starts_with(b"["))
-        .count();
-    let sha: String = sha2::Sha256::digest(body)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let mut out = body.to_vec();
-    out.extend_from_slice(
-        format!("{{\"end\":\"fetchq-dump\",\"rows\":{rows},\"sha256\":\"{sha}\"}}\n").as_bytes(),
-    );
-    out
 }
 
 /// A plain version 2 dump made a version 1 one, as the previous build wrote

@@ -3,7 +3,8 @@
 
 #![allow(clippy::unwrap_used)] // tests fail by panicking
 
-use std::sync::{Arc, Mutex};
+mod common;
+
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -11,48 +12,9 @@ use fetchq_core::NewDoc;
 use fetchq_testing::TestDb;
 use fetchq_worker::{Context, Doc, Handler, HandlerError, HandlerOptions, Outcome, Runtime};
 use serde_json::Value;
-use tracing::field::{Field, Visit};
-use tracing_subscriber::Layer;
-use tracing_subscriber::layer::{Context as LayerContext, SubscriberExt};
+use tracing_subscriber::layer::SubscriberExt;
 
-/// Records (level, message) of every event of the worker crate.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<(tracing::Level, String)>>>);
-
-struct Message(String);
-
-impl Visit for Message {
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        if field.name() == "message" {
-            self.0 = format!("{value:?}");
-        }
-    }
-}
-
-impl<S: tracing::Subscriber> Layer<S> for Capture {
-    fn on_event(&self, event: &tracing::Event<'_>, _ctx: LayerContext<'_, S>) {
-        if !event.metadata().target().starts_with("fetchq_worker") {
-            return;
-        }
-        let mut m = Message(String::new());
-        event.record(&mut m);
-        self.0
-            .lock()
-            .unwrap()
-            .push((*event.metadata().level(), m.0));
-    }
-}
-
-impl Capture {
-    fn count(&self, level: tracing::Level, needle: &str) -> usize {
-        self.0
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(l, m)| *l == level && m.contains(needle))
-            .count()
-    }
-}
+use common::LogCapture;
 
 struct Busy;
 
@@ -72,7 +34,7 @@ impl Handler for Busy {
 // capturing subscriber is the default
 #[tokio::test(flavor = "current_thread")]
 async fn a_burst_of_killed_backends_is_logged_as_one_incident() {
-    let capture = Capture::default();
+    let capture = LogCapture::default();
     let subscriber = tracing_subscriber::registry().with(capture.clone());
     let _guard = tracing::subscriber::set_default(subscriber);
 

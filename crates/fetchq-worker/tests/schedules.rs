@@ -16,7 +16,7 @@ use fetchq_testing::TestDb;
 use fetchq_worker::{HandlerOptions, Outcome, Runtime, WorkerError};
 use serde_json::{Value, json};
 
-use common::{eventually, handler};
+use common::{LogCapture, eventually, handler};
 
 /// A runtime on its own pool, maintenance every 100 ms.
 async fn runtime(db: &TestDb) -> Runtime {
@@ -295,55 +295,12 @@ async fn a_schedule_of_a_missing_queue_fails_the_start_without_create_queues() {
     }
 }
 
-/// Records (level, message) of every event of the worker crate.
-#[derive(Clone, Default)]
-struct Capture(Arc<std::sync::Mutex<Vec<(tracing::Level, String)>>>);
-
-struct Message(String);
-
-impl tracing::field::Visit for Message {
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        if field.name() == "message" {
-            self.0 = format!("{value:?}");
-        }
-    }
-}
-
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Capture {
-    fn on_event(
-        &self,
-        event: &tracing::Event<'_>,
-        _ctx: tracing_subscriber::layer::Context<'_, S>,
-    ) {
-        if !event.metadata().target().starts_with("fetchq_worker") {
-            return;
-        }
-        let mut m = Message(String::new());
-        event.record(&mut m);
-        self.0
-            .lock()
-            .unwrap()
-            .push((*event.metadata().level(), m.0));
-    }
-}
-
-impl Capture {
-    fn count(&self, level: tracing::Level, needle: &str) -> usize {
-        self.0
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(l, m)| *l == level && m.contains(needle))
-            .count()
-    }
-}
-
 // current_thread: the leader runs on this thread, where the capturing
 // subscriber is the default
 #[tokio::test(flavor = "current_thread")]
 async fn a_leader_on_a_schema_older_than_18_warns_once_not_every_round() {
     use tracing_subscriber::layer::SubscriberExt;
-    let capture = Capture::default();
+    let capture = LogCapture::default();
     let _guard =
         tracing::subscriber::set_default(tracing_subscriber::registry().with(capture.clone()));
     let db = TestDb::new().await;

@@ -97,3 +97,27 @@ pub async fn table_hash(pool: &PgPool, table: &str) -> String {
     .unwrap()
     .unwrap_or_default()
 }
+
+/// Recomputes the trailer of a plain dump (a forger's file: well sealed, bad content).
+pub fn reseal(text: &[u8]) -> Vec<u8> {
+    use sha2::Digest;
+    let body_end = text[..text.len() - 1]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .unwrap()
+        + 1;
+    let body = &text[..body_end];
+    let rows = body
+        .split(|&b| b == b'\n')
+        .filter(|l| l.starts_with(b"["))
+        .count();
+    let sha: String = sha2::Sha256::digest(body)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let mut out = body.to_vec();
+    out.extend_from_slice(
+        format!("{{\"end\":\"fetchq-dump\",\"rows\":{rows},\"sha256\":\"{sha}\"}}\n").as_bytes(),
+    );
+    out
+}

@@ -66,7 +66,7 @@ async fn six_processes_never_run_three_of_one_key() {
             at_cap += i64::from(n == 2);
             samples += 1;
         }
-        if ticks % 50 == 0 {
+        if ticks.is_multiple_of(50) {
             let done: i64 = sqlx::query_scalar(completed)
                 .fetch_one(&db.pool)
                 .await

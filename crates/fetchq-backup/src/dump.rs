@@ -185,10 +185,6 @@ async fn produce(
     sqlx::query("SET LOCAL intervalstyle = 'iso_8601'")
         .execute(&mut *conn)
         .await?;
-    // the timestamps of the documents' plain COPY rows (format::json_timestamp)
-    sqlx::query("SET LOCAL datestyle = 'ISO, YMD'")
-        .execute(&mut *conn)
-        .await?;
 
     let info = sqlx::query("SELECT version::text, schema_version, now() FROM fetchq.info()")
         .fetch_one(&mut *conn)

@@ -448,3 +448,51 @@ async fn append_takes_a_key_and_reads_show_it() {
     assert!(err.to_string().contains("1 to 255"), "{err}");
     assert_eq!(count().await, before);
 }
+
+/// The walk's starting point is a session setting, so a stale or foreign
+/// value (a pooled session, a key long gone, text past every key) only moves
+/// where the walk starts: the wrap still reaches every open key.
+#[tokio::test]
+async fn a_stale_or_foreign_walk_cursor_only_moves_the_start() {
+    let db = TestDb::new().await;
+    let c = &db.client;
+    keyed_queue(c, "cur", 3, 2, 0).await;
+    c.queue_set_key_concurrency("cur", Some(1)).await.unwrap();
+    let mut conn = db.pool.acquire().await.unwrap();
+    for start in ["\u{10ffff}zzz", "host1", "", "not a key at all"] {
+        sqlx::query("SELECT set_config('fetchq.key_after_cur', $1, false)")
+            .bind(start)
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        let got: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM fetchq.doc_pick('cur', 0, 10, interval '5 minutes')",
+        )
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+        assert_eq!(got, 3, "start {start:?}: one per key");
+        sqlx::query(
+            "UPDATE fetchq_data.cur__docs SET status = 1, lease_token = NULL, next_iteration = now() WHERE status = 2",
+        )
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    }
+    // a cursor set in a rolled-back transaction is rolled back with it
+    let before: String = sqlx::query_scalar("SELECT current_setting('fetchq.key_after_cur')")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    sqlx::query("BEGIN").execute(&mut *conn).await.unwrap();
+    sqlx::query("SELECT set_config('fetchq.key_after_cur', 'host2', false)")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    sqlx::query("ROLLBACK").execute(&mut *conn).await.unwrap();
+    let after: String = sqlx::query_scalar("SELECT current_setting('fetchq.key_after_cur')")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    assert_eq!(after, before);
+}

@@ -60,11 +60,27 @@ const REFILL_WAIT: Duration = Duration::from_millis(2);
 /// The smallest idle wait, so a due-but-locked document cannot make us spin.
 const MIN_IDLE_WAIT: Duration = Duration::from_millis(5);
 
-/// The most picks one pool runs at once (when `batch` is below its free slots).
-const MAX_PARALLEL_PICKS: usize = 8;
+/// The most picks one pool runs at once (when `batch` is below its free
+/// slots). Picks of one document spend most of their time waiting for their
+/// commit to be flushed; more of them at once share each flush.
+const MAX_PARALLEL_PICKS: usize = 16;
 
 /// The longest a buffered document waits for a slot before it is given back.
 const MAX_BUFFER_WAIT: Duration = Duration::from_secs(10);
+
+/// How many picks a pool runs at once: as many as `batch`-sized picks fill
+/// its slots (a batch below the concurrency), at most [`MAX_PARALLEL_PICKS`]
+/// and at most half the pool's connections, so picks never take the
+/// connections the heartbeat and the outcome writer need.
+fn parallel_picks(concurrency: usize, batch: usize, connections: usize) -> usize {
+    if batch == 0 || batch >= concurrency {
+        return 1;
+    }
+    concurrency
+        .div_ceil(batch)
+        .min(MAX_PARALLEL_PICKS)
+        .min((connections / 2).max(1))
+}
 
 /// How long a buffered document may wait for a slot: half its lease, at
 /// most [`MAX_BUFFER_WAIT`].
@@ -104,11 +120,8 @@ pub(crate) async fn run(
     let mut waited = false;
     // a batch below the concurrency: picks of `batch` run side by side, as
     // that many single-fetch workers would (at most MAX_PARALLEL_PICKS)
-    let max_picks = if batch < opts.concurrency {
-        opts.concurrency.div_ceil(batch).min(MAX_PARALLEL_PICKS)
-    } else {
-        1
-    };
+    let connections = shared.client.pool().options().get_max_connections() as usize;
+    let max_picks = parallel_picks(opts.concurrency, batch, connections);
     // picks in flight, and the slots each may fill
     let mut picks: JoinSet<Picked> = JoinSet::new();
     let mut limits: std::collections::HashMap<tokio::task::Id, usize> = Default::default();
@@ -487,11 +500,11 @@ fn spawn(
     tasks.spawn(
         async move {
             let _in_flight = in_flight;
-            // the handler runs in its own task: a panic is caught, not spread;
-            // the guard aborts it if this task is aborted
+            // a panic is caught where the handler is polled, not spread; the
+            // handler is dropped (cancelled) with this task if it is aborted
             let started = Instant::now();
-            let handle = AbortOnDrop(tokio::spawn(future.in_current_span()));
-            let outcome = run_handler(handle, max_runtime, &cancel, &counters).await;
+            let handler = CatchPanic(future);
+            let outcome = run_handler(handler, max_runtime, &cancel, &counters).await;
             shared
                 .telemetry
                 .handled(&counters, outcome.kind(), started.elapsed());
@@ -548,27 +561,44 @@ impl Drop for InFlight {
     }
 }
 
-struct AbortOnDrop(tokio::task::JoinHandle<Result<Outcome, HandlerError>>);
+/// A handler's future, polled so that a panic inside it becomes an error
+/// value instead of unwinding through the pool. The handler runs in the
+/// document's task (no second task per document).
+struct CatchPanic(crate::erased::BoxFuture);
 
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
+/// What a panicking handler left: its panic payload.
+type Panic = Box<dyn std::any::Any + Send>;
+
+impl std::future::Future for CatchPanic {
+    type Output = Result<Result<Outcome, HandlerError>, Panic>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let inner = &mut self.0;
+        // a handler that panicked is never polled again: it is dropped
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.as_mut().poll(cx))) {
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Ok(std::task::Poll::Ready(v)) => std::task::Poll::Ready(Ok(v)),
+            Err(panic) => std::task::Poll::Ready(Err(panic)),
+        }
     }
 }
 
 async fn run_handler(
-    mut handle: AbortOnDrop,
+    mut handler: CatchPanic,
     max_runtime: Option<Duration>,
     cancel: &CancellationToken,
     counters: &Counters,
 ) -> Outcome {
     let joined = match max_runtime {
-        None => (&mut handle.0).await,
-        Some(limit) => match tokio::time::timeout(limit, &mut handle.0).await {
+        None => (&mut handler).await,
+        Some(limit) => match tokio::time::timeout(limit, &mut handler).await {
             Ok(joined) => joined,
             Err(_) => {
                 cancel.cancel();
-                handle.0.abort();
+                drop(handler);
                 bump(&counters.timed_out, 1);
                 tracing::warn!(
                     ?limit,
@@ -587,9 +617,8 @@ async fn run_handler(
             tracing::warn!(error = %err, "handler failed");
             err.into_outcome()
         }
-        Err(join) if join.is_panic() => {
+        Err(panic) => {
             bump(&counters.failed, 1);
-            let panic = join.into_panic();
             let message = panic
                 .downcast_ref::<&str>()
                 .map(|s| (*s).to_owned())
@@ -598,7 +627,6 @@ async fn run_handler(
             tracing::error!(panic = %message, "handler panicked");
             Outcome::reject(format!("handler panicked: {message}"))
         }
-        Err(_) => Outcome::reject("handler task was cancelled"),
     }
 }
 
@@ -669,6 +697,21 @@ async fn drain(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parallel_picks_fill_the_slots_within_the_connections() {
+        // one pick serves every slot
+        assert_eq!(parallel_picks(8, 100, 20), 1);
+        assert_eq!(parallel_picks(8, 8, 20), 1);
+        // picks of one, side by side
+        assert_eq!(parallel_picks(8, 1, 20), 8);
+        assert_eq!(parallel_picks(32, 1, 20), 10);
+        assert_eq!(parallel_picks(32, 1, 64), MAX_PARALLEL_PICKS);
+        assert_eq!(parallel_picks(32, 10, 64), 4);
+        // a small pool keeps connections for the heartbeat and the writer
+        assert_eq!(parallel_picks(32, 1, 4), 2);
+        assert_eq!(parallel_picks(32, 1, 1), 1);
+    }
 
     #[test]
     fn idle_wait_sleeps_until_the_next_due_document_within_bounds() {

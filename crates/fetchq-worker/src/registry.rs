@@ -35,30 +35,49 @@ pub(crate) struct Entry {
     pub(crate) counters: Arc<Counters>,
 }
 
-type Key = (String, String);
+/// Entries by queue, then by subject: a lookup borrows the lease's names
+/// instead of allocating a key.
+type Map = HashMap<String, HashMap<String, Entry>>;
 
-/// Leases held by this process.
+/// Leases held by this process, one per document.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Registry {
-    inner: Arc<Mutex<HashMap<Key, Entry>>>,
+    inner: Arc<Mutex<Map>>,
 }
 
-fn key(lease: &Lease) -> Key {
-    (lease.queue.clone(), lease.subject.clone())
+/// The entry of this document, whatever its lease.
+fn get<'a>(map: &'a Map, lease: &Lease) -> Option<&'a Entry> {
+    map.get(&lease.queue)?.get(&lease.subject)
+}
+
+fn get_mut<'a>(map: &'a mut Map, lease: &Lease) -> Option<&'a mut Entry> {
+    map.get_mut(&lease.queue)?.get_mut(&lease.subject)
+}
+
+/// Forgets this document's entry.
+fn forget(map: &mut Map, lease: &Lease) {
+    if let Some(docs) = map.get_mut(&lease.queue) {
+        docs.remove(&lease.subject);
+    }
 }
 
 impl Registry {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Entry>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Map> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub(crate) fn insert(&self, entry: Entry) {
-        self.lock().insert(key(&entry.lease), entry);
+        let mut map = self.lock();
+        let docs = match map.get_mut(&entry.lease.queue) {
+            Some(docs) => docs,
+            None => map.entry(entry.lease.queue.clone()).or_default(),
+        };
+        docs.insert(entry.lease.subject.clone(), entry);
     }
 
     /// Marks the handler done; returns false when the lease was already lost.
     pub(crate) fn submit(&self, lease: &Lease) -> bool {
-        match self.lock().get_mut(&key(lease)) {
+        match get_mut(&mut self.lock(), lease) {
             Some(e) if e.lease.token == lease.token && e.state == State::Running => {
                 e.state = State::Submitted;
                 e.submitted_at = Some(Instant::now());
@@ -71,11 +90,8 @@ impl Registry {
     /// Forgets a lease (resolved, lost or released).
     pub(crate) fn remove(&self, lease: &Lease) {
         let mut map = self.lock();
-        if map
-            .get(&key(lease))
-            .is_some_and(|e| e.lease.token == lease.token)
-        {
-            map.remove(&key(lease));
+        if get(&map, lease).is_some_and(|e| e.lease.token == lease.token) {
+            forget(&mut map, lease);
         }
     }
 
@@ -89,7 +105,7 @@ impl Registry {
         now: Instant,
     ) -> HashMap<(String, Duration), Vec<Lease>> {
         let mut due: HashMap<(String, Duration), Vec<Lease>> = HashMap::new();
-        for e in self.lock().values() {
+        for e in self.lock().values().flat_map(HashMap::values) {
             let stale = e.state == State::Submitted
                 && e.submitted_at
                     .is_some_and(|at| now.saturating_duration_since(at) > e.lease_duration);
@@ -107,7 +123,7 @@ impl Registry {
 
     /// Records a successful extension.
     pub(crate) fn extended(&self, lease: &Lease, until: Instant) {
-        if let Some(e) = self.lock().get_mut(&key(lease))
+        if let Some(e) = get_mut(&mut self.lock(), lease)
             && e.lease.token == lease.token
         {
             e.expires = until;
@@ -121,7 +137,7 @@ impl Registry {
     /// written or lost; its lease is marked run out so it stops retrying.
     pub(crate) fn lost(&self, lease: &Lease) -> bool {
         let mut map = self.lock();
-        match map.get_mut(&key(lease)) {
+        match get_mut(&mut map, lease) {
             Some(e) if e.lease.token == lease.token && e.state == State::Submitted => {
                 e.expires = Instant::now();
                 false
@@ -141,13 +157,13 @@ impl Registry {
     /// true when counted here.
     pub(crate) fn discard(&self, lease: &Lease) -> bool {
         let mut map = self.lock();
-        match map.get(&key(lease)) {
+        match get(&map, lease) {
             Some(e) if e.lease.token == lease.token => {
                 let count = e.state != State::Lost;
                 if count {
                     crate::stats::bump(&e.counters.lease_lost, 1);
                 }
-                map.remove(&key(lease));
+                forget(&mut map, lease);
                 count
             }
             _ => false,
@@ -156,21 +172,89 @@ impl Registry {
 
     /// Whether the handler of this lease still runs (not submitted, not lost).
     pub(crate) fn is_running(&self, lease: &Lease) -> bool {
-        self.lock()
-            .get(&key(lease))
+        get(&self.lock(), lease)
             .is_some_and(|e| e.lease.token == lease.token && e.state == State::Running)
     }
 
     /// Whether the lease has run out by the local clock (or is no longer held
     /// here): an outcome still waiting for it is not worth writing any more.
     pub(crate) fn expired(&self, lease: &Lease, now: Instant) -> bool {
-        self.lock().get(&key(lease)).is_none_or(|e| {
+        get(&self.lock(), lease).is_none_or(|e| {
             e.lease.token != lease.token || e.state == State::Lost || now >= e.expires
         })
     }
 
     /// How many leases are held.
     pub(crate) fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().values().map(HashMap::len).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+    use sqlx::types::Uuid;
+
+    fn entry(lease: &Lease) -> Entry {
+        Entry {
+            lease: lease.clone(),
+            lease_duration: Duration::from_secs(60),
+            expires: Instant::now() + Duration::from_secs(60),
+            cancel: CancellationToken::new(),
+            state: State::Running,
+            submitted_at: None,
+            counters: Arc::default(),
+        }
+    }
+
+    fn lease(queue: &str, subject: &str, token: Uuid) -> Lease {
+        Lease {
+            queue: queue.into(),
+            subject: subject.into(),
+            token,
+            expires_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn documents_of_one_pick_share_a_token_but_not_an_entry() {
+        let registry = Registry::default();
+        // one pick gives every document it leases the same token
+        let token = Uuid::new_v4();
+        let (a, b) = (lease("q", "a", token), lease("q", "b", token));
+        let other_queue = lease("r", "a", token);
+        for l in [&a, &b, &other_queue] {
+            registry.insert(entry(l));
+        }
+        assert_eq!(registry.len(), 3);
+        assert!(registry.submit(&a));
+        assert!(!registry.is_running(&a) && registry.is_running(&b));
+        registry.remove(&a);
+        assert!(registry.is_running(&b) && registry.is_running(&other_queue));
+        assert_eq!(registry.len(), 2);
+    }
+
+    #[test]
+    fn a_document_picked_again_replaces_its_lost_lease() {
+        let registry = Registry::default();
+        let old = lease("q", "s1", Uuid::new_v4());
+        registry.insert(entry(&old));
+        // the heartbeat found the first lease gone: its handler is cancelled
+        assert!(registry.lost(&old));
+        // the document is picked again by this process while that handler ends
+        let new = lease("q", "s1", Uuid::new_v4());
+        registry.insert(entry(&new));
+        assert_eq!(registry.len(), 1);
+        assert!(registry.is_running(&new) && !registry.is_running(&old));
+        // the old handler's task cannot forget or settle the new lease
+        registry.remove(&old);
+        assert!(!registry.discard(&old) && !registry.submit(&old));
+        assert!(registry.is_running(&new));
+        assert!(registry.expired(&old, Instant::now()));
+        assert!(!registry.expired(&new, Instant::now()));
+        assert!(registry.submit(&new));
+        registry.remove(&new);
+        assert_eq!(registry.len(), 0);
     }
 }

@@ -132,6 +132,13 @@ type MetricsListener = Option<tokio::net::TcpListener>;
 #[cfg(not(feature = "metrics"))]
 type MetricsListener = ();
 
+/// Places among the outcomes waiting to be written, per slot of every pool
+/// (the larger of its concurrency and batch), by default.
+const PENDING_PER_SLOT: usize = 4;
+
+/// The fewest places among the outcomes waiting to be written, by default.
+const MIN_PENDING_OUTCOMES: usize = 64;
+
 /// How much of `shutdown_timeout` is kept, at most, for releasing the
 /// documents of cancelled handlers and writing the last outcomes.
 const FINAL_RESERVE: Duration = Duration::from_secs(2);
@@ -379,10 +386,11 @@ impl Runtime {
         self
     }
 
-    /// How many handler outcomes may wait to be written at once (default: the
-    /// sum over the handlers of the larger of concurrency and batch, so a
-    /// pool that picks 100 at a time writes up to 100 outcomes in one round
-    /// trip). A handler's slot is freed only once
+    /// How many handler outcomes may wait to be written at once (default:
+    /// four times the sum over the handlers of the larger of concurrency and
+    /// batch, at least 64, so a slot does not wait for the previous round's
+    /// commit and a pool that picks 100 at a time writes its outcomes in
+    /// batches as large). A handler's slot is freed only once
     /// its outcome has a place among them, so when writes are slow the pools
     /// stop picking: documents picked but not yet written never exceed the
     /// total concurrency plus this bound.
@@ -466,14 +474,18 @@ impl Runtime {
         ));
 
         let registry = Registry::default();
-        // a pool that picks ahead (batch above concurrency) gets its
-        // outcomes written in batches as large as its picks
+        // a slot is free once its outcome has a place here: with room for
+        // several rounds of every pool, a slot does not wait for the previous
+        // round's commit before its next pick, and a pool that picks ahead
+        // (batch above concurrency) gets its outcomes written in batches as
+        // large as its picks
         let bound = self.max_pending_outcomes.unwrap_or_else(|| {
             self.handlers
                 .iter()
                 .map(|h| h.options.concurrency.max(h.options.get_batch()))
                 .sum::<usize>()
-                .max(1)
+                .saturating_mul(PENDING_PER_SLOT)
+                .max(MIN_PENDING_OUTCOMES)
         });
         let (tx, rx) = mpsc::channel(bound);
         let background = CancellationToken::new();

@@ -657,3 +657,136 @@ async fn a_queue_from_schema_19_keeps_working_and_keeps_by_default() {
     assert!(c.push("old", &NewDoc::new("a")).await.unwrap());
     pool.close().await;
 }
+
+/// The statement of `template` for `queue` (as the client builds it).
+fn per_queue_statement(template: &str, queue: &str) -> String {
+    template.replace("{docs}", &format!("\"fetchq_data\".\"{queue}__docs\""))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Not a check (the host is noisy): prints what a completion costs today
+/// (the schema 19 statement), with schema 20 keeping, and deleting at once.
+/// Server-side execution time of batches of 100 from EXPLAIN ANALYZE, and the
+/// wall time of single completions through `fetchq.doc_complete`. Run with
+/// `cargo test -p fetchq-core --test retention completion_cost -- --ignored --nocapture`.
+#[tokio::test]
+#[ignore = "a measurement, not a check"]
+async fn completion_cost() {
+    let db = TestDb::new().await;
+    let c = &db.client;
+    const DOCS: usize = 20_000;
+    const BATCH: usize = 100;
+    let old = include_str!("sql/complete_many_schema19.sql");
+    let new = include_str!("../sql/per_queue/complete_many.sql");
+    let modes = [
+        ("before", old, Retention::Keep),
+        ("keep", new, Retention::Keep),
+        ("at_once", new, Retention::AtOnce),
+    ];
+    let mut leases = Vec::new();
+    for (name, _, retention) in modes {
+        c.queue_create(name).await.unwrap();
+        c.queue_set_completed_retention(name, retention)
+            .await
+            .unwrap();
+        let docs: Vec<NewDoc> = (0..DOCS)
+            .map(|i| {
+                NewDoc::new(format!("s{i:06}"))
+                    .payload(json!({"to": "someone@example.com", "i": i}))
+            })
+            .collect();
+        for chunk in docs.chunks(5000) {
+            c.push_many(name, chunk).await.unwrap();
+        }
+        let mut got = Vec::new();
+        while got.len() < DOCS {
+            got.extend(
+                c.pick(name, &PickOptions::new().limit(1000).lease(HOUR))
+                    .await
+                    .unwrap(),
+            );
+        }
+        leases.push(got);
+    }
+    sqlx::raw_sql(include_str!("sql/doc_complete_schema19.sql"))
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    sqlx::raw_sql("VACUUM ANALYZE")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let mut batch_ms: Vec<Vec<f64>> = vec![Vec::new(); 3];
+    let mut single_us: Vec<Vec<f64>> = vec![Vec::new(); 3];
+    let batches = (DOCS / 2) / BATCH;
+    // interleaved rounds, so noise on the host hits every mode alike
+    for round in 0..batches {
+        for (m, (name, template, _)) in modes.iter().enumerate() {
+            let chunk = &leases[m][round * BATCH..(round + 1) * BATCH];
+            let subjects: Vec<String> = chunk.iter().map(|d| d.subject.clone()).collect();
+            let tokens: Vec<uuid::Uuid> = chunk.iter().map(|d| d.lease.token).collect();
+            let payloads: Vec<Option<serde_json::Value>> = vec![None; BATCH];
+            let sql = format!(
+                "EXPLAIN (ANALYZE, FORMAT JSON) {}",
+                per_queue_statement(template, name)
+            );
+            let plan: serde_json::Value = sqlx::query_scalar(&sql)
+                .bind(*name)
+                .bind(&subjects)
+                .bind(&tokens)
+                .bind(&payloads)
+                .fetch_one(&db.pool)
+                .await
+                .unwrap();
+            batch_ms[m].push(plan[0]["Execution Time"].as_f64().unwrap());
+        }
+    }
+    let (singles, from) = (2_000, DOCS / 2);
+    for i in 0..singles {
+        for (m, (name, _, _)) in modes.iter().enumerate() {
+            let lease = &leases[m][from + i].lease;
+            let t = std::time::Instant::now();
+            if *name == "before" {
+                let n: i32 = sqlx::query_scalar(
+                    "SELECT affected_rows FROM fetchq.doc_complete_schema19($1, $2, NULL, $3)",
+                )
+                .bind(*name)
+                .bind(&lease.subject)
+                .bind(lease.token)
+                .fetch_one(&db.pool)
+                .await
+                .unwrap();
+                assert_eq!(n, 1);
+            } else {
+                c.complete(lease, None).await.unwrap();
+            }
+            single_us[m].push(t.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+    for (m, (name, _, _)) in modes.iter().enumerate() {
+        let ms = &batch_ms[m];
+        println!(
+            "{name:8} complete_many of {BATCH}: median {:.3} ms, mean {:.3} ms over {} batches; \
+             single complete: median {:.0} us over {singles}",
+            median(ms.clone()),
+            ms.iter().sum::<f64>() / ms.len() as f64,
+            ms.len(),
+            median(single_us[m].clone()),
+        );
+    }
+    for (name, _, _) in modes {
+        let size: i64 = sqlx::query_scalar(
+            "SELECT pg_total_relation_size(format('fetchq_data.%I', $1 || '__docs'))",
+        )
+        .bind(name)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+        println!("{name:8} docs table and indexes: {} kB", size / 1024);
+        assert_counters_exact(c, name).await;
+    }
+}

@@ -130,7 +130,12 @@ async fn a_schema_19_file_restores_to_a_queue_that_keeps() {
         .await
         .unwrap();
     assert_eq!(summary.header.schema_version, 19);
-    assert!(summary.header.queues[0].settings.get("completed_retention").is_none());
+    assert!(
+        summary.header.queues[0]
+            .settings
+            .get("completed_retention")
+            .is_none()
+    );
     old.close().await;
 
     let c = &db.client;

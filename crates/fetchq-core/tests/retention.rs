@@ -530,6 +530,25 @@ async fn a_bad_retention_is_refused_and_changes_nothing() {
         c.mnt_drop_completed("jobs", 0).await,
         Err(Error::InvalidArgument { .. })
     ));
+    for too_long in ["101 years", "100 years 1 second", "1000000 years"] {
+        let err = sqlx::query("SELECT fetchq.queue_set_completed_retention('jobs', $1::interval)")
+            .bind(too_long)
+            .execute(&db.pool)
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("at most 100 years"),
+            "{too_long}: {err}"
+        );
+    }
+    assert!(matches!(
+        c.queue_set_completed_retention(
+            "jobs",
+            Retention::After(Duration::from_secs(200 * 366 * 86_400))
+        )
+        .await,
+        Err(Error::InvalidArgument { .. })
+    ));
     // nothing changed
     assert_eq!(
         c.queue_status("jobs").await.unwrap().completed_retention,
@@ -543,6 +562,20 @@ async fn a_bad_retention_is_refused_and_changes_nothing() {
             .await
             .unwrap_err();
     assert_eq!(err.as_database_error().unwrap().code().unwrap(), "23514");
+    // a value past the limit written by hand does not break maintenance
+    sqlx::query(
+        "UPDATE fetchq.queues SET completed_retention = '1000000 years' WHERE name = 'jobs'",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let docs = leased(c, "jobs", "d", 3).await;
+    complete_all(c, "jobs", &docs).await;
+    c.mnt_run("jobs", 500).await.unwrap();
+    assert_eq!(c.mnt_drop_completed("jobs", 500).await.unwrap(), 0);
+    let run = c.mnt_job_run(Duration::from_secs(60), 100).await.unwrap();
+    assert!(run.success && run.processed > 0, "{run:?}");
+    assert_eq!(rows(&db.pool, "jobs").await, 3);
     // odd but not negative intervals are taken as they are
     sqlx::query("SELECT fetchq.queue_set_completed_retention('jobs', '1 month 2 days 03:00:00')")
         .execute(&db.pool)
@@ -789,4 +822,100 @@ async fn completion_cost() {
         println!("{name:8} docs table and indexes: {} kB", size / 1024);
         assert_counters_exact(c, name).await;
     }
+}
+
+#[tokio::test]
+async fn a_queue_dropped_while_it_is_cleaned_waits_and_then_is_gone() {
+    let db = TestDb::new().await;
+    let c = &db.client;
+    c.queue_create("jobs").await.unwrap();
+    // completed while it kept them, then at once: maintenance deletes them
+    let docs = leased(c, "jobs", "d", 30).await;
+    complete_all(c, "jobs", &docs).await;
+    c.queue_set_completed_retention("jobs", Retention::AtOnce)
+        .await
+        .unwrap();
+    let mut tx = db.pool.begin().await.unwrap();
+    let n: i32 =
+        sqlx::query_scalar("SELECT affected_rows FROM fetchq.mnt_drop_completed('jobs', 10)")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+    assert_eq!(n, 10);
+    let dropper = {
+        let c = c.clone();
+        tokio::spawn(async move { c.queue_drop("jobs").await })
+    };
+    // the drop waits for the cleaning transaction (no time limit: poll the
+    // server until it shows the drop waiting on a lock)
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+               AND wait_event_type = 'Lock' AND query LIKE '%queue_drop%'",
+        )
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            !dropper.is_finished(),
+            "the drop did not wait for the cleaning"
+        );
+        tokio::task::yield_now().await;
+    }
+    tx.commit().await.unwrap();
+    assert!(dropper.await.unwrap().unwrap());
+    assert!(matches!(
+        c.mnt_drop_completed("jobs", 10).await,
+        Err(Error::QueueNotFound { .. })
+    ));
+    assert!(matches!(
+        c.queue_set_completed_retention("jobs", Retention::Keep)
+            .await,
+        Err(Error::QueueNotFound { .. })
+    ));
+}
+
+#[tokio::test]
+async fn cleaning_a_queue_being_dropped_waits_and_says_it_is_gone() {
+    let db = TestDb::new().await;
+    let c = &db.client;
+    c.queue_create("jobs").await.unwrap();
+    let docs = leased(c, "jobs", "d", 5).await;
+    complete_all(c, "jobs", &docs).await;
+    c.queue_set_completed_retention("jobs", Retention::AtOnce)
+        .await
+        .unwrap();
+    let mut tx = db.pool.begin().await.unwrap();
+    let dropped: bool = sqlx::query_scalar("SELECT was_dropped FROM fetchq.queue_drop('jobs')")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    assert!(dropped);
+    let cleaner = {
+        let c = c.clone();
+        tokio::spawn(async move { c.mnt_drop_completed("jobs", 10).await })
+    };
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+               AND wait_event_type = 'Lock' AND query LIKE '%mnt_drop_completed%'",
+        )
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            !cleaner.is_finished(),
+            "the cleaning did not wait for the drop"
+        );
+        tokio::task::yield_now().await;
+    }
+    tx.commit().await.unwrap();
+    let got = cleaner.await.unwrap();
+    assert!(matches!(got, Err(Error::QueueNotFound { .. })), "{got:?}");
 }

@@ -37,7 +37,9 @@ ALTER TABLE fetchq.queues
 
 -- Raises FQ004 unless `retention` is NULL or an interval none of whose parts
 -- is negative ('1 day -2 hours' compares above zero, but how far back it
--- reaches depends on the calendar).
+-- reaches depends on the calendar) and at most 100 years (now() minus a
+-- much longer one is out of the range of timestamps, which would fail every
+-- maintenance pass of the queue).
 CREATE FUNCTION fetchq.retention_check(retention interval) RETURNS interval
 LANGUAGE plpgsql IMMUTABLE AS $$
 BEGIN
@@ -47,6 +49,10 @@ BEGIN
         RAISE EXCEPTION 'completed retention must not be negative, got %', retention
             USING ERRCODE = 'FQ004',
                   HINT = 'NULL keeps completed documents, 0 deletes them at completion, a positive interval deletes them that long after';
+    END IF;
+    IF retention > interval '100 years' THEN
+        RAISE EXCEPTION 'completed retention must be at most 100 years, got %', retention
+            USING ERRCODE = 'FQ004', HINT = 'NULL keeps completed documents forever';
     END IF;
     RETURN retention;
 END $$;
@@ -63,8 +69,15 @@ LANGUAGE plpgsql AS $$
 DECLARE
     docs text := queue || '__docs';
 BEGIN
-    PERFORM fetchq.queue_get(queue);
+    PERFORM fetchq.queue_name_check(queue);
     PERFORM fetchq.retention_check(retention);
+    -- the queue row first (the lock its UPDATE below takes anyway): a
+    -- queue_drop under way finishes before (then FQ002), and one started now
+    -- waits for the index
+    PERFORM 1 FROM fetchq.queues AS t WHERE t.name = queue FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        PERFORM fetchq.queue_get(queue);
+    END IF;
     IF retention IS NULL THEN
         EXECUTE format('DROP INDEX IF EXISTS %I.%I', 'fetchq_data', docs || '_completed_idx');
     ELSE
@@ -185,13 +198,22 @@ CREATE FUNCTION fetchq.mnt_drop_completed(queue text, max_docs integer DEFAULT 5
 LANGUAGE plpgsql AS $$
 #variable_conflict use_variable
 DECLARE
-    q fetchq.queues := fetchq.queue_get(queue);
+    q fetchq.queues;
     versions text[];
     deltas bigint[];
 BEGIN
     PERFORM fetchq.arg_check(max_docs >= 1, 'limit must be at least 1');
+    PERFORM fetchq.queue_name_check(queue);
+    -- held to the end: a queue_drop or queue_truncate under way finishes
+    -- first (then FQ002), one started now waits for this batch
+    SELECT * INTO q FROM fetchq.queues AS t WHERE t.name = queue FOR KEY SHARE;
+    IF NOT FOUND THEN
+        PERFORM fetchq.queue_get(queue);
+    END IF;
     affected_rows := 0;
-    IF q.completed_retention IS NULL THEN
+    -- keep; or a value written by hand past what queue_set_completed_retention
+    -- accepts, which now() - retention could not compute
+    IF q.completed_retention IS NULL OR q.completed_retention > interval '100 years' THEN
         RETURN;
     END IF;
     EXECUTE format($q$

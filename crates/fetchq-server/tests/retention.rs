@@ -75,6 +75,30 @@ async fn completed_retention_is_shown_set_and_refused() {
             "{keep}"
         );
     }
+    // the console's settings form shows it
+    patch(&s, "mail", json!({"completed_retention": "36h"})).await;
+    let res = reqwest::Client::new()
+        .get(s.url("/console/queues/mail"))
+        .header("accept", "text/html")
+        .header(
+            "cookie",
+            format!(
+                "fetchq_session={}",
+                ADMIN
+                    .bytes()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<String>()
+            ),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let html = res.text().await.unwrap();
+    assert!(
+        html.contains(r#"name="completed_retention" placeholder="keep" value="1day 12h""#),
+        "{html}"
+    );
     let (st, body) = patch(&s, "nope", json!({"completed_retention": "at-once"})).await;
     assert_eq!((st, code(&body)), (StatusCode::NOT_FOUND, "FQ002"));
 }

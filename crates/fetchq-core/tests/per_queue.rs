@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use fetchq_core::{Client, Error, NewDoc, PickOptions, Schedule, Status};
+use fetchq_core::{Client, Error, NewDoc, PickOptions, Retention, Schedule, Status};
 use fetchq_testing::TestDb;
 use serde_json::{Value, json};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -47,8 +47,11 @@ fn batch_json() -> Value {
 }
 
 /// Runs the workload through the client's per-queue statements.
-async fn through_client(c: &Client) {
+async fn through_client(c: &Client, retention: Retention) {
     c.queue_create("rust").await.unwrap();
+    c.queue_set_completed_retention("rust", retention)
+        .await
+        .unwrap();
     assert_eq!(c.push_many("rust", &batch()).await.unwrap(), 40);
     assert!(c.push("rust", &NewDoc::new("single")).await.unwrap());
     assert!(!c.push("rust", &NewDoc::new("d3")).await.unwrap());
@@ -85,10 +88,14 @@ async fn through_client(c: &Client) {
 }
 
 /// Runs the same workload through the SQL functions.
-async fn through_sql(db: &TestDb) {
+async fn through_sql(db: &TestDb, retention: Retention) {
     let pool = &db.pool;
     sqlx::query("SELECT fetchq.queue_create('sql')")
         .execute(pool)
+        .await
+        .unwrap();
+    db.client
+        .queue_set_completed_retention("sql", retention)
         .await
         .unwrap();
     sqlx::query("SELECT fetchq.doc_push_many('sql', $1)")
@@ -141,8 +148,8 @@ async fn through_sql(db: &TestDb) {
 async fn client_statements_and_sql_functions_leave_the_same_state_and_counters() {
     let db = TestDb::new().await;
     let c = &db.client;
-    through_client(c).await;
-    through_sql(&db).await;
+    through_client(c, Retention::Keep).await;
+    through_sql(&db, Retention::Keep).await;
     c.metric_log_pack().await.unwrap();
 
     let (rust, sql) = (
@@ -182,6 +189,61 @@ async fn client_statements_and_sql_functions_leave_the_same_state_and_counters()
             ),
             "{subject}"
         );
+    }
+}
+
+async fn version_counters(pool: &sqlx::PgPool, queue: &str) -> Vec<(String, i64)> {
+    sqlx::query_as(
+        "SELECT metric::text, value FROM fetchq.metrics WHERE queue = $1 AND metric ~ '^v' ORDER BY 1",
+    )
+    .bind(queue)
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+/// The same with completed documents deleted at once (schema 20): both
+/// paths delete the same documents and write the same counters.
+#[tokio::test]
+async fn client_statements_and_sql_functions_delete_at_once_alike() {
+    let db = TestDb::new().await;
+    let c = &db.client;
+    through_client(c, Retention::AtOnce).await;
+    through_sql(&db, Retention::AtOnce).await;
+    c.metric_log_pack().await.unwrap();
+
+    let (rust, sql) = (
+        c.metric_get_common("rust").await.unwrap(),
+        c.metric_get_common("sql").await.unwrap(),
+    );
+    assert_eq!(rust, sql);
+    assert_eq!((rust.total, rust.entered), (31, 41));
+    assert_eq!((rust.completed, rust.rescheduled, rust.active), (0, 6, 4));
+    assert_eq!(rust.processed, 16);
+    for q in ["rust", "sql"] {
+        assert_eq!(
+            c.metric_get_common(q).await.unwrap().status_counts(),
+            c.metric_compute(q).await.unwrap(),
+            "{q}"
+        );
+    }
+    let (rust_v, sql_v) = (
+        version_counters(&db.pool, "rust").await,
+        version_counters(&db.pool, "sql").await,
+    );
+    assert_eq!(rust_v, sql_v);
+    assert_eq!(rust_v, [("v0".to_owned(), 16), ("v1".to_owned(), 15)]);
+    for subject in (0..40).map(|i| format!("d{i}")).chain(["single".into()]) {
+        let (a, b) = (c.get("rust", &subject).await, c.get("sql", &subject).await);
+        match (a, b) {
+            (Ok(a), Ok(b)) => assert_eq!(
+                (a.status, a.attempts, a.iterations, &a.payload),
+                (b.status, b.attempts, b.iterations, &b.payload),
+                "{subject}"
+            ),
+            (Err(Error::NotFound { .. }), Err(Error::NotFound { .. })) => {}
+            (a, b) => panic!("{subject}: client path {a:?}, SQL path {b:?}"),
+        }
     }
 }
 

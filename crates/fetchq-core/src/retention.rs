@@ -36,7 +36,8 @@ pub enum Retention {
     /// Maintenance deletes completed documents this long after their
     /// completion, in batches (the `mnt` job's limit per pass); until then a
     /// push of the subject is ignored, afterwards it is admitted as new.
-    /// `After(Duration::ZERO)` is [`AtOnce`](Self::AtOnce).
+    /// `After(Duration::ZERO)` is [`AtOnce`](Self::AtOnce); at most 100
+    /// years.
     After(Duration),
     /// The completion deletes the document instead of keeping it completed:
     /// the subject can be pushed again right away.
@@ -132,7 +133,7 @@ impl Client {
     /// # Errors
     ///
     /// [`Error::InvalidArgument`] for a duration under 1 microsecond (other
-    /// than zero) or too long for PostgreSQL, [`Error::QueueNotFound`],
+    /// than zero) or over 100 years (nothing changes), [`Error::QueueNotFound`],
     /// database errors.
     ///
     /// ```no_run

@@ -919,3 +919,129 @@ async fn cleaning_a_queue_being_dropped_waits_and_says_it_is_gone() {
     let got = cleaner.await.unwrap();
     assert!(matches!(got, Err(Error::QueueNotFound { .. })), "{got:?}");
 }
+
+/// Puts `n` completed documents `<prefix>-<i>` into `queue` straight away
+/// (one INSERT; the counters are repaired after), completed `age` ago and
+/// `i` milliseconds before (so `<prefix>-<n>` is the oldest).
+async fn completed_backlog(c: &Client, queue: &str, prefix: &str, n: i64, age: &str) {
+    sqlx::query(&format!(
+        "INSERT INTO fetchq_data.{queue}__docs (subject, status, iterations, last_iteration, next_iteration)
+         SELECT $1 || '-' || i, 3, 1, now() - $2::interval - make_interval(secs => i * 0.001), '2970-01-01'
+         FROM generate_series(1, $3::bigint) AS i"
+    ))
+    .bind(prefix)
+    .bind(age)
+    .bind(n)
+    .execute(c.pool())
+    .await
+    .unwrap();
+    sqlx::query("SELECT fetchq.metric_reset($1)")
+        .bind(queue)
+        .execute(c.pool())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn cleaning_reads_the_completed_index_not_the_table() {
+    let db = TestDb::new().await;
+    let c = &db.client;
+    c.queue_create("big").await.unwrap();
+    let pending: Vec<NewDoc> = (0..20_000).map(|i| NewDoc::new(format!("p{i}"))).collect();
+    for chunk in pending.chunks(5000) {
+        c.push_many("big", chunk).await.unwrap();
+    }
+    completed_backlog(c, "big", "recent", 5000, "1 minute").await;
+    completed_backlog(c, "big", "old", 1000, "2 hours").await;
+    c.queue_set_completed_retention("big", Retention::After(HOUR))
+        .await
+        .unwrap();
+    sqlx::raw_sql("ANALYZE fetchq_data.big__docs")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    // the scan counts of a new connection (a backend reports its counts
+    // lazily, so an older one's may still hold earlier statements'): the
+    // batch finds its rows through indexes, whatever else the table holds
+    let fresh = db.pool_on(&db.name, 1).await;
+    let mut tx = fresh.begin().await.unwrap();
+    let n: i32 =
+        sqlx::query_scalar("SELECT affected_rows FROM fetchq.mnt_drop_completed('big', 500)")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+    assert_eq!(n, 500);
+    let (seq, idx, fetched): (i64, i64, i64) = sqlx::query_as(
+        "SELECT seq_scan, coalesce(idx_scan, 0), coalesce(idx_tup_fetch, 0) FROM pg_stat_xact_user_tables
+         WHERE schemaname = 'fetchq_data' AND relname = 'big__docs'",
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    fresh.close().await;
+    assert_eq!(seq, 0, "the cleaning scanned the whole table");
+    assert!(idx > 0);
+    // 500 rows found through the completed index and 500 deleted through the
+    // primary key, not every completed document (6,000 of them)
+    assert!(fetched <= 1200, "{fetched} rows read through indexes");
+    // the oldest went first; the rest follow, the recent ones stay
+    let left_old: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM fetchq_data.big__docs WHERE subject LIKE 'old-%'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(left_old, 500);
+    let oldest_left: i64 = sqlx::query_scalar(
+        "SELECT max(split_part(subject, '-', 2)::bigint) FROM fetchq_data.big__docs WHERE subject LIKE 'old-%'",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        oldest_left, 500,
+        "old-1000 (the oldest) .. old-501 went first"
+    );
+    assert_eq!(c.mnt_drop_completed("big", 5000).await.unwrap(), 500);
+    assert_eq!(c.mnt_drop_completed("big", 5000).await.unwrap(), 0);
+    assert_eq!(rows(&db.pool, "big").await, 25_000);
+    assert_counters_exact(c, "big").await;
+}
+
+/// Not a check: how long one cleaning batch takes in a big backlog. Run with
+/// `cargo test -p fetchq-core --test retention cleaning_cost -- --ignored --nocapture`.
+#[tokio::test]
+#[ignore = "a measurement, not a check"]
+async fn cleaning_cost() {
+    let db = TestDb::new().await;
+    let c = &db.client;
+    c.queue_create("big").await.unwrap();
+    const BACKLOG: i64 = 300_000;
+    completed_backlog(c, "big", "old", BACKLOG, "2 days").await;
+    let t = std::time::Instant::now();
+    c.queue_set_completed_retention("big", Retention::After(Duration::from_secs(86_400)))
+        .await
+        .unwrap();
+    println!(
+        "index build over {BACKLOG} completed documents: {:.0} ms",
+        t.elapsed().as_secs_f64() * 1e3
+    );
+    sqlx::raw_sql("ANALYZE fetchq_data.big__docs")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    for limit in [500, 5000] {
+        let mut ms = Vec::new();
+        for _ in 0..10 {
+            let t = std::time::Instant::now();
+            assert_eq!(c.mnt_drop_completed("big", limit).await.unwrap(), limit);
+            ms.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        println!(
+            "batch of {limit}: median {:.1} ms, max {:.1} ms",
+            median(ms.clone()),
+            ms.iter().cloned().fold(0.0, f64::max)
+        );
+    }
+    assert_counters_exact(c, "big").await;
+}

@@ -222,7 +222,10 @@ BEGIN
             WHERE d.status = 3 AND d.last_iteration < now() - $2
             ORDER BY d.last_iteration LIMIT $1 FOR UPDATE SKIP LOCKED
         ), gone AS (
-            DELETE FROM %1$s AS d USING old WHERE d.subject = old.subject AND d.status = 3
+            -- by primary key: a join with the locked rows was planned as a
+            -- hash join over every completed document of the index
+            DELETE FROM %1$s AS d
+            WHERE d.subject = ANY (ARRAY(SELECT o.subject FROM old AS o)) AND d.status = 3
             RETURNING d.version
         ), per_version AS (
             SELECT g.version, count(*) AS n FROM gone AS g GROUP BY g.version

@@ -49,6 +49,9 @@ async fn completed_retention_is_shown_set_and_refused() {
         json!({"completed_retention": "sometimes"}),
         json!({"completed_retention": 5}),
         json!({"completed_retention": "1ns"}),
+        json!({"completed_retention": "200years"}),
+        json!({"completed_retention": "99999999999999999d"}),
+        json!({"completed_retention": ""}),
         json!({"max_attempts": 9, "completed_retention": "soon"}),
     ] {
         let (st, body) = patch(&s, "mail", bad.clone()).await;

@@ -500,6 +500,11 @@ async fn apply(
                 .bind(&q.settings)
                 .execute(&mut *tx)
                 .await?;
+            sqlx::query(include_str!("../sql/restore_completed_retention.sql"))
+                .bind(&name)
+                .bind(&q.settings)
+                .execute(&mut *tx)
+                .await?;
         }
         targets.push(Target {
             name: name.clone(),

@@ -281,6 +281,7 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
                                 "retry_jitter": q.retry_jitter,
                                 "rate_limit": q.rate_limit.map(|r| r.to_string()),
                                 "key_concurrency": q.key_concurrency,
+                                "completed_retention": q.completed_retention.to_string(),
                                 "created_at": q.created_at,
                             })
                         })

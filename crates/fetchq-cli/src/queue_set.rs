@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use clap::Args;
-use fetchq_core::{Client, RateLimit};
+use fetchq_core::{Client, RateLimit, Retention};
 
 use crate::BoxError;
 use crate::output::{Refused, parse_duration};
@@ -43,6 +43,15 @@ pub(crate) struct SetArgs {
     /// 10000); `none` removes the cap.
     #[arg(long, value_parser = parse_key_concurrency)]
     key_concurrency: Option<KeyCap>,
+    /// What happens to completed documents: `keep` (the default), `at-once`
+    /// (the completion deletes them), or a duration such as 7d (maintenance
+    /// deletes them that long after completion).
+    #[arg(long, value_parser = parse_completed_retention)]
+    completed_retention: Option<Retention>,
+}
+
+fn parse_completed_retention(text: &str) -> Result<Retention, String> {
+    text.parse().map_err(|e: fetchq_core::Error| e.to_string())
 }
 
 /// What `--key-concurrency` asks for: `None` removes the cap.
@@ -91,12 +100,13 @@ pub(crate) async fn run(client: &Client, a: SetArgs) -> Result<(), BoxError> {
         || a.retry_delay_max.is_some()
         || a.retry_jitter.is_some()
         || a.rate_limit.is_some()
-        || a.key_concurrency.is_some();
+        || a.key_concurrency.is_some()
+        || a.completed_retention.is_some();
     if !any {
         return Err(Box::new(Refused(
             "nothing to set: pass at least one of --max-attempts, --current-version, \
              --logs-retention, --max-payload-size, --retry-delay, --retry-delay-max, --retry-jitter, \
-             --rate-limit, --key-concurrency"
+             --rate-limit, --key-concurrency, --completed-retention"
                 .into(),
         )));
     }
@@ -132,10 +142,13 @@ pub(crate) async fn run(client: &Client, a: SetArgs) -> Result<(), BoxError> {
     if let Some(KeyCap(cap)) = a.key_concurrency {
         client.queue_set_key_concurrency(q, cap).await?;
     }
+    if let Some(r) = a.completed_retention {
+        client.queue_set_completed_retention(q, r).await?;
+    }
     let s = client.queue_status(q).await?;
     println!(
         "{}: max_attempts {}  current_version {}  logs_retention {}  max_payload_size {}  \
-         retry_delay {}  retry_delay_max {}  retry_jitter {}  rate_limit {}  key_concurrency {}",
+         retry_delay {}  retry_delay_max {}  retry_jitter {}  rate_limit {}  key_concurrency {}  completed_retention {}",
         s.name,
         s.max_attempts,
         s.current_version,
@@ -147,7 +160,8 @@ pub(crate) async fn run(client: &Client, a: SetArgs) -> Result<(), BoxError> {
         s.rate_limit
             .map_or_else(|| "none".to_owned(), |r| r.to_string()),
         s.key_concurrency
-            .map_or_else(|| "none".to_owned(), |n| n.to_string())
+            .map_or_else(|| "none".to_owned(), |n| n.to_string()),
+        s.completed_retention
     );
     Ok(())
 }

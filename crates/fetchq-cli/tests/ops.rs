@@ -680,3 +680,46 @@ async fn schedule_set_list_drop() {
         serde_json::json!([])
     );
 }
+
+#[tokio::test]
+async fn completed_retention_from_the_cli() {
+    let db = TestDb::new().await;
+    let (c, url) = (&db.client, db.url());
+    c.queue_create("q").await.unwrap();
+    let out = ok(&fetchq(
+        &url,
+        &["queue", "set", "q", "--completed-retention", "36h"],
+    ));
+    assert!(out.contains("completed_retention 1day 12h"), "{out}");
+    assert_eq!(
+        c.queue_status("q").await.unwrap().completed_retention,
+        fetchq_core::Retention::After(Duration::from_secs(36 * 3600))
+    );
+    // refused by the parser, nothing changed
+    for bad in ["-1h", "often", ""] {
+        err(
+            &fetchq(&url, &["queue", "set", "q", "--completed-retention", bad]),
+            2,
+        );
+    }
+    let listed = json(&fetchq(&url, &["queue", "list", "--json"]));
+    assert_eq!(listed["queues"][0]["completed_retention"], "1day 12h");
+    let out = ok(&fetchq(
+        &url,
+        &["queue", "set", "q", "--completed-retention", "at-once"],
+    ));
+    assert!(out.contains("completed_retention at-once"), "{out}");
+    c.push("q", &NewDoc::new("mail-1")).await.unwrap();
+    let doc = c
+        .pick("q", &fetchq_core::PickOptions::new())
+        .await
+        .unwrap()
+        .remove(0);
+    c.complete(&doc.lease, None).await.unwrap();
+    assert!(c.get("q", "mail-1").await.is_err());
+    let out = ok(&fetchq(
+        &url,
+        &["queue", "set", "q", "--completed-retention", "keep"],
+    ));
+    assert!(out.contains("completed_retention keep"), "{out}");
+}

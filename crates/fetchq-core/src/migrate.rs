@@ -62,6 +62,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!(17, "key_concurrency", "0017_key_concurrency.sql"),
     migration!(18, "schedules", "0018_schedules.sql"),
     migration!(19, "key_walk", "0019_key_walk.sql"),
+    migration!(20, "retention", "0020_retention.sql"),
 ];
 
 /// Key of the advisory lock that serializes concurrent migrations.

@@ -86,6 +86,9 @@ pub struct QueueInfo {
     /// The most active documents of one key, if capped (see
     /// [`Client::queue_set_key_concurrency`]).
     pub key_concurrency: Option<i32>,
+    /// What happens to its completed documents (see
+    /// [`Client::queue_set_completed_retention`]).
+    pub completed_retention: crate::Retention,
 }
 
 impl QueueInfo {
@@ -104,6 +107,7 @@ impl QueueInfo {
             retry_jitter: row.try_get(10)?,
             rate_limit: crate::RateLimit::from_db(row.try_get(11)?, row.try_get(12)?),
             key_concurrency: row.try_get(13)?,
+            completed_retention: crate::Retention::from_db(row.try_get(14)?),
         })
     }
 }

@@ -1,7 +1,8 @@
 //! Model-based property test: random sequences of operations (push, push_many,
 //! upsert, append, pick through the client and through `fetchq.doc_pick`,
 //! every resolution with live and stale leases, batched resolutions, lease
-//! expiry, maintenance, pause/resume, truncate, max_attempts) run against a
+//! expiry, maintenance, pause/resume, truncate, max_attempts, the retention
+//! of completed documents) run against a
 //! small Rust model of the README's semantics and against the real engine,
 //! one fresh database per case. After every step the whole document table,
 //! the packed counters (`metric_get_common` and the `v<N>` counters) and the
@@ -124,6 +125,8 @@ enum Op {
         empty: bool,
     },
     SetMaxAttempts(i32),
+    /// The completed retention in minutes: None keeps, 0 deletes at once.
+    SetRetention(Option<i64>),
 }
 
 fn when() -> impl Strategy<Value = When> {
@@ -203,6 +206,7 @@ fn op() -> impl Strategy<Value = Op> {
         4 => Just(Op::Resume),
         1 => any::<bool>().prop_map(|empty| Op::Truncate { empty }),
         2 => (1i32..5).prop_map(Op::SetMaxAttempts),
+        3 => prop::sample::select(vec![None, Some(0i64), Some(30), Some(60)]).prop_map(Op::SetRetention),
     ]
 }
 
@@ -231,6 +235,8 @@ struct MDoc {
     /// The statement that set `due`: orders documents due in the same minute.
     seq: u64,
     token: Option<Uuid>,
+    /// When it was completed (model minute, statement), for the retention.
+    done_at: (i64, u64),
 }
 
 /// Pick order: priority DESC, next_iteration, attempts.
@@ -257,6 +263,8 @@ struct Model {
     versions: BTreeMap<i32, i64>,
     logs: i64,
     leases: Vec<Lease>,
+    /// Completed retention in minutes: None keeps, 0 deletes at once.
+    retention: Option<i64>,
 }
 
 fn payload_value(p: Option<i64>) -> Value {
@@ -288,6 +296,7 @@ impl Model {
             versions: BTreeMap::new(),
             logs: 0,
             leases: Vec::new(),
+            retention: None,
         }
     }
 
@@ -322,6 +331,7 @@ impl Model {
                 due,
                 seq: self.seq,
                 token: None,
+                done_at: (0, 0),
             },
         );
         self.c.entered += 1;
@@ -355,6 +365,14 @@ impl Model {
         let now = self.now;
         let seq = self.seq;
         match how {
+            How::Complete(_) if self.retention == Some(0) => {
+                // deleted at once
+                let d = self.docs.remove(subject).unwrap();
+                self.c.active -= 1;
+                self.c.total -= 1;
+                self.c.processed += 1;
+                self.version_delta(d.version, -1);
+            }
             How::Complete(p) => {
                 self.set_status(subject, 3);
                 let d = self.docs.get_mut(subject).unwrap();
@@ -364,6 +382,7 @@ impl Model {
                 d.attempts = 0;
                 d.iterations += 1;
                 d.token = None;
+                d.done_at = (now, seq);
                 self.c.processed += 1;
             }
             How::Reschedule(w, p) => {
@@ -779,6 +798,19 @@ async fn compare(client: &Client, m: &Model) -> Result<(), String> {
         writeln!(diff, "error log rows: model {}, engine {logs}", m.logs).unwrap();
     }
     let info = client.queue_status(Q).await.unwrap();
+    let retention = match m.retention {
+        None => fetchq_core::Retention::Keep,
+        Some(0) => fetchq_core::Retention::AtOnce,
+        Some(min) => fetchq_core::Retention::After(minutes(min)),
+    };
+    if info.completed_retention != retention {
+        writeln!(
+            diff,
+            "completed retention: model {retention:?}, engine {:?}",
+            info.completed_retention
+        )
+        .unwrap();
+    }
     if (info.is_active, info.max_attempts) != (m.active, m.max_attempts) {
         writeln!(
             diff,
@@ -1110,14 +1142,28 @@ async fn step(client: &Client, m: &mut Model, op: &Op) -> Result<(), String> {
             client.queue_set_max_attempts(Q, *n).await.unwrap();
             m.max_attempts = *n;
         }
+        Op::SetRetention(r) => {
+            let retention = match r {
+                None => fetchq_core::Retention::Keep,
+                Some(0) => fetchq_core::Retention::AtOnce,
+                Some(min) => fetchq_core::Retention::After(minutes(*min)),
+            };
+            client
+                .queue_set_completed_retention(Q, retention)
+                .await
+                .unwrap();
+            m.retention = *r;
+        }
     }
     Ok(())
 }
 
-/// Time passes: every planned time and lease expiry comes `min` minutes closer.
+/// Time passes: every planned time and lease expiry comes `min` minutes
+/// closer, and every completion is `min` minutes older.
 async fn advance(client: &Client, m: &mut Model, min: i64) {
     sqlx::query(&format!(
-        "UPDATE fetchq_data.{Q}__docs SET next_iteration = next_iteration - make_interval(mins => $1)"
+        "UPDATE fetchq_data.{Q}__docs SET next_iteration = next_iteration - make_interval(mins => $1),
+                last_iteration = last_iteration - make_interval(mins => $1)"
     ))
     .bind(i32::try_from(min).unwrap())
     .execute(client.pool())
@@ -1142,8 +1188,9 @@ fn batch(m: &mut Model, ls: &[Lease], got: &BTreeSet<String>, how: &How) -> Resu
     Ok(())
 }
 
-/// `mnt_run`: dead orphans, retried orphans, promotions, each oldest first
-/// and up to `limit`. Which of equally old ones is the engine's choice.
+/// `mnt_run`: dead orphans, retried orphans, promotions, completed documents
+/// past the retention, each oldest first and up to `limit`. Which of equally
+/// old ones is the engine's choice.
 async fn mnt(client: &Client, m: &mut Model, limit: i32) -> Result<(), String> {
     let got = client.mnt_run(Q, limit).await.unwrap();
     let after = snapshot(client).await;
@@ -1171,6 +1218,29 @@ async fn mnt(client: &Client, m: &mut Model, limit: i32) -> Result<(), String> {
             .collect()
     };
     let (killed, retried, promoted) = (moved(&dead, -1), moved(&retry, 1), moved(&promote, 1));
+    // completed at least `r` minutes ago (the engine's real clock has moved
+    // on since, by less than a minute: strictly older than now() - r)
+    let mut expired: Vec<((i64, u64), String)> = match m.retention {
+        None => Vec::new(),
+        Some(r) => m
+            .docs
+            .iter()
+            .filter(|(_, d)| d.status == 3 && now - d.done_at.0 >= r)
+            .map(|(s, d)| (d.done_at, s.clone()))
+            .collect(),
+    };
+    expired.sort();
+    let deleted: BTreeSet<String> = expired
+        .iter()
+        .filter(|(_, s)| !after.contains_key(s))
+        .map(|(_, s)| s.clone())
+        .collect();
+    check_prefix(
+        "mnt_run, expired completed documents",
+        &expired,
+        &deleted,
+        want,
+    )?;
     check_prefix("mnt_run, dead orphans", &dead, &killed, want)?;
     check_prefix("mnt_run, retried orphans", &retry, &retried, want)?;
     check_prefix("mnt_run, promotions", &promote, &promoted, want)?;
@@ -1193,6 +1263,12 @@ async fn mnt(client: &Client, m: &mut Model, limit: i32) -> Result<(), String> {
     }
     for s in &promoted {
         m.set_status(s, 1);
+    }
+    for s in &deleted {
+        let d = m.docs.remove(s).unwrap();
+        m.c.completed -= 1;
+        m.c.total -= 1;
+        m.version_delta(d.version, -1);
     }
     let orphans = (killed.len() + retried.len()) as i64;
     m.c.orphans += orphans;

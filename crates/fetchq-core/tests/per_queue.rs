@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use fetchq_core::{Client, Error, NewDoc, PickOptions, Schedule, Status};
+use fetchq_core::{Client, Error, NewDoc, PickOptions, Retention, Schedule, Status};
 use fetchq_testing::TestDb;
 use serde_json::{Value, json};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -47,8 +47,11 @@ fn batch_json() -> Value {
 }
 
 /// Runs the workload through the client's per-queue statements.
-async fn through_client(c: &Client) {
+async fn through_client(c: &Client, retention: Retention) {
     c.queue_create("rust").await.unwrap();
+    c.queue_set_completed_retention("rust", retention)
+        .await
+        .unwrap();
     assert_eq!(c.push_many("rust", &batch()).await.unwrap(), 40);
     assert!(c.push("rust", &NewDoc::new("single")).await.unwrap());
     assert!(!c.push("rust", &NewDoc::new("d3")).await.unwrap());
@@ -85,10 +88,14 @@ async fn through_client(c: &Client) {
 }
 
 /// Runs the same workload through the SQL functions.
-async fn through_sql(db: &TestDb) {
+async fn through_sql(db: &TestDb, retention: Retention) {
     let pool = &db.pool;
     sqlx::query("SELECT fetchq.queue_create('sql')")
         .execute(pool)
+        .await
+        .unwrap();
+    db.client
+        .queue_set_completed_retention("sql", retention)
         .await
         .unwrap();
     sqlx::query("SELECT fetchq.doc_push_many('sql', $1)")
@@ -141,8 +148,8 @@ async fn through_sql(db: &TestDb) {
 async fn client_statements_and_sql_functions_leave_the_same_state_and_counters() {
     let db = TestDb::new().await;
     let c = &db.client;
-    through_client(c).await;
-    through_sql(&db).await;
+    through_client(c, Retention::Keep).await;
+    through_sql(&db, Retention::Keep).await;
     c.metric_log_pack().await.unwrap();
 
     let (rust, sql) = (
@@ -182,6 +189,61 @@ async fn client_statements_and_sql_functions_leave_the_same_state_and_counters()
             ),
             "{subject}"
         );
+    }
+}
+
+async fn version_counters(pool: &sqlx::PgPool, queue: &str) -> Vec<(String, i64)> {
+    sqlx::query_as(
+        "SELECT metric::text, value FROM fetchq.metrics WHERE queue = $1 AND metric ~ '^v' ORDER BY 1",
+    )
+    .bind(queue)
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+/// The same with completed documents deleted at once (schema 20): both
+/// paths delete the same documents and write the same counters.
+#[tokio::test]
+async fn client_statements_and_sql_functions_delete_at_once_alike() {
+    let db = TestDb::new().await;
+    let c = &db.client;
+    through_client(c, Retention::AtOnce).await;
+    through_sql(&db, Retention::AtOnce).await;
+    c.metric_log_pack().await.unwrap();
+
+    let (rust, sql) = (
+        c.metric_get_common("rust").await.unwrap(),
+        c.metric_get_common("sql").await.unwrap(),
+    );
+    assert_eq!(rust, sql);
+    assert_eq!((rust.total, rust.entered), (31, 41));
+    assert_eq!((rust.completed, rust.rescheduled, rust.active), (0, 6, 4));
+    assert_eq!(rust.processed, 16);
+    for q in ["rust", "sql"] {
+        assert_eq!(
+            c.metric_get_common(q).await.unwrap().status_counts(),
+            c.metric_compute(q).await.unwrap(),
+            "{q}"
+        );
+    }
+    let (rust_v, sql_v) = (
+        version_counters(&db.pool, "rust").await,
+        version_counters(&db.pool, "sql").await,
+    );
+    assert_eq!(rust_v, sql_v);
+    assert_eq!(rust_v, [("v0".to_owned(), 16), ("v1".to_owned(), 15)]);
+    for subject in (0..40).map(|i| format!("d{i}")).chain(["single".into()]) {
+        let (a, b) = (c.get("rust", &subject).await, c.get("sql", &subject).await);
+        match (a, b) {
+            (Ok(a), Ok(b)) => assert_eq!(
+                (a.status, a.attempts, a.iterations, &a.payload),
+                (b.status, b.attempts, b.iterations, &b.payload),
+                "{subject}"
+            ),
+            (Err(Error::NotFound { .. }), Err(Error::NotFound { .. })) => {}
+            (a, b) => panic!("{subject}: client path {a:?}, SQL path {b:?}"),
+        }
     }
 }
 
@@ -240,12 +302,20 @@ async fn a_paused_queue_neither_picks_nor_promotes() {
 async fn generic_plans_do_not_scan_the_documents_table() {
     let db = TestDb::new().await;
     let c = &db.client;
-    c.queue_create("big").await.unwrap();
-    let docs: Vec<NewDoc> = (0..20_000).map(|i| NewDoc::new(format!("d{i}"))).collect();
-    for chunk in docs.chunks(5_000) {
-        c.push_many("big", chunk).await.unwrap();
+    // "once" deletes completed documents at once (schema 20; set by hand:
+    // the setter's index build would scan the table)
+    for q in ["big", "once"] {
+        c.queue_create(q).await.unwrap();
+        let docs: Vec<NewDoc> = (0..20_000).map(|i| NewDoc::new(format!("d{i}"))).collect();
+        for chunk in docs.chunks(5_000) {
+            c.push_many(q, chunk).await.unwrap();
+        }
     }
-    sqlx::query("ANALYZE fetchq_data.big__docs")
+    sqlx::query("UPDATE fetchq.queues SET completed_retention = '0' WHERE name = 'once'")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    sqlx::query("ANALYZE fetchq_data.big__docs, fetchq_data.once__docs")
         .execute(&db.pool)
         .await
         .unwrap();
@@ -260,29 +330,30 @@ async fn generic_plans_do_not_scan_the_documents_table() {
     let generic = Client::new(pool.clone());
     let seq_scans = || async {
         sqlx::query_scalar::<_, i64>(
-            "SELECT seq_scan FROM pg_stat_user_tables WHERE relid = 'fetchq_data.big__docs'::regclass",
+            "SELECT sum(seq_scan)::bigint FROM pg_stat_user_tables
+             WHERE relid IN ('fetchq_data.big__docs'::regclass, 'fetchq_data.once__docs'::regclass)",
         )
         .fetch_one(&db.pool)
         .await
         .unwrap()
     };
     let before = seq_scans().await;
-    for i in 0..8 {
+    for (i, q) in (0..8).flat_map(|i| [(i, "big"), (i, "once")]) {
         let docs = generic
-            .pick("big", &PickOptions::new().limit(32))
+            .pick(q, &PickOptions::new().limit(32))
             .await
             .unwrap();
         assert_eq!(docs.len(), 32);
         let (done, again) = docs.split_at(16);
         let done: Vec<_> = done.iter().map(|d| (d.lease.clone(), None)).collect();
-        generic.complete_many("big", &done).await.unwrap();
+        assert_eq!(generic.complete_many(q, &done).await.unwrap().len(), 16);
         let again: Vec<_> = again
             .iter()
             .map(|d| (d.lease.clone(), Schedule::now(), None))
             .collect();
-        generic.reschedule_many("big", &again).await.unwrap();
+        generic.reschedule_many(q, &again).await.unwrap();
         generic
-            .push("big", &NewDoc::new(format!("new{i}")))
+            .push(q, &NewDoc::new(format!("new{i}")))
             .await
             .unwrap();
     }
@@ -295,6 +366,11 @@ async fn generic_plans_do_not_scan_the_documents_table() {
         seq_scans().await,
         before,
         "a per-queue statement scanned the table"
+    ); // (a real count scans the table: after the check)
+    assert_eq!(
+        c.metric_compute("once").await.unwrap().total,
+        20_000 - 8 * 16 + 8,
+        "deleted at once"
     );
 }
 

@@ -328,6 +328,7 @@ fn settings(info: &QueueInfo, api: &str, admin: bool) -> Markup {
                 label { "Retry delay max" input name="retry_delay_max" value=(format_duration(info.retry_delay_max)); }
                 label { "Retry jitter (0 to 1)" input name="retry_jitter" type="number" min="0" max="1" step="any" data-type="float" value=(info.retry_jitter); }
                 label { "Rate limit (N/window, \"none\" removes it)" input name="rate_limit" placeholder="none, e.g. 20/s" value=(info.rate_limit.map(|r| r.to_string()).unwrap_or_default()); }
+                label { "Completed documents (keep, at-once, or deleted after e.g. 7d)" input name="completed_retention" placeholder="keep" value=(info.completed_retention.to_string()); }
                 button.primary type="submit" { "Save settings" }
             }
         }

@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use fetchq_core::{Client, Counters, QueueInfo, RateLimit};
+use fetchq_core::{Client, Counters, QueueInfo, RateLimit, Retention};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -41,6 +41,10 @@ pub struct QueueView {
     pub rate_limit: Option<String>,
     /// At most this many active documents per key; null without a cap.
     pub key_concurrency: Option<i32>,
+    /// What happens to completed documents: `"keep"` (the default),
+    /// `"at-once"` (the completion deletes them), or a duration such as
+    /// `"7days"` (maintenance deletes them that long after completion).
+    pub completed_retention: String,
     /// When it was created.
     pub created_at: DateTime<Utc>,
     /// Counters, exact at read (the counter writes not packed yet are added).
@@ -104,6 +108,7 @@ pub(crate) async fn view(client: &Client, q: QueueInfo) -> Result<QueueView, Api
         retry_jitter: q.retry_jitter,
         rate_limit: q.rate_limit.map(|r| r.to_string()),
         key_concurrency: q.key_concurrency,
+        completed_retention: q.completed_retention.to_string(),
         created_at: q.created_at,
     })
 }
@@ -204,6 +209,12 @@ pub struct PatchQueue {
     #[serde(default, deserialize_with = "present_int")]
     #[schema(value_type = Option<i64>, nullable)]
     pub key_concurrency: Option<Option<i64>>,
+    /// What happens to completed documents: `"keep"` (or null) keeps them,
+    /// `"at-once"` deletes them at completion, a duration such as `"7d"`
+    /// deletes them that long after completion (maintenance, in batches).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, nullable)]
+    pub completed_retention: Option<Option<String>>,
 }
 
 /// [`present`] for a number.
@@ -226,6 +237,18 @@ fn rate_limit(field: Option<Option<String>>) -> Result<Option<Option<RateLimit>>
             .parse::<RateLimit>()
             .map(|r| Some(Some(r)))
             .map_err(|e| ApiError::bad_request(format!("rate_limit: {e}"))),
+    }
+}
+
+/// What a `completed_retention` field asks for: null is keep.
+fn completed_retention(field: Option<Option<String>>) -> Result<Option<Retention>, ApiError> {
+    let Some(field) = field else { return Ok(None) };
+    match field {
+        None => Ok(Some(Retention::Keep)),
+        Some(text) => text
+            .parse::<Retention>()
+            .map(Some)
+            .map_err(|e| ApiError::bad_request(format!("completed_retention: {e}"))),
     }
 }
 
@@ -278,6 +301,7 @@ pub async fn patch(
         .map(|d| duration(d, "retry_delay_max"))
         .transpose()?;
     let rate = rate_limit(body.rate_limit)?;
+    let completed = completed_retention(body.completed_retention)?;
     let key_cap = match body.key_concurrency {
         None => None,
         Some(None) => Some(None),
@@ -323,6 +347,9 @@ pub async fn patch(
     }
     if let Some(cap) = key_cap {
         c.queue_set_key_concurrency(&queue, cap).await?;
+    }
+    if let Some(r) = completed {
+        c.queue_set_completed_retention(&queue, r).await?;
     }
     let info = c.queue_status(&queue).await?;
     Ok(Json(view(c, info).await?))

@@ -1,0 +1,1 @@
+SELECT affected_rows FROM fetchq.mnt_drop_completed($1, $2)

@@ -135,7 +135,7 @@ impl Client {
         validate_queue_name(queue)?;
         let row = sqlx::query(sql!("queue_create"))
             .bind(queue)
-            .fetch_one(self.pool())
+            .fetch_one(self.exec())
             .await?;
         Ok(row.try_get(0)?)
     }
@@ -155,7 +155,7 @@ impl Client {
         validate_queue_name(queue)?;
         let row = sqlx::query(sql!("queue_drop"))
             .bind(queue)
-            .fetch_one(self.pool())
+            .fetch_one(self.exec())
             .await?;
         Ok(row.try_get(0)?)
     }
@@ -176,7 +176,7 @@ impl Client {
         validate_queue_name(queue)?;
         let row = sqlx::query(sql!("queue_status"))
             .bind(queue)
-            .fetch_one(self.pool())
+            .fetch_one(self.exec())
             .await?;
         QueueInfo::from_row(&row)
     }
@@ -196,7 +196,7 @@ impl Client {
     /// ```
     pub async fn queue_list(&self) -> Result<Vec<QueueInfo>> {
         let rows = sqlx::query(sql!("queue_list"))
-            .fetch_all(self.pool())
+            .fetch_all(self.exec())
             .await?;
         rows.iter().map(QueueInfo::from_row).collect()
     }
@@ -274,7 +274,7 @@ impl Client {
         sqlx::query(statement)
             .bind(queue)
             .bind(value)
-            .fetch_one(self.pool())
+            .fetch_one(self.exec())
             .await?;
         Ok(())
     }
@@ -306,7 +306,7 @@ impl Client {
             .bind(delay)
             .bind(max_delay)
             .bind(jitter)
-            .fetch_one(self.pool())
+            .fetch_one(self.exec())
             .await?;
         Ok(())
     }
@@ -338,7 +338,7 @@ impl Client {
         sqlx::query(sql!("queue_set_key_concurrency"))
             .bind(queue)
             .bind(cap)
-            .fetch_one(self.pool())
+            .fetch_one(self.exec())
             .await?;
         Ok(())
     }
@@ -361,7 +361,7 @@ impl Client {
         validate_queue_name(queue)?;
         let row = sqlx::query(sql!("queue_pause"))
             .bind(queue)
-            .fetch_one(self.pool())
+            .fetch_one(self.exec())
             .await?;
         Ok(positive(row.try_get(0)?))
     }
@@ -381,7 +381,7 @@ impl Client {
         validate_queue_name(queue)?;
         let row = sqlx::query(sql!("queue_resume"))
             .bind(queue)
-            .fetch_one(self.pool())
+            .fetch_one(self.exec())
             .await?;
         Ok(positive(row.try_get(0)?))
     }
@@ -403,7 +403,7 @@ impl Client {
         sqlx::query(sql!("queue_truncate"))
             .bind(queue)
             .bind(empty)
-            .fetch_one(self.pool())
+            .fetch_one(self.exec())
             .await?;
         Ok(())
     }
@@ -425,7 +425,7 @@ impl Client {
         let row = sqlx::query(sql!("queue_drop_logs"))
             .bind(queue)
             .bind(older_than)
-            .fetch_one(self.pool())
+            .fetch_one(self.exec())
             .await?;
         Ok(row.try_get(0)?)
     }

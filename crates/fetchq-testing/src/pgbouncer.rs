@@ -151,23 +151,37 @@ impl PgBouncer {
     /// When it cannot be started (this is test code).
     pub fn start(server_url: &str, opts: &BouncerOptions) -> Option<Self> {
         let bin = binary()?;
-        let (server_port, database) = parse_server_url(server_url);
+        Some(Self::start_with(bin, server_url, opts).unwrap_or_else(|e| panic!("{e}")))
+    }
+
+    /// As [`start`](Self::start), with the binary at `bin`, failing with a
+    /// message instead of panicking (for the benchmarks).
+    ///
+    /// # Errors
+    ///
+    /// When the URL is not a database URL, or PgBouncer cannot be started.
+    pub fn start_with(bin: PathBuf, server_url: &str, opts: &BouncerOptions) -> Result<Self, String> {
+        let (server_port, database) = parse_server_url(server_url)?;
         let dir = std::env::temp_dir()
             .join("fetchq-pgbouncer")
             .join(uuid::Uuid::new_v4().simple().to_string());
-        std::fs::create_dir_all(&dir).expect("create the PgBouncer directory");
+        let io = |what: &'static str| move |e: std::io::Error| format!("{what}: {e}");
+        std::fs::create_dir_all(&dir).map_err(io("create the PgBouncer directory"))?;
         let auth_file = dir.join("userlist.txt");
         std::fs::write(
             &auth_file,
             format!("\"{BOUNCER_USER}\" \"{BOUNCER_PASSWORD}\"\n"),
         )
-        .expect("write the auth file");
-        let port = free_port();
+        .map_err(io("write the auth file"))?;
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .map_err(io("find a free port"))?;
         std::fs::write(
             dir.join("pgbouncer.ini"),
             ini(opts, &database, server_port, port, &auth_file),
         )
-        .expect("write the ini");
+        .map_err(io("write the ini"))?;
         let mut bouncer = Self {
             bin,
             dir,
@@ -175,16 +189,17 @@ impl PgBouncer {
             database,
             child: None,
         };
-        bouncer.spawn();
-        Some(bouncer)
+        bouncer.spawn()?;
+        Ok(bouncer)
     }
 
-    fn spawn(&mut self) {
+    fn spawn(&mut self) -> Result<(), String> {
+        let io = |what: &'static str| move |e: std::io::Error| format!("{what}: {e}");
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.dir.join("pgbouncer.log"))
-            .expect("open the PgBouncer log");
+            .map_err(io("open the PgBouncer log"))?;
         let mut cmd = Command::new(&self.bin);
         if is_root() {
             // it refuses to run as root; -u drops to that user
@@ -192,23 +207,25 @@ impl PgBouncer {
         }
         cmd.arg(self.dir.join("pgbouncer.ini"))
             .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log handle"))
+            .stdout(log.try_clone().map_err(io("open the PgBouncer log"))?)
             .stderr(log);
-        let child = cmd.spawn().expect("start pgbouncer");
+        let child = cmd.spawn().map_err(io("start pgbouncer"))?;
         self.child = Some(child);
         let start = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             if let Some(Some(status)) = self.child.as_mut().map(|c| c.try_wait().ok().flatten()) {
-                panic!("pgbouncer exited ({status}):\n{}", self.log());
+                return Err(format!("pgbouncer exited ({status}):\n{}", self.log()));
             }
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "pgbouncer did not listen on {} within 10 s:\n{}",
-                self.port,
-                self.log()
-            );
+            if start.elapsed() > Duration::from_secs(10) {
+                return Err(format!(
+                    "pgbouncer did not listen on {} within 10 s:\n{}",
+                    self.port,
+                    self.log()
+                ));
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
+        Ok(())
     }
 
     /// Its URL: the database through PgBouncer, with the password.
@@ -233,9 +250,15 @@ impl PgBouncer {
     }
 
     /// Kills it and starts it again on the same port.
+    ///
+    /// # Panics
+    ///
+    /// When it does not start again.
     pub fn restart(&mut self) {
         self.kill();
-        self.spawn();
+        if let Err(e) = self.spawn() {
+            panic!("{e}");
+        }
     }
 }
 
@@ -253,22 +276,15 @@ impl Drop for PgBouncer {
     }
 }
 
-fn parse_server_url(url: &str) -> (u16, String) {
+fn parse_server_url(url: &str) -> Result<(u16, String), String> {
     let opts: sqlx::postgres::PgConnectOptions = url
         .parse()
-        .unwrap_or_else(|e| panic!("invalid database URL {url:?}: {e}"));
+        .map_err(|e| format!("invalid database URL {url:?}: {e}"))?;
     let database = opts
         .get_database()
-        .unwrap_or_else(|| panic!("no database in {url:?}"))
+        .ok_or_else(|| format!("no database in {url:?}"))?
         .to_owned();
-    (opts.get_port(), database)
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    Ok((opts.get_port(), database))
 }
 
 fn is_root() -> bool {

@@ -13,8 +13,9 @@ use super::{BoxError, docs, run_clients};
 use crate::Row;
 use crate::server::Server;
 
-/// Pushing clients, and the bouncer's server connections (as many: the rows
-/// measure the hop and the transaction wrapping, not a queue for servers).
+/// Pushing clients and client connections; the bouncers get two server
+/// connections more, so the rows measure the hop and the transaction
+/// wrapping, not a queue for server connections.
 const CLIENTS: usize = 8;
 const DRAIN_CONCURRENCY: usize = 32;
 
@@ -136,7 +137,10 @@ pub(crate) async fn run(server: &Server, docs_n: usize) -> Result<Vec<Row>, BoxE
     session.pool().close().await;
     pool.close().await;
     drop((tx_bouncer, session_bouncer));
-    let note = format!("baseline: the same directly on PostgreSQL; {CLIENTS} server connections");
+    let note = format!(
+        "baseline: the same directly on PostgreSQL; {} server connections",
+        CLIENTS + 2
+    );
     Ok(vec![
         Row {
             workload: format!("pgbouncer transaction mode: push-single, {CLIENTS} clients"),

@@ -122,7 +122,7 @@ impl Client {
         for table in tables {
             // a catalog name quoted by format('%I.%I'); VACUUM cannot take a bind
             let done = sqlx::raw_sql(&format!("VACUUM (SKIP_LOCKED) {table}"))
-                .execute(self.exec())
+                .execute(self.pool())
                 .await;
             match done {
                 Ok(_) => vacuumed.push(table),

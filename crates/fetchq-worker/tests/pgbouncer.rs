@@ -194,6 +194,24 @@ async fn client_calls_through_transaction_pooling() {
     assert_eq!(counts.completed + counts.planned, 52);
     assert!(counts.planned > 0 && counts.completed > 0, "{counts:?}");
     assert_eq!((counts.pending, counts.active), (0, 0));
+
+    // VACUUM cannot run in a transaction: the maintenance's vacuum of a
+    // churned queue goes through the bouncer as a plain statement
+    client.queue_create("churn").await.unwrap();
+    client
+        .push_many("churn", &(0..1500).map(|i| NewDoc::new(format!("c{i}"))).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    let picked = client.pick("churn", &PickOptions::new().limit(1500)).await.unwrap();
+    let items: Vec<_> = picked.into_iter().map(|d| (d.lease, None)).collect();
+    client.complete_many("churn", &items).await.unwrap();
+    let mut vacuumed = Vec::new();
+    let start = Instant::now();
+    while !vacuumed.iter().any(|t: &String| t.contains("churn")) {
+        assert!(start.elapsed() < Duration::from_secs(30), "churn never vacuumed: {vacuumed:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        vacuumed = client.vacuum_hot_tables().await.unwrap();
+    }
 }
 
 struct Runs(Mutex<HashMap<String, u32>>);
@@ -366,8 +384,8 @@ async fn one_maintenance_leader_through_transaction_pooling() {
         handles.push(tokio::spawn(rt.run()));
     }
     let holders = || async {
-        sqlx::query_as::<_, (i64, String)>(
-            "SELECT count(*) OVER (), a.state FROM pg_locks l JOIN pg_stat_activity a USING (pid) \
+        sqlx::query_as::<_, (i64, String, bool)>(
+            "SELECT count(*) OVER (), a.state, a.backend_xmin IS NULL FROM pg_locks l JOIN pg_stat_activity a USING (pid) \
              WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1 AND l.objid = $2",
         )
         .bind(LEADER_CLASSID)
@@ -382,6 +400,8 @@ async fn one_maintenance_leader_through_transaction_pooling() {
     let h = holders().await;
     assert_eq!(h.len(), 1, "{h:?}");
     assert_eq!(h[0].1, "idle in transaction", "{h:?}");
+    // and it holds back no vacuum: no snapshot between statements
+    assert!(h[0].2, "the leader's transaction holds an xmin: {h:?}");
     // and the work still flows
     db.client.push("q1", &NewDoc::new("x")).await.unwrap();
     eventually(Duration::from_secs(20), "x handled", || async { runs.total() == 1 }).await;

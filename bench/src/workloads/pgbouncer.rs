@@ -25,7 +25,9 @@ struct NoOp;
 impl fetchq_worker::Handler for NoOp {
     type Payload = serde_json::Value;
     fn options(&self) -> HandlerOptions {
-        HandlerOptions::new("bench").concurrency(DRAIN_CONCURRENCY).batch(DRAIN_CONCURRENCY)
+        HandlerOptions::new("bench")
+            .concurrency(DRAIN_CONCURRENCY)
+            .batch(DRAIN_CONCURRENCY)
     }
     async fn handle(
         &self,
@@ -97,7 +99,9 @@ async fn fill(client: &Client, prefix: &str, docs_n: usize) -> Result<(), BoxErr
 pub(crate) async fn run(server: &Server, docs_n: usize) -> Result<Vec<Row>, BoxError> {
     let pushes = docs_n.min(16_000);
     eprintln!("pgbouncer: {pushes} pushes and {docs_n} drained, direct and through PgBouncer ...");
-    let (pool, url) = server.database("bench_pgbouncer", CLIENTS as u32 + 2).await?;
+    let (pool, url) = server
+        .database("bench_pgbouncer", CLIENTS as u32 + 2)
+        .await?;
     let direct = Client::new(pool.clone());
     direct.migrate().await?;
     direct.queue_create("bench").await?;

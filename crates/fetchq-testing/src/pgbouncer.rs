@@ -160,7 +160,11 @@ impl PgBouncer {
     /// # Errors
     ///
     /// When the URL is not a database URL, or PgBouncer cannot be started.
-    pub fn start_with(bin: PathBuf, server_url: &str, opts: &BouncerOptions) -> Result<Self, String> {
+    pub fn start_with(
+        bin: PathBuf,
+        server_url: &str,
+        opts: &BouncerOptions,
+    ) -> Result<Self, String> {
         let (server_port, database) = parse_server_url(server_url)?;
         let dir = std::env::temp_dir()
             .join("fetchq-pgbouncer")

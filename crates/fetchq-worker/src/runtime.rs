@@ -502,9 +502,10 @@ impl Runtime {
         let client = client.transaction_pooling(pooling);
         let pool = client.pool().clone();
         let direct = match (&self.listen_url, pooling) {
-            (Some(url), true) => Some(url.parse::<PgConnectOptions>().map_err(|e| {
-                WorkerError::Config(format!("listen_url: {e}"))
-            })?),
+            (Some(url), true) => Some(
+                url.parse::<PgConnectOptions>()
+                    .map_err(|e| WorkerError::Config(format!("listen_url: {e}")))?,
+            ),
             _ => None,
         };
         // after the pool: a bad URL fails before any exporter starts

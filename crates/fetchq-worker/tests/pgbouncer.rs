@@ -50,12 +50,21 @@ async fn pooled_client(bouncer: &PgBouncer, connections: u32) -> Client {
 
 /// Runs `SELECT $1 + $2` 100 times in each of 8 tasks on a pool of 8 through
 /// the bouncer; returns (right answers, failures, one failure's text).
-async fn hammer(url: &str, cache: Option<usize>, in_transaction: bool, persistent: bool) -> (u32, u32, String) {
+async fn hammer(
+    url: &str,
+    cache: Option<usize>,
+    in_transaction: bool,
+    persistent: bool,
+) -> (u32, u32, String) {
     let mut opts: PgConnectOptions = url.parse().unwrap();
     if let Some(c) = cache {
         opts = opts.statement_cache_capacity(c);
     }
-    let pool = PgPoolOptions::new().max_connections(8).connect_with(opts).await.unwrap();
+    let pool = PgPoolOptions::new()
+        .max_connections(8)
+        .connect_with(opts)
+        .await
+        .unwrap();
     let mut tasks = Vec::new();
     for t in 0..8i64 {
         let pool = pool.clone();
@@ -117,12 +126,20 @@ async fn only_unnamed_statements_inside_a_transaction_survive_transaction_poolin
     for (what, cache, tx, persistent) in [
         ("sqlx defaults (cached named statements)", None, false, true),
         ("statement_cache_capacity(0)", Some(0), false, true),
-        ("statement_cache_capacity(0) in a transaction", Some(0), true, true),
+        (
+            "statement_cache_capacity(0) in a transaction",
+            Some(0),
+            true,
+            true,
+        ),
         ("unnamed, no transaction", None, false, false),
     ] {
         let (ok, bad, said) = hammer(&url, cache, tx, persistent).await;
         eprintln!("{what}: {ok} right, {bad} failed (last: {said})");
-        assert!(bad > 0, "{what}: expected failures through transaction pooling, got {ok} right");
+        assert!(
+            bad > 0,
+            "{what}: expected failures through transaction pooling, got {ok} right"
+        );
     }
     let (ok, bad, said) = hammer(&url, None, true, false).await;
     assert_eq!((ok, bad), (800, 0), "unnamed in a transaction: {said}");
@@ -138,22 +155,36 @@ async fn client_calls_through_transaction_pooling() {
     assert!(client.is_transaction_pooling());
     // the schema is there already: a no-op through the bouncer
     assert!(client.migrate().await.unwrap().applied.is_empty());
-    assert_eq!(client.info().await.unwrap(), db.client.info().await.unwrap());
+    assert_eq!(
+        client.info().await.unwrap(),
+        db.client.info().await.unwrap()
+    );
     client.queue_create("q").await.unwrap();
     assert!(client.push("q", &NewDoc::new("one")).await.unwrap());
     assert_eq!(
         client
-            .push_many("q", &(0..50).map(|i| NewDoc::new(format!("m{i}"))).collect::<Vec<_>>())
+            .push_many(
+                "q",
+                &(0..50)
+                    .map(|i| NewDoc::new(format!("m{i}")))
+                    .collect::<Vec<_>>()
+            )
             .await
             .unwrap(),
         50
     );
     // the caller's transaction: committed, and rolled back
     let mut tx = client.pool().begin().await.unwrap();
-    client.push_with(&mut *tx, "q", &NewDoc::new("kept")).await.unwrap();
+    client
+        .push_with(&mut *tx, "q", &NewDoc::new("kept"))
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
     let mut tx = client.pool().begin().await.unwrap();
-    client.push_with(&mut *tx, "q", &NewDoc::new("rolled-back")).await.unwrap();
+    client
+        .push_with(&mut *tx, "q", &NewDoc::new("rolled-back"))
+        .await
+        .unwrap();
     tx.rollback().await.unwrap();
     assert!(client.get("q", "kept").await.is_ok());
     assert!(client.get("q", "rolled-back").await.is_err());
@@ -165,7 +196,10 @@ async fn client_calls_through_transaction_pooling() {
         tasks.push(tokio::spawn(async move {
             let mut done = 0;
             loop {
-                let picked = client.pick("q", &PickOptions::new().limit(3)).await.unwrap();
+                let picked = client
+                    .pick("q", &PickOptions::new().limit(3))
+                    .await
+                    .unwrap();
                 if picked.is_empty() {
                     return done;
                 }
@@ -199,16 +233,27 @@ async fn client_calls_through_transaction_pooling() {
     // churned queue goes through the bouncer as a plain statement
     client.queue_create("churn").await.unwrap();
     client
-        .push_many("churn", &(0..1500).map(|i| NewDoc::new(format!("c{i}"))).collect::<Vec<_>>())
+        .push_many(
+            "churn",
+            &(0..1500)
+                .map(|i| NewDoc::new(format!("c{i}")))
+                .collect::<Vec<_>>(),
+        )
         .await
         .unwrap();
-    let picked = client.pick("churn", &PickOptions::new().limit(1500)).await.unwrap();
+    let picked = client
+        .pick("churn", &PickOptions::new().limit(1500))
+        .await
+        .unwrap();
     let items: Vec<_> = picked.into_iter().map(|d| (d.lease, None)).collect();
     client.complete_many("churn", &items).await.unwrap();
     let mut vacuumed = Vec::new();
     let start = Instant::now();
     while !vacuumed.iter().any(|t: &String| t.contains("churn")) {
-        assert!(start.elapsed() < Duration::from_secs(30), "churn never vacuumed: {vacuumed:?}");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "churn never vacuumed: {vacuumed:?}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
         vacuumed = client.vacuum_hot_tables().await.unwrap();
     }
@@ -240,7 +285,9 @@ impl Runs {
 async fn fill(client: &Client, per_queue: usize) {
     for q in ["q1", "q2", "q3"] {
         client.queue_create(q).await.unwrap();
-        let docs: Vec<_> = (0..per_queue).map(|i| NewDoc::new(format!("{q}-{i}"))).collect();
+        let docs: Vec<_> = (0..per_queue)
+            .map(|i| NewDoc::new(format!("{q}-{i}")))
+            .collect();
         for chunk in docs.chunks(500) {
             client.push_many(q, chunk).await.unwrap();
         }
@@ -316,18 +363,29 @@ async fn drain_then_wake(listen: bool) -> Option<Duration> {
     })
     .await;
     assert_eq!(runs.subjects(), 3000);
-    assert_eq!(runs.total(), 3300, "each document ran once, every tenth twice");
+    assert_eq!(
+        runs.total(),
+        3300,
+        "each document ran once, every tenth twice"
+    );
     assert_eq!(listening_backends(&db).await, i64::from(listen));
     // the pool of "wake" has found it empty and sleeps its idle poll
     tokio::time::sleep(Duration::from_secs(2)).await;
     let pushed = Instant::now();
     db.client.push("wake", &NewDoc::new("now")).await.unwrap();
     let waited = if listen {
-        let at = tokio::time::timeout(Duration::from_secs(60), woke.recv()).await.unwrap().unwrap();
+        let at = tokio::time::timeout(Duration::from_secs(60), woke.recv())
+            .await
+            .unwrap()
+            .unwrap();
         Some(at - pushed)
     } else {
         // no LISTEN: only a poll finds it, not within a few seconds
-        assert!(tokio::time::timeout(Duration::from_secs(3), woke.recv()).await.is_err());
+        assert!(
+            tokio::time::timeout(Duration::from_secs(3), woke.recv())
+                .await
+                .is_err()
+        );
         None
     };
     stop.cancel();
@@ -360,7 +418,13 @@ async fn runtime_drains_through_transaction_pooling_without_listen_url_by_pollin
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_maintenance_leader_through_transaction_pooling() {
     let db = TestDb::new().await;
-    let Some(bouncer) = PgBouncer::start(&db.url(), &BouncerOptions { pool_size: 4, ..transaction_mode() }) else {
+    let Some(bouncer) = PgBouncer::start(
+        &db.url(),
+        &BouncerOptions {
+            pool_size: 4,
+            ..transaction_mode()
+        },
+    ) else {
         return;
     };
     db.client.queue_create("q1").await.unwrap();
@@ -394,7 +458,10 @@ async fn one_maintenance_leader_through_transaction_pooling() {
         .await
         .unwrap()
     };
-    eventually(Duration::from_secs(20), "a leader", || async { !holders().await.is_empty() }).await;
+    eventually(Duration::from_secs(20), "a leader", || async {
+        !holders().await.is_empty()
+    })
+    .await;
     // a few maintenance rounds later: still exactly one, idle in its transaction
     tokio::time::sleep(Duration::from_secs(1)).await;
     let h = holders().await;
@@ -404,7 +471,10 @@ async fn one_maintenance_leader_through_transaction_pooling() {
     assert!(h[0].2, "the leader's transaction holds an xmin: {h:?}");
     // and the work still flows
     db.client.push("q1", &NewDoc::new("x")).await.unwrap();
-    eventually(Duration::from_secs(20), "x handled", || async { runs.total() == 1 }).await;
+    eventually(Duration::from_secs(20), "x handled", || async {
+        runs.total() == 1
+    })
+    .await;
     for s in &stops {
         s.cancel();
     }
@@ -425,7 +495,10 @@ async fn session_pooling_works_unchanged() {
     let client = Client::connect(&bouncer.url()).await.unwrap();
     assert!(!client.is_transaction_pooling());
     fill(&client, 300).await;
-    let picked = client.pick("q1", &PickOptions::new().limit(5)).await.unwrap();
+    let picked = client
+        .pick("q1", &PickOptions::new().limit(5))
+        .await
+        .unwrap();
     for d in &picked {
         client.complete(&d.lease, None).await.unwrap();
     }
@@ -433,7 +506,9 @@ async fn session_pooling_works_unchanged() {
     let runs = Runs::new();
     let (tx, mut woke) = tokio::sync::mpsc::unbounded_channel();
     let rt = with_handlers(
-        Runtime::new(bouncer.url()).max_connections(8).handle_signals(false),
+        Runtime::new(bouncer.url())
+            .max_connections(8)
+            .handle_signals(false),
         &runs,
         Duration::from_secs(30),
     )
@@ -451,12 +526,22 @@ async fn session_pooling_works_unchanged() {
     })
     .await;
     // LISTEN works through a session pooler
-    eventually(Duration::from_secs(10), "a listener", || async { listening_backends(&db).await == 1 }).await;
+    eventually(Duration::from_secs(10), "a listener", || async {
+        listening_backends(&db).await == 1
+    })
+    .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let pushed = Instant::now();
     client.push("wake", &NewDoc::new("now")).await.unwrap();
-    let at = tokio::time::timeout(Duration::from_secs(60), woke.recv()).await.unwrap().unwrap();
-    assert!(at - pushed < Duration::from_secs(10), "woke after {:?}", at - pushed);
+    let at = tokio::time::timeout(Duration::from_secs(60), woke.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        at - pushed < Duration::from_secs(10),
+        "woke after {:?}",
+        at - pushed
+    );
     stop.cancel();
     run.await.unwrap().unwrap();
     assert_eq!(runs.subjects(), 900 - picked.len());
@@ -512,7 +597,10 @@ async fn pgbouncer_restarted_mid_drain() {
     // runs: 2100 + 210 reschedules, plus those whose outcome the kill lost
     // (at most what was in flight then: 3 pools x (4 running + 8 picked ahead))
     let extra = runs.total() - 2310;
-    eprintln!("runs after the restart: {} ({extra} again after a lost outcome)", runs.total());
+    eprintln!(
+        "runs after the restart: {} ({extra} again after a lost outcome)",
+        runs.total()
+    );
     assert!(runs.total() >= 2310 && extra <= 36, "{} runs", runs.total());
     assert_eq!(runs.subjects(), 2100);
     let s = stats.total();
@@ -527,9 +615,14 @@ async fn an_invalid_listen_url_is_a_config_error() {
         .transaction_pooling(true)
         .listen_url("not a url")
         .handle_signals(false)
-        .register(handler(HandlerOptions::new("q1"), |_d, _c| Box::pin(async { Ok(Outcome::complete()) })))
+        .register(handler(HandlerOptions::new("q1"), |_d, _c| {
+            Box::pin(async { Ok(Outcome::complete()) })
+        }))
         .run()
         .await
         .unwrap_err();
-    assert!(matches!(err, WorkerError::Config(ref m) if m.contains("listen_url")), "{err}");
+    assert!(
+        matches!(err, WorkerError::Config(ref m) if m.contains("listen_url")),
+        "{err}"
+    );
 }

@@ -58,7 +58,11 @@ pub fn binary() -> Option<PathBuf> {
             std::env::var("CI").as_deref() != Ok("true"),
             "pgbouncer is missing on CI (apt-get install pgbouncer)"
         );
-        eprintln!(
+        // straight to stderr: the test harness captures eprintln! of a
+        // passing test, and a skip must be seen
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
             "\n!!!!!!!! NOTE: pgbouncer not found (apt-get install pgbouncer, or set FETCHQ_PGBOUNCER): \
              the PgBouncer test is SKIPPED !!!!!!!!\n"
         );

@@ -331,14 +331,21 @@ async fn listening_backends(db: &TestDb) -> i64 {
     .unwrap()
 }
 
+/// The idle poll of the "wake" queue: far longer than any test waits, so a
+/// handler that starts soon after a push was woken by a notification.
+const WAKE_IDLE_POLL: Duration = Duration::from_secs(600);
+
 /// Drains 3 x 1000 documents through the bouncer, then measures how long a
-/// pushed document waits for its handler when pools are idle (idle poll 30 s).
+/// pushed document waits for its handler when pools are idle
+/// ([`WAKE_IDLE_POLL`]), and checks that a short idle poll finds one.
 async fn drain_then_wake(listen: bool) -> Option<Duration> {
     let db = TestDb::new().await;
     let bouncer = PgBouncer::start(&db.url(), &transaction_mode())?;
     fill(&db.client, 1000).await;
     db.client.queue_create("wake").await.unwrap();
+    db.client.queue_create("poll").await.unwrap();
     let runs = Runs::new();
+    let polled = Runs::new();
     let (tx, mut woke) = tokio::sync::mpsc::unbounded_channel();
     let mut rt = Runtime::new(bouncer.url())
         .transaction_pooling(true)
@@ -349,13 +356,22 @@ async fn drain_then_wake(listen: bool) -> Option<Duration> {
     if listen {
         rt = rt.listen_url(db.url());
     }
-    rt = with_handlers(rt, &runs, Duration::from_secs(30)).register(handler(
-        HandlerOptions::new("wake").idle_poll(Duration::from_secs(30)),
-        move |_doc, _ctx| {
-            let _ = tx.send(Instant::now());
-            Box::pin(async { Ok(Outcome::complete()) })
-        },
-    ));
+    let p = polled.clone();
+    rt = with_handlers(rt, &runs, Duration::from_secs(30))
+        .register(handler(
+            HandlerOptions::new("wake").idle_poll(WAKE_IDLE_POLL),
+            move |_doc, _ctx| {
+                let _ = tx.send(Instant::now());
+                Box::pin(async { Ok(Outcome::complete()) })
+            },
+        ))
+        .register(handler(
+            HandlerOptions::new("poll").idle_poll(Duration::from_millis(200)),
+            move |doc, _ctx| {
+                p.add(&doc.subject);
+                Box::pin(async { Ok(Outcome::complete()) })
+            },
+        ));
     let (stop, stats) = (rt.shutdown_token(), rt.stats());
     let run = tokio::spawn(rt.run());
     eventually(Duration::from_secs(120), "3000 completed", || async {
@@ -388,6 +404,12 @@ async fn drain_then_wake(listen: bool) -> Option<Duration> {
         );
         None
     };
+    // polling finds new documents, with or without notifications
+    db.client.push("poll", &NewDoc::new("found")).await.unwrap();
+    eventually(Duration::from_secs(30), "a polled document", || async {
+        polled.total() == 1
+    })
+    .await;
     stop.cancel();
     run.await.unwrap().unwrap();
     let s = stats.total();
@@ -401,8 +423,8 @@ async fn runtime_drains_through_transaction_pooling_and_wakes_through_listen_url
     let Some(waited) = drain_then_wake(true).await else {
         return;
     };
-    eprintln!("push -> handler start with listen_url: {waited:?} (idle poll 30 s)");
-    // a notification, not the 30 s poll (generous for a loaded host)
+    eprintln!("push -> handler start with listen_url: {waited:?} (idle poll {WAKE_IDLE_POLL:?})");
+    // a notification, not the poll (generous for a loaded host)
     assert!(waited < Duration::from_secs(10), "woke after {waited:?}");
 }
 
@@ -590,6 +612,7 @@ async fn pgbouncer_restarted_mid_drain() {
     stop.cancel();
     run.await.unwrap().unwrap();
     assert!(before < 2100, "the restart came after the drain ({before})");
+    eprintln!("PgBouncer restarted with {before} of 2100 completed");
     for q in ["q1", "q2", "q3"] {
         let c = db.client.metric_compute(q).await.unwrap();
         assert_eq!((c.total, c.completed), (700, 700), "{q}: {c:?}");

@@ -580,12 +580,12 @@ async fn pgbouncer_restarted_mid_drain() {
     };
     fill(&db.client, 700).await;
     let runs = Runs::new();
+    // a client with transaction pooling on: the runtime takes the setting
+    // from it (no `.transaction_pooling(true)` here)
+    let client = pooled_client(&bouncer, 8).await;
     let rt = with_handlers(
-        Runtime::new(bouncer.url())
-            .transaction_pooling(true)
+        Runtime::new(client)
             .listen_url(db.url())
-            .max_connections(8)
-            .acquire_timeout(Duration::from_secs(2))
             .handle_signals(false)
             .maintenance(Some(Duration::from_millis(200))),
         &runs,

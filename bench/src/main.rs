@@ -6,6 +6,7 @@
 //! ```not_rust
 //! cargo run --release -p fetchq-bench -- all
 //! cargo run --release -p fetchq-bench -- drain --docs 50000
+//! cargo run --release -p fetchq-bench -- pgbouncer --docs 20000
 //! ```
 
 mod server;
@@ -69,6 +70,9 @@ enum Workload {
     WorkerMetrics,
     /// Rate limits: the unlimited pick's cost, a limited queue's rate held.
     RateLimit,
+    /// Push and drain through PgBouncer (transaction and session pooling)
+    /// against direct (needs pgbouncer installed; not part of `all`).
+    Pgbouncer,
     #[value(hide = true)]
     Child,
     #[value(hide = true)]
@@ -128,6 +132,9 @@ async fn main() -> Result<(), BoxError> {
     }
     if all || args.workload == Workload::RateLimit {
         rows.extend(workloads::rate_limit::run(&server).await?);
+    }
+    if args.workload == Workload::Pgbouncer {
+        rows.extend(workloads::pgbouncer::run(&server, args.docs).await?);
     }
     if all || args.workload == Workload::Http {
         rows.push(workloads::http::push(&server, args.docs * 5).await?);

@@ -6,6 +6,7 @@ pub(crate) mod drain;
 pub(crate) mod footprint;
 pub(crate) mod http;
 pub(crate) mod latency;
+pub(crate) mod pgbouncer;
 pub(crate) mod push;
 pub(crate) mod rate_limit;
 pub(crate) mod reschedule;

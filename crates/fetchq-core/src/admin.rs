@@ -248,7 +248,7 @@ impl Client {
                 let row = sqlx::query(sql!("db_time"))
                     .bind(at)
                     .bind(delay)
-                    .fetch_one(self.pool())
+                    .fetch_one(self.exec())
                     .await?;
                 Some(row.try_get(0)?)
             }
@@ -267,7 +267,7 @@ impl Client {
                 .bind(at)
                 .bind(after.as_deref())
                 .bind(batch)
-                .fetch_one(self.pool())
+                .fetch_one(self.exec())
                 .await
                 .map_err(|e| queue_error(e, queue))?;
             let changed: i32 = row.try_get(0)?;
@@ -316,7 +316,7 @@ impl Client {
             _ => query.bind(queue).bind(subject),
         };
         let row = query
-            .fetch_one(self.pool())
+            .fetch_one(self.exec())
             .await
             .map_err(|e| queue_error(e, queue))?;
         if row.try_get::<i32, _>(0)? > 0 {

@@ -24,7 +24,7 @@ async fn subjects_of(
     query: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
     client: &Client,
 ) -> std::result::Result<Vec<String>, sqlx::Error> {
-    let rows = query.fetch_all(client.pool()).await?;
+    let rows = query.fetch_all(client.exec()).await?;
     rows.iter().map(|r| r.try_get(0)).collect()
 }
 
@@ -47,7 +47,7 @@ impl Client {
         validate_queue_name(queue)?;
         let row = sqlx::query(sql!("queue_next_due"))
             .bind(queue)
-            .fetch_one(self.pool())
+            .fetch_one(self.exec())
             .await?;
         Ok(row.try_get(0)?)
     }
@@ -68,7 +68,7 @@ impl Client {
         validate_queue_name(queue)?;
         let row = sqlx::query(sql!("queue_next_due_in"))
             .bind(queue)
-            .fetch_one(self.pool())
+            .fetch_one(self.exec())
             .await?;
         let secs: Option<f64> = row.try_get(0)?;
         Ok(due_in(secs))
@@ -100,7 +100,7 @@ impl Client {
         let row = sqlx::query(sql!("queue_next_due_for"))
             .bind(queue)
             .bind(version)
-            .fetch_one(self.pool())
+            .fetch_one(self.exec())
             .await?;
         let secs: Option<f64> = row.try_get(0)?;
         Ok(due_in(secs))

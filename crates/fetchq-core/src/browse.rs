@@ -197,7 +197,7 @@ impl Client {
             .bind(filter.subject_prefix.as_deref())
             .bind(after)
             .bind(limit)
-            .fetch_all(self.pool())
+            .fetch_all(self.exec())
             .await
             .map_err(|e| queue_error(e, queue))?;
         rows.iter().map(DocState::from_row).collect()
@@ -233,7 +233,7 @@ impl Client {
             .bind(filter.version)
             .bind(filter.subject_prefix.as_deref())
             .bind(cap)
-            .fetch_one(self.pool())
+            .fetch_one(self.exec())
             .await
             .map_err(|e| queue_error(e, queue))?;
         Ok(DocCount {
@@ -273,7 +273,7 @@ impl Client {
             .bind(subject)
             .bind(before)
             .bind(limit)
-            .fetch_all(self.pool())
+            .fetch_all(self.exec())
             .await
             .map_err(|e| queue_error(e, queue))?;
         rows.iter()
@@ -322,7 +322,7 @@ impl Client {
             .bind(queue)
             .bind(since)
             .bind(limit)
-            .fetch_all(self.pool())
+            .fetch_all(self.exec())
             .await
             .map_err(|e| queue_error(e, queue))?;
         rows.iter()

@@ -4,6 +4,7 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Row};
 
 use crate::error::{Error, Result};
+use crate::exec::{CallerExec, PoolExec};
 use crate::migrate::{MigrationReport, migrate};
 use crate::sql;
 
@@ -22,9 +23,75 @@ use crate::sql;
 /// tx.commit().await?; // the user and the mail exist together, or neither does
 /// # Ok(()) }
 /// ```
+///
+/// Behind PgBouncer in transaction pooling mode, turn on
+/// [`transaction_pooling`](Self::transaction_pooling) (or connect with
+/// [`ClientOptions::transaction_pooling`]).
 #[derive(Debug, Clone)]
 pub struct Client {
     pool: PgPool,
+    transaction_pooling: bool,
+}
+
+/// How [`Client::connect_opts`] connects.
+///
+/// ```
+/// use std::time::Duration;
+/// let opts = fetchq_core::ClientOptions::new()
+///     .max_connections(32)
+///     .acquire_timeout(Duration::from_secs(2))
+///     .transaction_pooling(true);
+/// assert!(opts.is_transaction_pooling());
+/// ```
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    max_connections: u32,
+    acquire_timeout: std::time::Duration,
+    transaction_pooling: bool,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ClientOptions {
+    /// 10 connections, [`CONNECT_ACQUIRE_TIMEOUT`], no transaction pooling:
+    /// the settings of [`Client::connect`].
+    pub fn new() -> Self {
+        Self {
+            max_connections: 10,
+            acquire_timeout: CONNECT_ACQUIRE_TIMEOUT,
+            transaction_pooling: false,
+        }
+    }
+
+    /// Pool size (at least 1; 0 makes [`Client::connect_opts`] fail with
+    /// [`Error::InvalidArgument`]).
+    pub fn max_connections(mut self, n: u32) -> Self {
+        self.max_connections = n;
+        self
+    }
+
+    /// How long a call waits for a free connection before failing with a
+    /// transient error.
+    pub fn acquire_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.acquire_timeout = timeout;
+        self
+    }
+
+    /// The URL is a transaction pooler (PgBouncer `pool_mode = transaction`):
+    /// see [`Client::transaction_pooling`].
+    pub fn transaction_pooling(mut self, on: bool) -> Self {
+        self.transaction_pooling = on;
+        self
+    }
+
+    /// Whether [`transaction_pooling`](Self::transaction_pooling) is on.
+    pub fn is_transaction_pooling(&self) -> bool {
+        self.transaction_pooling
+    }
 }
 
 /// How long a call of a [`Client::connect`]ed client waits for a connection.
@@ -60,7 +127,72 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            transaction_pooling: false,
+        }
+    }
+
+    /// Says whether the pool's server is a transaction pooler: PgBouncer in
+    /// `pool_mode = transaction` (any version; 1.21+ with
+    /// `max_prepared_statements` is not needed), or another pooler that gives
+    /// a server connection to a client for one transaction at a time.
+    ///
+    /// sqlx runs a statement with parameters in two round trips (Parse, then
+    /// Bind and Execute) and prepares it under a name it caches per
+    /// connection; between the two, a transaction pooler may move the client
+    /// to another server connection, and the statement is missing there
+    /// ("prepared statement sqlx_s_3 does not exist"), or another client's
+    /// has its name ("already exists"). `statement_cache_capacity(0)` does not
+    /// help: sqlx still names the statements. With this on, every statement
+    /// of this client is sent unnamed, and every call that is not given a
+    /// transaction runs in its own `BEGIN ... COMMIT`, so both round trips
+    /// meet the same server connection and nothing is left on it. It costs
+    /// two round trips per call (the `BEGIN` and the `COMMIT`) and the
+    /// statement cache.
+    ///
+    /// The `_with` methods must then be given a transaction (or a connection
+    /// inside one), not the pool. Statements of your own through
+    /// [`pool`](Self::pool) need the same care: run them in a transaction
+    /// with `.persistent(false)`.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let pool = sqlx::PgPool::connect("postgres://app:secret@pgbouncer:6432/app").await?;
+    /// let client = fetchq_core::Client::new(pool).transaction_pooling(true);
+    /// client.push("mailer", &fetchq_core::NewDoc::new("welcome:ada")).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn transaction_pooling(mut self, on: bool) -> Self {
+        self.transaction_pooling = on;
+        self
+    }
+
+    /// Whether [`transaction_pooling`](Self::transaction_pooling) is on.
+    ///
+    /// ```no_run
+    /// # fn run(pool: sqlx::PgPool) {
+    /// assert!(!fetchq_core::Client::new(pool).is_transaction_pooling());
+    /// # }
+    /// ```
+    pub fn is_transaction_pooling(&self) -> bool {
+        self.transaction_pooling
+    }
+
+    /// The pool as the engine calls use it.
+    pub(crate) fn exec(&self) -> PoolExec {
+        PoolExec {
+            pool: self.pool.clone(),
+            transaction_pooling: self.transaction_pooling,
+        }
+    }
+
+    /// A caller's executor as the engine calls use it.
+    pub(crate) fn caller<E>(&self, inner: E) -> CallerExec<E> {
+        CallerExec {
+            inner,
+            transaction_pooling: self.transaction_pooling,
+        }
     }
 
     /// Connects a new pool (10 connections at most) to `url`. A call waits at
@@ -96,17 +228,39 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn connect_with(url: &str, max_connections: u32) -> Result<Self> {
-        if max_connections == 0 {
+        Self::connect_opts(url, &ClientOptions::new().max_connections(max_connections)).await
+    }
+
+    /// Connects a new pool to `url` with `options`: its size, its acquire
+    /// timeout, and whether `url` is a transaction pooler such as PgBouncer
+    /// in `pool_mode = transaction` (see [`transaction_pooling`](Self::transaction_pooling)).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for 0 connections; as [`connect`](Self::connect).
+    ///
+    /// ```no_run
+    /// # async fn run() -> fetchq_core::Result<()> {
+    /// use fetchq_core::{Client, ClientOptions};
+    /// let client = Client::connect_opts(
+    ///     "postgres://app:secret@pgbouncer:6432/app",
+    ///     &ClientOptions::new().max_connections(32).transaction_pooling(true),
+    /// )
+    /// .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect_opts(url: &str, options: &ClientOptions) -> Result<Self> {
+        if options.max_connections == 0 {
             return Err(Error::InvalidArgument {
                 message: "max_connections must be at least 1".into(),
             });
         }
         let pool = PgPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(CONNECT_ACQUIRE_TIMEOUT)
+            .max_connections(options.max_connections)
+            .acquire_timeout(options.acquire_timeout)
             .connect(url)
             .await?;
-        Ok(Self::new(pool))
+        Ok(Self::new(pool).transaction_pooling(options.transaction_pooling))
     }
 
     /// The underlying pool, for your own queries and transactions.
@@ -149,7 +303,7 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn info(&self) -> Result<Info> {
-        let row = sqlx::query(sql!("info")).fetch_one(&self.pool).await?;
+        let row = sqlx::query(sql!("info")).fetch_one(self.exec()).await?;
         Ok(Info {
             version: row.try_get(0)?,
             schema_version: row.try_get(1)?,

@@ -524,7 +524,7 @@ impl Client {
             .bind(&schedule.payload)
             .bind(schedule.version)
             .bind(schedule.priority)
-            .fetch_one(self.pool())
+            .fetch_one(self.exec())
             .await?;
         Ok(ScheduleSet {
             created: row.try_get(0)?,
@@ -548,7 +548,7 @@ impl Client {
         validate_schedule_name(name)?;
         let n: i32 = sqlx::query_scalar(sql!("schedule_drop"))
             .bind(name)
-            .fetch_one(self.pool())
+            .fetch_one(self.exec())
             .await?;
         Ok(n > 0)
     }
@@ -566,7 +566,7 @@ impl Client {
     /// ```
     pub async fn schedule_list(&self) -> Result<Vec<ScheduleInfo>> {
         let rows = sqlx::query(sql!("schedule_list"))
-            .fetch_all(self.pool())
+            .fetch_all(self.exec())
             .await?;
         rows.iter()
             .map(|r| {
@@ -616,7 +616,7 @@ impl Client {
         let mut round = ScheduleRound::default();
         let rows = sqlx::query(sql!("schedule_due"))
             .bind(limit)
-            .fetch_all(self.pool())
+            .fetch_all(self.exec())
             .await?;
         for row in rows {
             let name: String = row.try_get(0)?;
@@ -640,7 +640,7 @@ impl Client {
                     .bind(&name)
                     .bind(revision)
                     .bind(next)
-                    .fetch_one(self.pool())
+                    .fetch_one(self.exec())
                     .await?;
                 round.planned += u32::from(n > 0);
                 continue;
@@ -652,7 +652,7 @@ impl Client {
                 .bind(expected)
                 .bind(next)
                 .bind(i64::try_from(collapsed).unwrap_or(i64::MAX))
-                .fetch_one(self.pool())
+                .fetch_one(self.exec())
                 .await
                 .map_err(Error::from);
             match fired {
@@ -714,7 +714,7 @@ impl Client {
     /// ```
     pub async fn schedule_next_in(&self) -> Result<Option<std::time::Duration>> {
         let ms: Option<i64> = sqlx::query_scalar(sql!("schedule_next_in"))
-            .fetch_one(self.pool())
+            .fetch_one(self.exec())
             .await?;
         Ok(ms.map(|ms| std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0))))
     }
@@ -725,7 +725,7 @@ impl Client {
             .bind(name)
             .bind(revision)
             .bind(error.to_string())
-            .fetch_one(self.pool())
+            .fetch_one(self.exec())
             .await?;
         if changed > 0 {
             tracing::warn!(schedule = %name, %error, "schedule cannot fire; see fetchq.schedules.last_error");

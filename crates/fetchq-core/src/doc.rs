@@ -436,7 +436,7 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn push(&self, queue: &str, doc: &NewDoc) -> Result<bool> {
-        self.push_with(self.pool(), queue, doc).await
+        self.push_with(self.exec(), queue, doc).await
     }
 
     /// [`push`](Self::push) through any executor, e.g. `&mut *tx` to push
@@ -466,7 +466,7 @@ impl Client {
         let statement = statement(per_queue!("push"), queue);
         let row = doc_query(&statement, queue, doc)
             .bind(doc.get_key())
-            .fetch_one(executor)
+            .fetch_one(self.caller(executor))
             .await
             .map_err(|e| queue_error(e, queue))?;
         Ok(row.try_get::<i32, _>(0)? > 0)
@@ -515,7 +515,7 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn push_many(&self, queue: &str, docs: &[NewDoc]) -> Result<u64> {
-        self.push_many_with(self.pool(), queue, docs).await
+        self.push_many_with(self.exec(), queue, docs).await
     }
 
     /// [`push_many`](Self::push_many) through any executor.
@@ -561,7 +561,7 @@ impl Client {
             .bind(delays)
             .bind(payloads)
             .bind(keys)
-            .fetch_one(executor)
+            .fetch_one(self.caller(executor))
             .await
             .map_err(|e| queue_error(e, queue))?;
         Ok(u64::try_from(row.try_get::<i32, _>(0)?).unwrap_or(0))
@@ -586,7 +586,7 @@ impl Client {
         version: i32,
         priority: i32,
     ) -> Result<String> {
-        self.append_keyed_with(self.pool(), queue, payload, version, priority, None)
+        self.append_keyed_with(self.exec(), queue, payload, version, priority, None)
             .await
     }
 
@@ -637,7 +637,7 @@ impl Client {
         priority: i32,
         key: Option<&str>,
     ) -> Result<String> {
-        self.append_keyed_with(self.pool(), queue, payload, version, priority, key)
+        self.append_keyed_with(self.exec(), queue, payload, version, priority, key)
             .await
     }
 
@@ -672,7 +672,7 @@ impl Client {
             .bind(version)
             .bind(priority)
             .bind(key)
-            .fetch_one(executor)
+            .fetch_one(self.caller(executor))
             .await?;
         Ok(row.try_get(0)?)
     }
@@ -694,7 +694,7 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn upsert(&self, queue: &str, doc: &NewDoc) -> Result<Upserted> {
-        self.upsert_with(self.pool(), queue, doc).await
+        self.upsert_with(self.exec(), queue, doc).await
     }
 
     /// [`upsert`](Self::upsert) through any executor.
@@ -721,7 +721,7 @@ impl Client {
         check_key(doc.get_key())?;
         let row = doc_query(sql!("doc_upsert"), queue, doc)
             .bind(doc.get_key())
-            .fetch_one(executor)
+            .fetch_one(self.caller(executor))
             .await?;
         let (queued, updated): (i32, i32) = (row.try_get(0)?, row.try_get(1)?);
         Ok(if queued > 0 {
@@ -751,7 +751,7 @@ impl Client {
         let row = sqlx::query(sql!("doc_get"))
             .bind(queue)
             .bind(subject)
-            .fetch_optional(self.pool())
+            .fetch_optional(self.exec())
             .await?
             .ok_or_else(|| Error::NotFound {
                 queue: queue.to_owned(),

@@ -58,7 +58,7 @@ impl Client {
         validate_queue_name(queue)?;
         let row = sqlx::query(sql!("queue_lag"))
             .bind(queue)
-            .fetch_one(self.pool())
+            .fetch_one(self.exec())
             .await?;
         let secs: f64 = row.try_get(0)?;
         Ok(Duration::try_from_secs_f64(secs).unwrap_or_default())
@@ -80,7 +80,7 @@ impl Client {
     /// ```
     pub async fn metric_export(&self) -> Result<Vec<ExportedValue>> {
         let rows = sqlx::query(sql!("metric_export"))
-            .fetch_all(self.pool())
+            .fetch_all(self.exec())
             .await?;
         rows.iter()
             .map(|row| {

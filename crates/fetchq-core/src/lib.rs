@@ -45,6 +45,7 @@ mod doc;
 #[cfg(feature = "embedded")]
 pub mod embedded;
 mod error;
+mod exec;
 pub mod extension;
 mod lag;
 mod logs;
@@ -67,7 +68,7 @@ pub use sqlx;
 
 pub use admin::{BulkAction, BulkProgress};
 pub use browse::{DocCount, DocFilter, LogEntry, MetricPoint};
-pub use client::{CONNECT_ACQUIRE_TIMEOUT, Client, Info};
+pub use client::{CONNECT_ACQUIRE_TIMEOUT, Client, ClientOptions, Info};
 pub use cron::{
     CronSchedule, CronSpec, MAX_COUNTED_TICKS, MAX_CRON_CHARS, ScheduleInfo, ScheduleRound,
     ScheduleSet, validate_schedule_name,

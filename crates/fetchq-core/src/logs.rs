@@ -61,7 +61,7 @@ impl Client {
             .bind(message)
             .bind(details)
             .bind(ref_id)
-            .fetch_one(self.pool())
+            .fetch_one(self.exec())
             .await?;
         Ok(())
     }
@@ -83,7 +83,7 @@ impl Client {
     pub async fn trace(&self, subject: &str) -> Result<Vec<TraceStep>> {
         let rows = sqlx::query(sql!("trace"))
             .bind(subject)
-            .fetch_all(self.pool())
+            .fetch_all(self.exec())
             .await?;
         rows.iter()
             .map(|row| {

@@ -63,7 +63,7 @@ impl Client {
         let row = sqlx::query(sql!("mnt_run"))
             .bind(queue)
             .bind(limit)
-            .fetch_one(self.pool())
+            .fetch_one(self.exec())
             .await?;
         Ok(MntRun {
             activated: row.try_get(0)?,
@@ -88,7 +88,7 @@ impl Client {
         let row = sqlx::query(sql!("mnt_job_run"))
             .bind(lock)
             .bind(limit)
-            .fetch_one(self.pool())
+            .fetch_one(self.exec())
             .await?;
         Ok(JobRun {
             success: row.try_get(0)?,
@@ -116,7 +116,7 @@ impl Client {
     /// ```
     pub async fn vacuum_hot_tables(&self) -> Result<Vec<String>> {
         let tables: Vec<String> = sqlx::query_scalar(sql!("hot_tables"))
-            .fetch_all(self.pool())
+            .fetch_all(self.exec())
             .await?;
         let mut vacuumed = Vec::with_capacity(tables.len());
         for table in tables {
@@ -149,7 +149,7 @@ impl Client {
     pub async fn mnt(&self) -> Result<(i32, i32)> {
         let row = sqlx::query(sql!("mnt"))
             .bind(Duration::from_secs(300))
-            .fetch_one(self.pool())
+            .fetch_one(self.exec())
             .await?;
         Ok((row.try_get(0)?, row.try_get(1)?))
     }

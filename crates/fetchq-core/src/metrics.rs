@@ -156,7 +156,7 @@ impl Client {
             .bind(queue)
             .bind(metric)
             .bind(increment)
-            .fetch_one(self.pool())
+            .fetch_one(self.exec())
             .await?;
         Ok(())
     }
@@ -178,7 +178,7 @@ impl Client {
             .bind(queue)
             .bind(metric)
             .bind(value)
-            .fetch_one(self.pool())
+            .fetch_one(self.exec())
             .await?;
         Ok(())
     }
@@ -197,7 +197,7 @@ impl Client {
     /// ```
     pub async fn metric_log_pack(&self) -> Result<i32> {
         let row = sqlx::query(sql!("metric_log_pack"))
-            .fetch_one(self.pool())
+            .fetch_one(self.exec())
             .await?;
         Ok(row.try_get(0)?)
     }
@@ -220,7 +220,7 @@ impl Client {
         let row = sqlx::query(sql!("metric_get"))
             .bind(queue)
             .bind(metric)
-            .fetch_one(self.pool())
+            .fetch_one(self.exec())
             .await?;
         let exists: bool = row.try_get(2)?;
         Ok(exists.then(|| MetricValue {
@@ -245,7 +245,7 @@ impl Client {
         validate_queue_name(queue)?;
         let rows = sqlx::query(sql!("metric_get_queue"))
             .bind(queue)
-            .fetch_all(self.pool())
+            .fetch_all(self.exec())
             .await?;
         rows.iter()
             .map(|row| {
@@ -275,7 +275,7 @@ impl Client {
         validate_queue_name(queue)?;
         let row = sqlx::query(sql!("metric_get_common"))
             .bind(queue)
-            .fetch_one(self.pool())
+            .fetch_one(self.exec())
             .await?;
         let v = |i: usize| row.try_get::<i64, _>(i);
         Ok(Counters {
@@ -311,7 +311,7 @@ impl Client {
         validate_queue_name(queue)?;
         let row = sqlx::query(sql!("metric_compute"))
             .bind(queue)
-            .fetch_one(self.pool())
+            .fetch_one(self.exec())
             .await?;
         StatusCounts::from_row(&row)
     }
@@ -331,7 +331,7 @@ impl Client {
         validate_queue_name(queue)?;
         let row = sqlx::query(sql!("metric_reset"))
             .bind(queue)
-            .fetch_one(self.pool())
+            .fetch_one(self.exec())
             .await?;
         StatusCounts::from_row(&row)
     }
@@ -351,7 +351,7 @@ impl Client {
         validate_queue_name(queue)?;
         let row = sqlx::query(sql!("metric_snap"))
             .bind(queue)
-            .fetch_one(self.pool())
+            .fetch_one(self.exec())
             .await?;
         Ok(row.try_get(0)?)
     }

@@ -134,15 +134,18 @@ pub struct MigrationReport {
 pub async fn migrate(pool: &PgPool) -> Result<MigrationReport> {
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .persistent(false)
         .bind(LOCK_KEY)
         .execute(&mut *tx)
         .await?;
     // quiet the "already exists, skipping" notices of the bootstrap
     sqlx::query("SET LOCAL client_min_messages = warning")
+        .persistent(false)
         .execute(&mut *tx)
         .await?;
     run_script(&mut tx, BOOTSTRAP).await?;
     let rows = sqlx::query("SELECT version, checksum FROM fetchq.migrations ORDER BY version")
+        .persistent(false)
         .fetch_all(&mut *tx)
         .await?;
     let mut applied_before = Vec::with_capacity(rows.len());
@@ -175,6 +178,7 @@ pub async fn migrate(pool: &PgPool) -> Result<MigrationReport> {
         );
         run_script(&mut tx, m.sql).await?;
         sqlx::query("INSERT INTO fetchq.migrations (version, name, checksum) VALUES ($1, $2, $3)")
+            .persistent(false)
             .bind(m.version)
             .bind(m.name)
             .bind(m.checksum())

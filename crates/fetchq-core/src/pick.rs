@@ -444,7 +444,7 @@ impl Client {
             .bind(options.version)
             .bind(options.lease)
             .bind(next_due)
-            .fetch_all(self.pool())
+            .fetch_all(self.exec())
             .await
             .map_err(|e| queue_error(e, queue))
     }
@@ -461,7 +461,7 @@ impl Client {
             .bind(options.version)
             .bind(want)
             .bind(options.lease)
-            .fetch_all(self.pool())
+            .fetch_all(self.exec())
             .await?;
         let mut docs = Vec::with_capacity(rows.len());
         for row in &rows {
@@ -490,7 +490,7 @@ impl Client {
         when: Schedule,
         payload: Option<&Value>,
     ) -> Result<()> {
-        self.reschedule_with(self.pool(), lease, when, payload)
+        self.reschedule_with(self.exec(), lease, when, payload)
             .await
     }
 
@@ -522,7 +522,7 @@ impl Client {
             .bind(delay)
             .bind(payload)
             .bind(lease.token);
-        resolve(executor, query, lease).await
+        resolve(self.caller(executor), query, lease).await
     }
 
     /// Moves the document to another version (what a migration handler
@@ -556,7 +556,7 @@ impl Client {
             .bind(at)
             .bind(delay)
             .bind(lease.token);
-        resolve(self.pool(), query, lease).await
+        resolve(self.exec(), query, lease).await
     }
 
     /// Records a failed attempt: logs `message` (with optional details and a
@@ -586,7 +586,7 @@ impl Client {
             .bind(details)
             .bind(ref_id)
             .bind(lease.token);
-        resolve(self.pool(), query, lease).await
+        resolve(self.exec(), query, lease).await
     }
 
     /// Marks the document completed, optionally storing a final payload.
@@ -601,7 +601,7 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn complete(&self, lease: &Lease, payload: Option<&Value>) -> Result<()> {
-        self.complete_with(self.pool(), lease, payload).await
+        self.complete_with(self.exec(), lease, payload).await
     }
 
     /// [`complete`](Self::complete) through any executor, e.g. in the same
@@ -630,7 +630,7 @@ impl Client {
             .bind(&lease.subject)
             .bind(payload)
             .bind(lease.token);
-        resolve(executor, query, lease).await
+        resolve(self.caller(executor), query, lease).await
     }
 
     /// Marks the document dead: never processed again, its subject never
@@ -651,7 +651,7 @@ impl Client {
             .bind(&lease.subject)
             .bind(payload)
             .bind(lease.token);
-        resolve(self.pool(), query, lease).await
+        resolve(self.exec(), query, lease).await
     }
 
     /// Deletes the document; its subject may then be pushed again.
@@ -670,7 +670,7 @@ impl Client {
             .bind(&lease.queue)
             .bind(&lease.subject)
             .bind(lease.token);
-        resolve(self.pool(), query, lease).await
+        resolve(self.exec(), query, lease).await
     }
 
     /// Heartbeat: moves the lease expiry to `duration` from now.
@@ -690,6 +690,6 @@ impl Client {
             .bind(&lease.subject)
             .bind(duration)
             .bind(lease.token);
-        resolve(self.pool(), query, lease).await
+        resolve(self.exec(), query, lease).await
     }
 }

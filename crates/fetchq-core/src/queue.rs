@@ -139,7 +139,7 @@ impl Client {
         validate_queue_name(queue)?;
         let row = sqlx::query(sql!("queue_create"))
             .bind(queue)
-            .fetch_one(self.pool())
+            .fetch_one(self.exec())
             .await?;
         Ok(row.try_get(0)?)
     }
@@ -159,7 +159,7 @@ impl Client {
         validate_queue_name(queue)?;
         let row = sqlx::query(sql!("queue_drop"))
             .bind(queue)
-            .fetch_one(self.pool())
+            .fetch_one(self.exec())
             .await?;
         Ok(row.try_get(0)?)
     }
@@ -180,7 +180,7 @@ impl Client {
         validate_queue_name(queue)?;
         let row = sqlx::query(sql!("queue_status"))
             .bind(queue)
-            .fetch_one(self.pool())
+            .fetch_one(self.exec())
             .await?;
         QueueInfo::from_row(&row)
     }
@@ -200,7 +200,7 @@ impl Client {
     /// ```
     pub async fn queue_list(&self) -> Result<Vec<QueueInfo>> {
         let rows = sqlx::query(sql!("queue_list"))
-            .fetch_all(self.pool())
+            .fetch_all(self.exec())
             .await?;
         rows.iter().map(QueueInfo::from_row).collect()
     }
@@ -278,7 +278,7 @@ impl Client {
         sqlx::query(statement)
             .bind(queue)
             .bind(value)
-            .fetch_one(self.pool())
+            .fetch_one(self.exec())
             .await?;
         Ok(())
     }
@@ -310,7 +310,7 @@ impl Client {
             .bind(delay)
             .bind(max_delay)
             .bind(jitter)
-            .fetch_one(self.pool())
+            .fetch_one(self.exec())
             .await?;
         Ok(())
     }
@@ -342,7 +342,7 @@ impl Client {
         sqlx::query(sql!("queue_set_key_concurrency"))
             .bind(queue)
             .bind(cap)
-            .fetch_one(self.pool())
+            .fetch_one(self.exec())
             .await?;
         Ok(())
     }
@@ -365,7 +365,7 @@ impl Client {
         validate_queue_name(queue)?;
         let row = sqlx::query(sql!("queue_pause"))
             .bind(queue)
-            .fetch_one(self.pool())
+            .fetch_one(self.exec())
             .await?;
         Ok(positive(row.try_get(0)?))
     }
@@ -385,7 +385,7 @@ impl Client {
         validate_queue_name(queue)?;
         let row = sqlx::query(sql!("queue_resume"))
             .bind(queue)
-            .fetch_one(self.pool())
+            .fetch_one(self.exec())
             .await?;
         Ok(positive(row.try_get(0)?))
     }
@@ -407,7 +407,7 @@ impl Client {
         sqlx::query(sql!("queue_truncate"))
             .bind(queue)
             .bind(empty)
-            .fetch_one(self.pool())
+            .fetch_one(self.exec())
             .await?;
         Ok(())
     }
@@ -429,7 +429,7 @@ impl Client {
         let row = sqlx::query(sql!("queue_drop_logs"))
             .bind(queue)
             .bind(older_than)
-            .fetch_one(self.pool())
+            .fetch_one(self.exec())
             .await?;
         Ok(row.try_get(0)?)
     }

@@ -155,7 +155,7 @@ impl Client {
             .bind(queue)
             .bind(limit)
             .bind(rate.map(|r| r.per))
-            .fetch_one(self.pool())
+            .fetch_one(self.exec())
             .await?;
         Ok(())
     }
@@ -180,7 +180,7 @@ impl Client {
         self.queue_status(queue).await?;
         let secs: Option<f64> = sqlx::query(sql!("queue_rate_wait"))
             .bind(queue)
-            .fetch_one(self.pool())
+            .fetch_one(self.exec())
             .await?
             .try_get(0)?;
         Ok(crate::batch::due_in(secs))

@@ -335,7 +335,7 @@ impl Client {
             .bind(&batch.timers.0)
             .bind(&batch.timers.1)
             .bind(&batch.timers.2)
-            .fetch_one(self.pool())
+            .fetch_one(self.exec())
             .await?;
         Ok(row.try_get::<Option<i32>, _>(0)?.unwrap_or(0))
     }
@@ -385,7 +385,7 @@ impl Client {
         let rows = sqlx::query(sql!("timer_list"))
             .bind(queue)
             .bind(name)
-            .fetch_all(self.pool())
+            .fetch_all(self.exec())
             .await?;
         rows.iter()
             .map(|row| {

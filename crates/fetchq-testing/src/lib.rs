@@ -10,6 +10,8 @@
 #![warn(missing_docs, missing_debug_implementations)]
 
 use std::path::PathBuf;
+
+pub mod pgbouncer;
 use std::sync::OnceLock;
 
 use fetchq_core::embedded::EmbeddedPostgres;

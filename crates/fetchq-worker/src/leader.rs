@@ -4,6 +4,14 @@
 //! dedicated connection, so it moves to another process as soon as the
 //! leader's connection dies.
 //!
+//! Behind a transaction pooler (PgBouncer in `pool_mode = transaction`) a
+//! session lock would stay on whichever server connection ran it, and the
+//! next client given that server connection would hold it too. There the lock
+//! is taken on the runtime's direct connection (`Runtime::listen_url`) when
+//! there is one, and otherwise as a transaction lock in a transaction the
+//! leader keeps open: it holds one server connection of the pooler while it
+//! leads (a follower's attempt is a short transaction).
+//!
 //! Schedules do not rely on the lock for correctness: a leader that lost its
 //! lock mid-round (its connection died) may still run one round beside the new
 //! leader, and [`Client::schedule_tick`] fires each tick once anyway (a
@@ -16,7 +24,8 @@
 use std::time::Duration;
 
 use fetchq_core::Client;
-use sqlx::{Connection, PgConnection};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, Executor, PgConnection};
 use tokio_util::sync::CancellationToken;
 
 use crate::trouble::{Incidents, Trouble};
@@ -39,10 +48,22 @@ const MIN_TICK_WAIT: Duration = Duration::from_millis(20);
 /// Advisory lock key of the maintenance leader.
 const LEADER_KEY: i64 = 0x6665_7463_686d; // "fetchm"
 
+/// Where and how the leader holds its lock.
+#[derive(Debug, Clone)]
+pub(crate) enum Lock {
+    /// A session lock on a connection of its own to these options (the
+    /// database itself, or a pooler in session mode).
+    Session(PgConnectOptions),
+    /// A transaction lock in a transaction kept open on a connection of its
+    /// own through a transaction pooler.
+    Transaction(PgConnectOptions),
+}
+
 /// Runs until `stop` fires. `interval` is how often the leader runs due jobs,
 /// and how often a follower tries to become the leader.
 pub(crate) async fn run(
     client: Client,
+    lock: Lock,
     interval: Duration,
     stop: CancellationToken,
     incidents: Incidents,
@@ -50,7 +71,7 @@ pub(crate) async fn run(
     let mut trouble = Trouble::new("maintenance", &incidents);
     loop {
         let led = tokio::select! {
-            r = lead(&client, interval, &stop, &mut trouble) => r,
+            r = lead(&client, &lock, interval, &stop, &mut trouble) => r,
             // stuck on an unreachable server: dropping the connection unlocks
             _ = stop.cancelled() => return,
         };
@@ -70,17 +91,18 @@ pub(crate) async fn run(
 /// Tries to lead; returns Ok when stopped, Err when the database failed.
 async fn lead(
     client: &Client,
+    lock: &Lock,
     interval: Duration,
     stop: &CancellationToken,
     trouble: &mut Trouble,
 ) -> Result<(), sqlx::Error> {
-    let options = client.pool().connect_options().as_ref().clone();
-    let mut conn = PgConnection::connect_with(&options).await?;
+    let (options, in_transaction) = match lock {
+        Lock::Session(o) => (o, false),
+        Lock::Transaction(o) => (o, true),
+    };
+    let mut conn = PgConnection::connect_with(options).await?;
     loop {
-        let leader: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-            .bind(LEADER_KEY)
-            .fetch_one(&mut conn)
-            .await?;
+        let leader = try_lock(&mut conn, in_transaction).await?;
         trouble.ok();
         if leader {
             break;
@@ -168,7 +190,11 @@ async fn lead(
             tokio::select! {
                 _ = tokio::time::sleep_until(until) => {}
                 _ = stop.cancelled() => {
-                    let _ = sqlx::query("SELECT pg_advisory_unlock($1)").bind(LEADER_KEY).execute(&mut conn).await;
+                    if in_transaction {
+                        let _ = conn.execute("ROLLBACK").await;
+                    } else {
+                        let _ = sqlx::query("SELECT pg_advisory_unlock($1)").bind(LEADER_KEY).execute(&mut conn).await;
+                    }
                     let _ = conn.close().await;
                     return Ok(());
                 }
@@ -189,6 +215,30 @@ async fn lead(
         // still holding the lock? (a dead connection lost it)
         conn.ping().await?;
     }
+}
+
+/// Tries to take the leader's lock on `conn`: a session lock, or (for a
+/// transaction pooler) a transaction lock in a transaction left open when
+/// taken and rolled back when not.
+async fn try_lock(conn: &mut PgConnection, in_transaction: bool) -> Result<bool, sqlx::Error> {
+    if !in_transaction {
+        return sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(LEADER_KEY)
+            .fetch_one(&mut *conn)
+            .await;
+    }
+    // unnamed statements: the pooler may hand the next transaction to
+    // another server connection
+    conn.execute("BEGIN").await?;
+    let leader: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+        .bind(LEADER_KEY)
+        .persistent(false)
+        .fetch_one(&mut *conn)
+        .await?;
+    if !leader {
+        conn.execute("ROLLBACK").await?;
+    }
+    Ok(leader)
 }
 
 /// The schedule functions or table do not exist (42883 undefined function,

@@ -1,5 +1,10 @@
 //! LISTEN for wake-ups: a document became pending, or a queue was resumed.
 //! Notifications are hints that cut idle latency; pools still poll.
+//!
+//! LISTEN is session state: behind a transaction pooler it would be
+//! registered on whichever server connection ran it, and notifications would
+//! not come back. The runtime then listens on its direct connection
+//! (`Runtime::listen_url`), or not at all (the pools poll).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,7 +19,9 @@ use crate::trouble::{Incidents, Trouble};
 /// Channels the engine notifies on, with the queue name as payload.
 const CHANNELS: [&str; 2] = ["fetchq_pending", "fetchq_queue_resume"];
 
-/// Runs until `stop` fires, waking the pools of the notified queue.
+/// Runs until `stop` fires, waking the pools of the notified queue. `pool`
+/// gives the listener its connection (the runtime's pool, or a pool of one on
+/// the direct URL).
 pub(crate) async fn run(
     pool: PgPool,
     wakers: HashMap<String, Vec<Arc<Notify>>>,

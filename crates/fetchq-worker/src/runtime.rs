@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use fetchq_core::{Client, CronSchedule};
 use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -49,6 +49,9 @@ pub enum Source {
     Url(String),
     /// An existing pool.
     Pool(PgPool),
+    /// An existing client, with its
+    /// [`transaction_pooling`](Client::transaction_pooling) setting.
+    Client(Client),
 }
 
 impl From<&str> for Source {
@@ -71,7 +74,7 @@ impl From<PgPool> for Source {
 
 impl From<Client> for Source {
     fn from(client: Client) -> Self {
-        Source::Pool(client.pool().clone())
+        Source::Client(client)
     }
 }
 
@@ -112,6 +115,8 @@ pub struct Runtime {
     max_connections: u32,
     acquire_timeout: Duration,
     max_pending_outcomes: Option<usize>,
+    transaction_pooling: bool,
+    listen_url: Option<String>,
     #[cfg(feature = "metrics")]
     metrics: Option<MetricsBind>,
     #[cfg(feature = "otlp")]
@@ -162,6 +167,8 @@ impl Runtime {
             max_connections: 20,
             acquire_timeout: Duration::from_secs(5),
             max_pending_outcomes: None,
+            transaction_pooling: false,
+            listen_url: None,
             #[cfg(feature = "metrics")]
             metrics: None,
             #[cfg(feature = "otlp")]
@@ -404,6 +411,58 @@ impl Runtime {
         self
     }
 
+    /// Says the runtime's database is reached through a transaction pooler:
+    /// PgBouncer in `pool_mode = transaction` (default false; a
+    /// [`Client`] source with
+    /// [`transaction_pooling`](Client::transaction_pooling) on turns it on
+    /// too). Then:
+    ///
+    /// - every statement is sent unnamed, inside a transaction (see
+    ///   [`Client::transaction_pooling`]);
+    /// - notifications are listened for on [`listen_url`](Self::listen_url)
+    ///   when given, and otherwise not at all: LISTEN does not work through
+    ///   a transaction pooler, so idle pools find new documents when they
+    ///   poll (each handler's [`idle_poll`](crate::HandlerOptions::idle_poll),
+    ///   1 s by default) and a reschedule written by this process still wakes
+    ///   them at once;
+    /// - the maintenance leader holds its lock on [`listen_url`](Self::listen_url)
+    ///   when given, and otherwise in a transaction it keeps open while it
+    ///   leads (one server connection of the pooler; do not set PgBouncer's
+    ///   `idle_transaction_timeout` below a few seconds, or leadership moves
+    ///   at each timeout).
+    ///
+    /// PgBouncer in session mode needs none of this.
+    ///
+    /// ```
+    /// let runtime = fetchq_worker::Runtime::new("postgres://app:secret@pgbouncer:6432/app")
+    ///     .transaction_pooling(true)
+    ///     .listen_url("postgres://app:secret@db:5432/app");
+    /// # let _ = runtime;
+    /// ```
+    pub fn transaction_pooling(mut self, on: bool) -> Self {
+        self.transaction_pooling = on;
+        self
+    }
+
+    /// A direct connection to the database (not through a transaction
+    /// pooler), for what needs a session: LISTEN for wake-ups, and the
+    /// maintenance leader's lock. Two connections per process at most. Used
+    /// only with [`transaction_pooling`](Self::transaction_pooling); without
+    /// it the runtime's own pool has sessions. An invalid URL makes
+    /// [`run`](Self::run) fail with [`WorkerError::Config`]; an unreachable
+    /// one is retried (pools poll meanwhile).
+    ///
+    /// ```
+    /// let runtime = fetchq_worker::Runtime::new("postgres://app:secret@pgbouncer:6432/app")
+    ///     .transaction_pooling(true)
+    ///     .listen_url("postgres://app:secret@db:5432/app");
+    /// # let _ = runtime;
+    /// ```
+    pub fn listen_url(mut self, url: impl Into<String>) -> Self {
+        self.listen_url = Some(url.into());
+        self
+    }
+
     /// Cancel it to shut down gracefully.
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
@@ -436,15 +495,27 @@ impl Runtime {
             return Err(WorkerError::Config("no handler registered".into()));
         }
         let incidents = Incidents::default();
-        let pool = match &self.source {
-            Source::Pool(pool) => pool.clone(),
-            Source::Url(url) => PgPoolOptions::new()
-                .max_connections(self.max_connections)
-                .acquire_timeout(self.acquire_timeout)
-                .connect_lazy(url)
-                .map_err(fetchq_core::Error::from)?,
+        let client = match &self.source {
+            Source::Pool(pool) => Client::new(pool.clone()),
+            Source::Client(client) => client.clone(),
+            Source::Url(url) => Client::new(
+                PgPoolOptions::new()
+                    .max_connections(self.max_connections)
+                    .acquire_timeout(self.acquire_timeout)
+                    .connect_lazy(url)
+                    .map_err(fetchq_core::Error::from)?,
+            ),
         };
-        let client = Client::new(pool.clone());
+        let pooling = self.transaction_pooling || client.is_transaction_pooling();
+        let client = client.transaction_pooling(pooling);
+        let pool = client.pool().clone();
+        let direct = match (&self.listen_url, pooling) {
+            (Some(url), true) => Some(
+                url.parse::<PgConnectOptions>()
+                    .map_err(|e| WorkerError::Config(format!("listen_url: {e}")))?,
+            ),
+            _ => None,
+        };
         // after the pool: a bad URL fails before any exporter starts
         #[cfg_attr(not(feature = "metrics"), allow(unused_variables, unused_mut))]
         let (telemetry, mut metrics_listener) = self.telemetry(&incidents).await?;
@@ -537,8 +608,15 @@ impl Runtime {
             ));
         }
         if let Some(every) = self.maintenance {
+            let own = pool.connect_options().as_ref().clone();
+            let lock = match (&direct, pooling) {
+                (Some(d), _) => leader::Lock::Session(d.clone()),
+                (None, true) => leader::Lock::Transaction(own),
+                (None, false) => leader::Lock::Session(own),
+            };
             services.spawn(leader::run(
                 client.clone(),
+                lock,
                 every,
                 background.clone(),
                 incidents.clone(),
@@ -562,12 +640,30 @@ impl Runtime {
             let counters = self.stats.handler(&reg.options.name());
             pools.spawn(pool::run(reg, shared.clone(), wake, counters));
         }
-        services.spawn(notifier::run(
-            pool.clone(),
-            wakers,
-            background.clone(),
-            incidents.clone(),
-        ));
+        // LISTEN needs a session: not through a transaction pooler
+        let listen = match (direct, pooling) {
+            (Some(d), _) => Some(
+                PgPoolOptions::new()
+                    .max_connections(1)
+                    .acquire_timeout(self.acquire_timeout)
+                    .connect_lazy_with(d),
+            ),
+            (None, true) => {
+                tracing::info!(
+                    "transaction pooling without listen_url: no notifications, idle pools poll"
+                );
+                None
+            }
+            (None, false) => Some(pool.clone()),
+        };
+        if let Some(listen) = listen {
+            services.spawn(notifier::run(
+                listen,
+                wakers,
+                background.clone(),
+                incidents.clone(),
+            ));
+        }
         drop(shared);
 
         // pools return once shut down and drained

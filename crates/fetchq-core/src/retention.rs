@@ -162,7 +162,7 @@ impl Client {
         sqlx::query(sql!("queue_set_completed_retention"))
             .bind(queue)
             .bind(interval)
-            .fetch_one(self.pool())
+            .fetch_one(self.exec())
             .await?;
         Ok(())
     }
@@ -188,7 +188,7 @@ impl Client {
         let row = sqlx::query(sql!("mnt_drop_completed"))
             .bind(queue)
             .bind(limit)
-            .fetch_one(self.pool())
+            .fetch_one(self.exec())
             .await?;
         Ok(row.try_get(0)?)
     }

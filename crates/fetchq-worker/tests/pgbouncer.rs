@@ -229,6 +229,19 @@ async fn client_calls_through_transaction_pooling() {
     assert!(counts.planned > 0 && counts.completed > 0, "{counts:?}");
     assert_eq!((counts.pending, counts.active), (0, 0));
 
+    // completed-document retention (schema 20) through the bouncer: set,
+    // then cleaned by the maintenance call
+    client
+        .queue_set_completed_retention("q", fetchq_core::Retention::AtOnce)
+        .await
+        .unwrap();
+    assert_eq!(
+        client.mnt_drop_completed("q", 1000).await.unwrap() as i64,
+        counts.completed
+    );
+    let counts = db.client.metric_compute("q").await.unwrap();
+    assert_eq!((counts.completed, counts.total), (0, counts.planned));
+
     // VACUUM cannot run in a transaction: the maintenance's vacuum of a
     // churned queue goes through the bouncer as a plain statement
     client.queue_create("churn").await.unwrap();

@@ -500,11 +500,13 @@ fn spawn(
     tasks.spawn(
         async move {
             let _in_flight = in_flight;
-            // a panic is caught where the handler is polled, not spread; the
-            // handler is dropped (cancelled) with this task if it is aborted
+            // the handler runs in its own task: a panic is caught, not spread,
+            // and a handler that blocks its thread (never reaching an await)
+            // cannot keep this task from enforcing the max runtime or from
+            // being aborted at shutdown; the guard aborts it with this task
             let started = Instant::now();
-            let handler = CatchPanic(future);
-            let outcome = run_handler(handler, max_runtime, &cancel, &counters).await;
+            let handle = AbortOnDrop(tokio::spawn(future.in_current_span()));
+            let outcome = run_handler(handle, max_runtime, &cancel, &counters).await;
             shared
                 .telemetry
                 .handled(&counters, outcome.kind(), started.elapsed());
@@ -561,44 +563,29 @@ impl Drop for InFlight {
     }
 }
 
-/// A handler's future, polled so that a panic inside it becomes an error
-/// value instead of unwinding through the pool. The handler runs in the
-/// document's task (no second task per document).
-struct CatchPanic(crate::erased::BoxFuture);
+/// A handler's task, aborted when dropped (the document's task was aborted,
+/// or the handler ran past its max runtime).
+struct AbortOnDrop(tokio::task::JoinHandle<Result<Outcome, HandlerError>>);
 
-/// What a panicking handler left: its panic payload.
-type Panic = Box<dyn std::any::Any + Send>;
-
-impl std::future::Future for CatchPanic {
-    type Output = Result<Result<Outcome, HandlerError>, Panic>;
-
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
-        let inner = &mut self.0;
-        // a handler that panicked is never polled again: it is dropped
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.as_mut().poll(cx))) {
-            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
-            Ok(std::task::Poll::Ready(v)) => std::task::Poll::Ready(Ok(v)),
-            Err(panic) => std::task::Poll::Ready(Err(panic)),
-        }
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
 async fn run_handler(
-    mut handler: CatchPanic,
+    mut handle: AbortOnDrop,
     max_runtime: Option<Duration>,
     cancel: &CancellationToken,
     counters: &Counters,
 ) -> Outcome {
     let joined = match max_runtime {
-        None => (&mut handler).await,
-        Some(limit) => match tokio::time::timeout(limit, &mut handler).await {
+        None => (&mut handle.0).await,
+        Some(limit) => match tokio::time::timeout(limit, &mut handle.0).await {
             Ok(joined) => joined,
             Err(_) => {
                 cancel.cancel();
-                drop(handler);
+                handle.0.abort();
                 bump(&counters.timed_out, 1);
                 tracing::warn!(
                     ?limit,
@@ -617,8 +604,9 @@ async fn run_handler(
             tracing::warn!(error = %err, "handler failed");
             err.into_outcome()
         }
-        Err(panic) => {
+        Err(join) if join.is_panic() => {
             bump(&counters.failed, 1);
+            let panic = join.into_panic();
             let message = panic
                 .downcast_ref::<&str>()
                 .map(|s| (*s).to_owned())
@@ -627,6 +615,8 @@ async fn run_handler(
             tracing::error!(panic = %message, "handler panicked");
             Outcome::reject(format!("handler panicked: {message}"))
         }
+        // only this task aborts the handler's, and it does not wait on it then
+        Err(_) => Outcome::reject("handler task was cancelled"),
     }
 }
 

@@ -52,6 +52,8 @@ pub(crate) struct Shared {
     pub(crate) cancel_wait: Duration,
     pub(crate) incidents: Incidents,
     pub(crate) telemetry: Telemetry,
+    /// How many pools (handlers) share the client's connections.
+    pub(crate) pools: usize,
 }
 
 /// How long a busy pool waits for more free slots before a small pick.
@@ -70,16 +72,18 @@ const MAX_BUFFER_WAIT: Duration = Duration::from_secs(10);
 
 /// How many picks a pool runs at once: as many as `batch`-sized picks fill
 /// its slots (a batch below the concurrency), at most [`MAX_PARALLEL_PICKS`]
-/// and at most half the pool's connections, so picks never take the
-/// connections the heartbeat and the outcome writer need.
-fn parallel_picks(concurrency: usize, batch: usize, connections: usize) -> usize {
+/// and at most its share of half the pool's connections (the `pools`
+/// handlers of the runtime share them), so picks never take the connections
+/// the heartbeat and the outcome writer need. Every pool keeps one pick: with
+/// more handlers than half the connections, their single picks may take more.
+fn parallel_picks(concurrency: usize, batch: usize, connections: usize, pools: usize) -> usize {
     if batch == 0 || batch >= concurrency {
         return 1;
     }
     concurrency
         .div_ceil(batch)
         .min(MAX_PARALLEL_PICKS)
-        .min((connections / 2).max(1))
+        .min((connections / 2 / pools.max(1)).max(1))
 }
 
 /// How long a buffered document may wait for a slot: half its lease, at
@@ -121,7 +125,7 @@ pub(crate) async fn run(
     // a batch below the concurrency: picks of `batch` run side by side, as
     // that many single-fetch workers would (at most MAX_PARALLEL_PICKS)
     let connections = shared.client.pool().options().get_max_connections() as usize;
-    let max_picks = parallel_picks(opts.concurrency, batch, connections);
+    let max_picks = parallel_picks(opts.concurrency, batch, connections, shared.pools);
     // picks in flight, and the slots each may fill
     let mut picks: JoinSet<Picked> = JoinSet::new();
     let mut limits: std::collections::HashMap<tokio::task::Id, usize> = Default::default();
@@ -691,16 +695,23 @@ mod tests {
     #[test]
     fn parallel_picks_fill_the_slots_within_the_connections() {
         // one pick serves every slot
-        assert_eq!(parallel_picks(8, 100, 20), 1);
-        assert_eq!(parallel_picks(8, 8, 20), 1);
+        assert_eq!(parallel_picks(8, 100, 20, 1), 1);
+        assert_eq!(parallel_picks(8, 8, 20, 1), 1);
         // picks of one, side by side
-        assert_eq!(parallel_picks(8, 1, 20), 8);
-        assert_eq!(parallel_picks(32, 1, 20), 10);
-        assert_eq!(parallel_picks(32, 1, 64), MAX_PARALLEL_PICKS);
-        assert_eq!(parallel_picks(32, 10, 64), 4);
+        assert_eq!(parallel_picks(8, 1, 20, 1), 8);
+        assert_eq!(parallel_picks(32, 1, 20, 1), 10);
+        assert_eq!(parallel_picks(32, 1, 64, 1), MAX_PARALLEL_PICKS);
+        assert_eq!(parallel_picks(32, 10, 64, 1), 4);
         // a small pool keeps connections for the heartbeat and the writer
-        assert_eq!(parallel_picks(32, 1, 4), 2);
-        assert_eq!(parallel_picks(32, 1, 1), 1);
+        assert_eq!(parallel_picks(32, 1, 4, 1), 2);
+        assert_eq!(parallel_picks(32, 1, 1, 1), 1);
+        // handlers share half the connections
+        assert_eq!(parallel_picks(32, 1, 20, 2), 5);
+        assert_eq!(parallel_picks(32, 1, 4, 2), 1);
+        assert_eq!(parallel_picks(32, 1, 20, 3), 3);
+        // each keeps one pick, however many there are
+        assert_eq!(parallel_picks(32, 1, 4, 8), 1);
+        assert_eq!(parallel_picks(32, 1, 4, 0), 2);
     }
 
     #[test]

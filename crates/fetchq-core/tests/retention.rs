@@ -1063,7 +1063,7 @@ async fn a_stale_lease_never_settles_the_re_pushed_subject() {
     let lost = c.pick("mail", &pick(1)).await.unwrap().remove(0);
     // given back (the first worker's lease is gone), then picked and completed
     assert_eq!(
-        c.release("mail", &[lost.lease.clone()])
+        c.release("mail", std::slice::from_ref(&lost.lease))
             .await
             .unwrap()
             .len(),

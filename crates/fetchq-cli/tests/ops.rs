@@ -723,3 +723,32 @@ async fn completed_retention_from_the_cli() {
     ));
     assert!(out.contains("completed_retention keep"), "{out}");
 }
+
+#[tokio::test]
+async fn a_too_long_completed_retention_changes_no_other_setting() {
+    let db = TestDb::new().await;
+    let (c, url) = (&db.client, db.url());
+    c.queue_create("q").await.unwrap();
+    let before = c.queue_status("q").await.unwrap().max_attempts;
+    // refused by the parser: the max attempts of the same call stay too
+    err(
+        &fetchq(
+            &url,
+            &[
+                "queue",
+                "set",
+                "q",
+                "--max-attempts",
+                "9",
+                "--completed-retention",
+                "200years",
+            ],
+        ),
+        2,
+    );
+    let info = c.queue_status("q").await.unwrap();
+    assert_eq!(
+        (info.max_attempts, info.completed_retention),
+        (before, fetchq_core::Retention::Keep)
+    );
+}

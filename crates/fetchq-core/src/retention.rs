@@ -11,6 +11,11 @@ use crate::error::{Error, Result};
 use crate::queue::validate_queue_name;
 use crate::{Client, sql};
 
+/// The longest retention: 100 years as PostgreSQL compares intervals (a
+/// year is 360 days there), the limit `fetchq.queue_set_completed_retention`
+/// applies to the microseconds this crate binds.
+const MAX_RETENTION: Duration = Duration::from_secs(36_000 * 86_400);
+
 /// What happens to a queue's completed documents.
 ///
 /// It reads and prints as `keep`, `at-once`, or a
@@ -58,6 +63,16 @@ impl Retention {
                         humantime::format_duration(d)
                     ),
                 })?;
+                if d > MAX_RETENTION {
+                    // checked here too, so a caller setting several things
+                    // (a REST PATCH, `fetchq queue set`) refuses before any
+                    return Err(Error::InvalidArgument {
+                        message: format!(
+                            "completed retention must be at most 100 years, got {}",
+                            humantime::format_duration(d)
+                        ),
+                    });
+                }
                 if micros == 0 && !d.is_zero() {
                     return Err(Error::InvalidArgument {
                         message: format!(
@@ -243,5 +258,14 @@ mod tests {
         );
         assert!(Retention::After(Duration::from_nanos(999)).to_db().is_err());
         assert!(Retention::After(Duration::MAX).to_db().is_err());
+        // the database's 100 years: 36,000 days of 24 hours
+        let limit = Duration::from_secs(36_000 * 86_400);
+        assert!(Retention::After(limit).to_db().is_ok());
+        assert!(
+            Retention::After(limit + Duration::from_micros(1))
+                .to_db()
+                .is_err()
+        );
+        assert!("101years".parse::<Retention>().is_err());
     }
 }

@@ -1045,3 +1045,235 @@ async fn cleaning_cost() {
     }
     assert_counters_exact(c, "big").await;
 }
+
+/// A subject deleted at completion and pushed again is a new document: the
+/// leases of its earlier life (one lost, one that completed it) neither
+/// complete, reschedule nor reject it, and only its holder's lease does.
+/// `upsert` and `push` after the deletion insert it again, counted.
+#[tokio::test]
+async fn a_stale_lease_never_settles_the_re_pushed_subject() {
+    let db = TestDb::new().await;
+    let c = &db.client;
+    c.queue_create("mail").await.unwrap();
+    c.queue_set_completed_retention("mail", Retention::AtOnce)
+        .await
+        .unwrap();
+    c.push("mail", &NewDoc::new("s")).await.unwrap();
+    let pick = |limit| PickOptions::new().limit(limit);
+    let lost = c.pick("mail", &pick(1)).await.unwrap().remove(0);
+    // given back (the first worker's lease is gone), then picked and completed
+    assert_eq!(
+        c.release("mail", std::slice::from_ref(&lost.lease))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let done = c.pick("mail", &pick(1)).await.unwrap().remove(0);
+    c.complete(&done.lease, None).await.unwrap();
+    assert_eq!(rows(&db.pool, "mail").await, 0);
+    assert_counters_exact(c, "mail").await;
+    // the subject is admitted again, and picked by a third worker
+    assert!(c.push("mail", &NewDoc::new("s")).await.unwrap());
+    let live = c.pick("mail", &pick(1)).await.unwrap().remove(0);
+    assert_eq!(live.subject, "s");
+    for stale in [&lost.lease, &done.lease] {
+        assert_ne!(stale.token, live.lease.token);
+        assert!(matches!(
+            c.complete(stale, None).await,
+            Err(Error::LeaseLost { .. })
+        ));
+        assert!(
+            c.complete_many("mail", &[(stale.clone(), None)])
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            c.reschedule(stale, fetchq_core::Schedule::Now, None)
+                .await
+                .is_err()
+        );
+        assert!(c.reject(stale, "stale", None, None).await.is_err());
+        let n: i32 = sqlx::query_scalar(
+            "SELECT affected_rows FROM fetchq.doc_complete('mail', 's', NULL, $1)",
+        )
+        .bind(stale.token)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+        assert_eq!(n, 0);
+    }
+    let state = c.get("mail", "s").await.unwrap();
+    assert_eq!((state.status, state.attempts), (Status::Active, 1));
+    assert_counters_exact(c, "mail").await;
+    // its holder completes it: deleted again
+    assert_eq!(
+        c.complete_many("mail", &[(live.lease.clone(), None)])
+            .await
+            .unwrap(),
+        vec!["s".to_owned()]
+    );
+    assert_eq!(rows(&db.pool, "mail").await, 0);
+    // an upsert after the deletion inserts it, as a push would
+    assert!(matches!(
+        c.upsert("mail", &NewDoc::new("s")).await.unwrap(),
+        fetchq_core::Upserted::Inserted
+    ));
+    let appended = c.append("mail", &json!({"to": "ada"}), 0, 0).await.unwrap();
+    assert_eq!(rows(&db.pool, "mail").await, 2);
+    for doc in c.pick("mail", &pick(10)).await.unwrap() {
+        c.complete(&doc.lease, None).await.unwrap();
+    }
+    assert!(matches!(
+        c.get("mail", &appended).await,
+        Err(Error::NotFound { .. })
+    ));
+    assert_eq!(rows(&db.pool, "mail").await, 0);
+    assert_counters_exact(c, "mail").await;
+}
+
+/// Documents leased under one setting and completed under another: keep,
+/// then at-once, then after an hour, then keep again, with a cleaner pass
+/// at each step. Each completion follows the setting at its own time, and
+/// the counters equal real counts throughout.
+#[tokio::test]
+async fn switching_the_retention_while_workers_drain_keeps_counters_exact() {
+    let db = TestDb::new().await;
+    let c = &db.client;
+    c.queue_create("q").await.unwrap();
+    let docs = leased(c, "q", "d", 400).await;
+    let (a, rest) = docs.split_at(100);
+    let (b, rest) = rest.split_at(100);
+    let (d, e) = rest.split_at(100);
+    let complete = |part: &'static str, chunk: Vec<fetchq_core::Document>| async move {
+        let items: Vec<_> = chunk.iter().map(|x| (x.lease.clone(), None)).collect();
+        let (first, second) = items.split_at(items.len() / 2);
+        // half through the client's statement, half through the SQL function
+        assert_eq!(
+            c.complete_many("q", first).await.unwrap().len(),
+            first.len(),
+            "{part}"
+        );
+        for (lease, _) in second {
+            let n: i32 = sqlx::query_scalar(
+                "SELECT affected_rows FROM fetchq.doc_complete('q', $1, NULL, $2)",
+            )
+            .bind(&lease.subject)
+            .bind(lease.token)
+            .fetch_one(c.pool())
+            .await
+            .unwrap();
+            assert_eq!(n, 1, "{part}");
+        }
+    };
+    // keep: 100 completed stay
+    complete("keep", a.to_vec()).await;
+    assert_eq!(c.mnt_drop_completed("q", 500).await.unwrap(), 0);
+    assert_eq!(rows(&db.pool, "q").await, 400);
+    assert_counters_exact(c, "q").await;
+    // at once: the next 100 go at completion, the kept ones go at the next pass
+    c.queue_set_completed_retention("q", Retention::AtOnce)
+        .await
+        .unwrap();
+    complete("at-once", b.to_vec()).await;
+    assert_eq!(rows(&db.pool, "q").await, 300);
+    assert_counters_exact(c, "q").await;
+    assert_eq!(c.mnt_drop_completed("q", 500).await.unwrap(), 100);
+    assert_eq!(rows(&db.pool, "q").await, 200);
+    assert_counters_exact(c, "q").await;
+    // after an hour: completed documents stay until they are an hour old
+    c.queue_set_completed_retention("q", Retention::After(HOUR))
+        .await
+        .unwrap();
+    complete("after", d.to_vec()).await;
+    assert_eq!(c.mnt_drop_completed("q", 500).await.unwrap(), 0);
+    assert_eq!(rows(&db.pool, "q").await, 200);
+    sqlx::query(
+        "UPDATE fetchq_data.q__docs SET last_iteration = now() - interval '2 hours'
+         WHERE status = 3 AND subject < 'd-00250'",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(c.mnt_run("q", 500).await.unwrap().killed, 0);
+    assert_eq!(rows(&db.pool, "q").await, 150);
+    assert_counters_exact(c, "q").await;
+    // keep again: the index goes, the rest are completed and kept
+    c.queue_set_completed_retention("q", Retention::Keep)
+        .await
+        .unwrap();
+    assert!(!has_completed_index(&db.pool, "q").await);
+    complete("keep again", e.to_vec()).await;
+    assert_eq!(c.mnt_drop_completed("q", 500).await.unwrap(), 0);
+    sqlx::query("UPDATE fetchq_data.q__docs SET last_iteration = now() - interval '2 hours'")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(c.mnt_drop_completed("q", 500).await.unwrap(), 0);
+    assert_eq!(rows(&db.pool, "q").await, 150);
+    assert_eq!(count_status(&db.pool, "q", 3).await, 150);
+    assert_counters_exact(c, "q").await;
+}
+
+async fn count_status(pool: &PgPool, queue: &str, status: i32) -> i64 {
+    sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM fetchq_data.{queue}__docs WHERE status = $1"
+    ))
+    .bind(status)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+/// Setting a retention builds the cleaner's index under a lock that makes
+/// concurrent pushes wait, not fail: a push in a transaction still open when
+/// the setting starts holds it back, and pushes during the build wait for it;
+/// every push lands and is counted.
+#[tokio::test]
+async fn pushes_wait_for_the_index_build_and_all_land() {
+    let db = TestDb::new().await;
+    let c = &db.client;
+    c.queue_create("q").await.unwrap();
+    let docs: Vec<NewDoc> = (0..20_000)
+        .map(|i| NewDoc::new(format!("old-{i:05}")))
+        .collect();
+    for chunk in docs.chunks(5000) {
+        c.push_many("q", chunk).await.unwrap();
+    }
+    // a writer's transaction, open
+    let mut tx = db.pool.begin().await.unwrap();
+    c.push_with(&mut *tx, "q", &NewDoc::new("in-tx"))
+        .await
+        .unwrap();
+    let setter = {
+        let c = c.clone();
+        tokio::spawn(async move {
+            c.queue_set_completed_retention("q", Retention::After(HOUR))
+                .await
+        })
+    };
+    // pushes started meanwhile
+    let pushers: Vec<_> = (0..4)
+        .map(|p| {
+            let c = c.clone();
+            tokio::spawn(async move {
+                for i in 0..25 {
+                    c.push("q", &NewDoc::new(format!("new-{p}-{i:02}")))
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!setter.is_finished(), "the build waits for the open writer");
+    tx.commit().await.unwrap();
+    setter.await.unwrap().unwrap();
+    for p in pushers {
+        p.await.unwrap();
+    }
+    assert!(has_completed_index(&db.pool, "q").await);
+    assert_eq!(rows(&db.pool, "q").await, 20_000 + 1 + 100);
+    assert_counters_exact(c, "q").await;
+}

@@ -187,3 +187,41 @@ async fn a_rest_completion_deletes_at_once() {
         c.metric_compute("mail").await.unwrap()
     );
 }
+
+/// A retention over 100 years is refused before any other field of the
+/// same call is applied (the database refuses it too, but only after the
+/// settings before it had changed).
+#[tokio::test]
+async fn a_too_long_retention_changes_no_other_setting_of_the_call() {
+    let s = Server::start().await;
+    s.post("/api/v1/queues", ADMIN, json!({"name": "mail"}))
+        .await;
+    let before = s.db.client.queue_status("mail").await.unwrap();
+    for long in ["200years", "101years", "36001days"] {
+        let bad = json!({"max_attempts": 9, "key_concurrency": 3, "completed_retention": long});
+        let (st, body) = patch(&s, "mail", bad.clone()).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{bad} -> {body}");
+        assert!(body.to_string().contains("100 years"), "{bad} -> {body}");
+        let info = s.db.client.queue_status("mail").await.unwrap();
+        assert_eq!(
+            (
+                info.max_attempts,
+                info.key_concurrency,
+                info.completed_retention
+            ),
+            (before.max_attempts, None, Retention::Keep),
+            "{long}"
+        );
+    }
+    // exactly 100 years (36,000 days, as PostgreSQL compares intervals) is allowed
+    let (st, body) = patch(&s, "mail", json!({"completed_retention": "36000days"})).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert_eq!(
+        s.db.client
+            .queue_status("mail")
+            .await
+            .unwrap()
+            .completed_retention,
+        Retention::After(Duration::from_secs(36_000 * 86_400))
+    );
+}

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use sqlx::PgPool;
-use sqlx::postgres::PgListener;
+use sqlx::postgres::{PgListener, PgPoolOptions};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -71,8 +71,20 @@ pub(crate) async fn run(
     }
 }
 
+/// Listens on a connection of its own, outside `pool` (as the maintenance
+/// leader's): a listener holds its connection for as long as it runs, which
+/// would leave a pool of one connection nothing to pick, heartbeat or write
+/// outcomes with, and a pool of two only one.
 async fn connect(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
-    let mut listener = PgListener::connect_with(pool).await?;
+    let own = PgPoolOptions::new()
+        .max_connections(1)
+        .max_lifetime(None)
+        .idle_timeout(None)
+        .acquire_timeout(pool.options().get_acquire_timeout())
+        .connect_lazy_with(pool.connect_options().as_ref().clone());
+    let mut listener = PgListener::connect_with(&own).await?;
+    // this pool is the listener's alone: nobody closes it
+    listener.ignore_pool_close_event(true);
     listener.listen_all(CHANNELS).await?;
     Ok(listener)
 }

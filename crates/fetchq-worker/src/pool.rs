@@ -52,6 +52,8 @@ pub(crate) struct Shared {
     pub(crate) cancel_wait: Duration,
     pub(crate) incidents: Incidents,
     pub(crate) telemetry: Telemetry,
+    /// How many pools (handlers) share the client's connections.
+    pub(crate) pools: usize,
 }
 
 /// How long a busy pool waits for more free slots before a small pick.
@@ -70,16 +72,18 @@ const MAX_BUFFER_WAIT: Duration = Duration::from_secs(10);
 
 /// How many picks a pool runs at once: as many as `batch`-sized picks fill
 /// its slots (a batch below the concurrency), at most [`MAX_PARALLEL_PICKS`]
-/// and at most half the pool's connections, so picks never take the
-/// connections the heartbeat and the outcome writer need.
-fn parallel_picks(concurrency: usize, batch: usize, connections: usize) -> usize {
+/// and at most its share of half the pool's connections (the `pools`
+/// handlers of the runtime share them), so picks never take the connections
+/// the heartbeat and the outcome writer need. Every pool keeps one pick: with
+/// more handlers than half the connections, their single picks may take more.
+fn parallel_picks(concurrency: usize, batch: usize, connections: usize, pools: usize) -> usize {
     if batch == 0 || batch >= concurrency {
         return 1;
     }
     concurrency
         .div_ceil(batch)
         .min(MAX_PARALLEL_PICKS)
-        .min((connections / 2).max(1))
+        .min((connections / 2 / pools.max(1)).max(1))
 }
 
 /// How long a buffered document may wait for a slot: half its lease, at
@@ -121,7 +125,7 @@ pub(crate) async fn run(
     // a batch below the concurrency: picks of `batch` run side by side, as
     // that many single-fetch workers would (at most MAX_PARALLEL_PICKS)
     let connections = shared.client.pool().options().get_max_connections() as usize;
-    let max_picks = parallel_picks(opts.concurrency, batch, connections);
+    let max_picks = parallel_picks(opts.concurrency, batch, connections, shared.pools);
     // picks in flight, and the slots each may fill
     let mut picks: JoinSet<Picked> = JoinSet::new();
     let mut limits: std::collections::HashMap<tokio::task::Id, usize> = Default::default();
@@ -500,11 +504,13 @@ fn spawn(
     tasks.spawn(
         async move {
             let _in_flight = in_flight;
-            // a panic is caught where the handler is polled, not spread; the
-            // handler is dropped (cancelled) with this task if it is aborted
+            // the handler runs in its own task: a panic is caught, not spread,
+            // and a handler that blocks its thread (never reaching an await)
+            // cannot keep this task from enforcing the max runtime or from
+            // being aborted at shutdown; the guard aborts it with this task
             let started = Instant::now();
-            let handler = CatchPanic(future);
-            let outcome = run_handler(handler, max_runtime, &cancel, &counters).await;
+            let handle = AbortOnDrop(tokio::spawn(future.in_current_span()));
+            let outcome = run_handler(handle, max_runtime, &cancel, &counters).await;
             shared
                 .telemetry
                 .handled(&counters, outcome.kind(), started.elapsed());
@@ -561,44 +567,29 @@ impl Drop for InFlight {
     }
 }
 
-/// A handler's future, polled so that a panic inside it becomes an error
-/// value instead of unwinding through the pool. The handler runs in the
-/// document's task (no second task per document).
-struct CatchPanic(crate::erased::BoxFuture);
+/// A handler's task, aborted when dropped (the document's task was aborted,
+/// or the handler ran past its max runtime).
+struct AbortOnDrop(tokio::task::JoinHandle<Result<Outcome, HandlerError>>);
 
-/// What a panicking handler left: its panic payload.
-type Panic = Box<dyn std::any::Any + Send>;
-
-impl std::future::Future for CatchPanic {
-    type Output = Result<Result<Outcome, HandlerError>, Panic>;
-
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
-        let inner = &mut self.0;
-        // a handler that panicked is never polled again: it is dropped
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.as_mut().poll(cx))) {
-            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
-            Ok(std::task::Poll::Ready(v)) => std::task::Poll::Ready(Ok(v)),
-            Err(panic) => std::task::Poll::Ready(Err(panic)),
-        }
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
 async fn run_handler(
-    mut handler: CatchPanic,
+    mut handle: AbortOnDrop,
     max_runtime: Option<Duration>,
     cancel: &CancellationToken,
     counters: &Counters,
 ) -> Outcome {
     let joined = match max_runtime {
-        None => (&mut handler).await,
-        Some(limit) => match tokio::time::timeout(limit, &mut handler).await {
+        None => (&mut handle.0).await,
+        Some(limit) => match tokio::time::timeout(limit, &mut handle.0).await {
             Ok(joined) => joined,
             Err(_) => {
                 cancel.cancel();
-                drop(handler);
+                handle.0.abort();
                 bump(&counters.timed_out, 1);
                 tracing::warn!(
                     ?limit,
@@ -617,8 +608,9 @@ async fn run_handler(
             tracing::warn!(error = %err, "handler failed");
             err.into_outcome()
         }
-        Err(panic) => {
+        Err(join) if join.is_panic() => {
             bump(&counters.failed, 1);
+            let panic = join.into_panic();
             let message = panic
                 .downcast_ref::<&str>()
                 .map(|s| (*s).to_owned())
@@ -627,6 +619,8 @@ async fn run_handler(
             tracing::error!(panic = %message, "handler panicked");
             Outcome::reject(format!("handler panicked: {message}"))
         }
+        // only this task aborts the handler's, and it does not wait on it then
+        Err(_) => Outcome::reject("handler task was cancelled"),
     }
 }
 
@@ -701,16 +695,23 @@ mod tests {
     #[test]
     fn parallel_picks_fill_the_slots_within_the_connections() {
         // one pick serves every slot
-        assert_eq!(parallel_picks(8, 100, 20), 1);
-        assert_eq!(parallel_picks(8, 8, 20), 1);
+        assert_eq!(parallel_picks(8, 100, 20, 1), 1);
+        assert_eq!(parallel_picks(8, 8, 20, 1), 1);
         // picks of one, side by side
-        assert_eq!(parallel_picks(8, 1, 20), 8);
-        assert_eq!(parallel_picks(32, 1, 20), 10);
-        assert_eq!(parallel_picks(32, 1, 64), MAX_PARALLEL_PICKS);
-        assert_eq!(parallel_picks(32, 10, 64), 4);
+        assert_eq!(parallel_picks(8, 1, 20, 1), 8);
+        assert_eq!(parallel_picks(32, 1, 20, 1), 10);
+        assert_eq!(parallel_picks(32, 1, 64, 1), MAX_PARALLEL_PICKS);
+        assert_eq!(parallel_picks(32, 10, 64, 1), 4);
         // a small pool keeps connections for the heartbeat and the writer
-        assert_eq!(parallel_picks(32, 1, 4), 2);
-        assert_eq!(parallel_picks(32, 1, 1), 1);
+        assert_eq!(parallel_picks(32, 1, 4, 1), 2);
+        assert_eq!(parallel_picks(32, 1, 1, 1), 1);
+        // handlers share half the connections
+        assert_eq!(parallel_picks(32, 1, 20, 2), 5);
+        assert_eq!(parallel_picks(32, 1, 4, 2), 1);
+        assert_eq!(parallel_picks(32, 1, 20, 3), 3);
+        // each keeps one pick, however many there are
+        assert_eq!(parallel_picks(32, 1, 4, 8), 1);
+        assert_eq!(parallel_picks(32, 1, 4, 0), 2);
     }
 
     #[test]

@@ -634,6 +634,7 @@ impl Runtime {
             cancel_wait: reserve / 2,
             incidents: incidents.clone(),
             telemetry: telemetry.clone(),
+            pools: self.handlers.len(),
         };
         let mut pools = JoinSet::new();
         for (reg, wake) in self.handlers.into_iter().zip(wakes) {

@@ -848,23 +848,13 @@ async fn a_queue_dropped_while_it_is_cleaned_waits_and_then_is_gone() {
     };
     // the drop waits for the cleaning transaction (no time limit: poll the
     // server until it shows the drop waiting on a lock)
-    loop {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
-               AND wait_event_type = 'Lock' AND query LIKE '%queue_drop%'",
-        )
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
-        if waiting > 0 {
-            break;
-        }
-        assert!(
-            !dropper.is_finished(),
-            "the drop did not wait for the cleaning"
-        );
-        tokio::task::yield_now().await;
-    }
+    until_waiting_on_a_lock(
+        &db,
+        "queue_drop",
+        &dropper,
+        "the drop did not wait for the cleaning",
+    )
+    .await;
     tx.commit().await.unwrap();
     assert!(dropper.await.unwrap().unwrap());
     assert!(matches!(
@@ -898,23 +888,13 @@ async fn cleaning_a_queue_being_dropped_waits_and_says_it_is_gone() {
         let c = c.clone();
         tokio::spawn(async move { c.mnt_drop_completed("jobs", 10).await })
     };
-    loop {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
-               AND wait_event_type = 'Lock' AND query LIKE '%mnt_drop_completed%'",
-        )
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
-        if waiting > 0 {
-            break;
-        }
-        assert!(
-            !cleaner.is_finished(),
-            "the cleaning did not wait for the drop"
-        );
-        tokio::task::yield_now().await;
-    }
+    until_waiting_on_a_lock(
+        &db,
+        "mnt_drop_completed",
+        &cleaner,
+        "the cleaning did not wait for the drop",
+    )
+    .await;
     tx.commit().await.unwrap();
     let got = cleaner.await.unwrap();
     assert!(matches!(got, Err(Error::QueueNotFound { .. })), "{got:?}");
@@ -1276,4 +1256,29 @@ async fn pushes_wait_for_the_index_build_and_all_land() {
     assert!(has_completed_index(&db.pool, "q").await);
     assert_eq!(rows(&db.pool, "q").await, 20_000 + 1 + 100);
     assert_counters_exact(c, "q").await;
+}
+
+/// Polls the server (no time limit) until a statement containing `call`
+/// waits on a lock; fails if `task`, which runs it, ended first.
+async fn until_waiting_on_a_lock<T>(
+    db: &TestDb,
+    call: &str,
+    task: &tokio::task::JoinHandle<T>,
+    what: &str,
+) {
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+               AND wait_event_type = 'Lock' AND strpos(query, $1) > 0",
+        )
+        .bind(call)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            return;
+        }
+        assert!(!task.is_finished(), "{what}");
+        tokio::task::yield_now().await;
+    }
 }

@@ -61,8 +61,11 @@ async fn a_batch_above_the_concurrency_picks_ahead_and_runs_each_once() {
     let (stop, stats) = (rt.shutdown_token(), rt.stats());
     let run = tokio::spawn(rt.run());
     // one pick leased 20: 2 running, 18 waiting in the buffer
+    // the pick commits before the runtime counts what it brought: wait for both
     eventually(Duration::from_secs(20), "20 leased", || async {
         count(&db.client, "q", ACTIVE).await == 20
+            && stats.total().picked == 20
+            && running.load(Ordering::SeqCst) == 2
     })
     .await;
     assert_eq!(stats.total().picked, 20);

@@ -57,34 +57,6 @@ fn to_version_1(text: &[u8]) -> Vec<u8> {
     reseal(&out)
 }
 
-/// A database at schema `version` (the migrations up to it), on the server
-/// of `db`.
-async fn database_at(db: &TestDb, version: i32) -> PgPool {
-    let name = db.create_empty_database().await;
-    let pool = db.pool_on(&name, 4).await;
-    sqlx::raw_sql(
-        "CREATE SCHEMA fetchq; CREATE TABLE fetchq.migrations (version integer PRIMARY KEY, \
-         name text NOT NULL, checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
-    for m in fetchq_core::MIGRATIONS
-        .iter()
-        .filter(|m| m.version <= version)
-    {
-        sqlx::raw_sql(m.sql).execute(&pool).await.unwrap();
-        sqlx::query("INSERT INTO fetchq.migrations (version, name, checksum) VALUES ($1, $2, $3)")
-            .bind(m.version)
-            .bind(m.name)
-            .bind(m.checksum())
-            .execute(&pool)
-            .await
-            .unwrap();
-    }
-    pool
-}
-
 async fn keys(pool: &PgPool, queue: &str) -> Vec<(String, Option<String>)> {
     sqlx::query_as(&format!(
         "SELECT subject::text, key::text FROM fetchq_data.{queue}__docs ORDER BY subject"
@@ -169,7 +141,7 @@ async fn a_version_1_file_restores_with_null_keys() {
 async fn dumps_of_schema_16_and_17_databases() {
     let db = TestDb::new().await;
     for version in [16, 17] {
-        let old = database_at(&db, version).await;
+        let old = db.database_at(version).await;
         sqlx::query("SELECT fetchq.queue_create('old')")
             .execute(&old)
             .await

@@ -86,37 +86,10 @@ async fn the_retention_survives_a_dump_and_restore() {
     );
 }
 
-/// A database at schema `version` (the migrations up to it).
-async fn database_at(db: &TestDb, version: i32) -> PgPool {
-    let name = db.create_empty_database().await;
-    let pool = db.pool_on(&name, 4).await;
-    sqlx::raw_sql(
-        "CREATE SCHEMA fetchq; CREATE TABLE fetchq.migrations (version integer PRIMARY KEY, \
-         name text NOT NULL, checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
-    for m in fetchq_core::MIGRATIONS
-        .iter()
-        .filter(|m| m.version <= version)
-    {
-        sqlx::raw_sql(m.sql).execute(&pool).await.unwrap();
-        sqlx::query("INSERT INTO fetchq.migrations (version, name, checksum) VALUES ($1, $2, $3)")
-            .bind(m.version)
-            .bind(m.name)
-            .bind(m.checksum())
-            .execute(&pool)
-            .await
-            .unwrap();
-    }
-    pool
-}
-
 #[tokio::test]
 async fn a_schema_19_file_restores_to_a_queue_that_keeps() {
     let db = TestDb::new().await;
-    let old = database_at(&db, 19).await;
+    let old = db.database_at(19).await;
     sqlx::raw_sql(
         "SELECT fetchq.queue_create('old');
          SELECT fetchq.doc_push('old', 'a'); SELECT fetchq.doc_push('old', 'b');

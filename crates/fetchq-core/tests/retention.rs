@@ -611,37 +611,10 @@ async fn dropping_a_queue_with_a_retention_and_recreating_it_keeps_again() {
     assert_counters_exact(c, "mail").await;
 }
 
-/// A database at schema `version` (the migrations up to it).
-async fn database_at(db: &TestDb, version: i32) -> PgPool {
-    let name = db.create_empty_database().await;
-    let pool = db.pool_on(&name, 4).await;
-    sqlx::raw_sql(
-        "CREATE SCHEMA fetchq; CREATE TABLE fetchq.migrations (version integer PRIMARY KEY, \
-         name text NOT NULL, checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
-    for m in fetchq_core::MIGRATIONS
-        .iter()
-        .filter(|m| m.version <= version)
-    {
-        sqlx::raw_sql(m.sql).execute(&pool).await.unwrap();
-        sqlx::query("INSERT INTO fetchq.migrations (version, name, checksum) VALUES ($1, $2, $3)")
-            .bind(m.version)
-            .bind(m.name)
-            .bind(m.checksum())
-            .execute(&pool)
-            .await
-            .unwrap();
-    }
-    pool
-}
-
 #[tokio::test]
 async fn a_queue_from_schema_19_keeps_working_and_keeps_by_default() {
     let db = TestDb::new().await;
-    let pool = database_at(&db, 19).await;
+    let pool = db.database_at(19).await;
     // the queue and its documents, written by schema 19's functions
     sqlx::raw_sql(
         "SELECT fetchq.queue_create('old');

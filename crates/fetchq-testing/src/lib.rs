@@ -219,6 +219,40 @@ impl TestDb {
             .expect("connect")
     }
 
+    /// A fresh database on the same server at schema `version`: the
+    /// migrations up to it applied and recorded, as an older release left it
+    /// (for upgrade tests). Returns a pool of 4 connections on it.
+    pub async fn database_at(&self, version: i32) -> PgPool {
+        let name = self.create_empty_database().await;
+        let pool = self.pool_on(&name, 4).await;
+        sqlx::raw_sql(
+            "CREATE SCHEMA fetchq; CREATE TABLE fetchq.migrations (version integer PRIMARY KEY, \
+             name text NOT NULL, checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())",
+        )
+        .execute(&pool)
+        .await
+        .expect("create the migrations table");
+        for m in fetchq_core::MIGRATIONS
+            .iter()
+            .filter(|m| m.version <= version)
+        {
+            sqlx::raw_sql(m.sql)
+                .execute(&pool)
+                .await
+                .expect("apply a migration");
+            sqlx::query(
+                "INSERT INTO fetchq.migrations (version, name, checksum) VALUES ($1, $2, $3)",
+            )
+            .bind(m.version)
+            .bind(m.name)
+            .bind(m.checksum())
+            .execute(&pool)
+            .await
+            .expect("record a migration");
+        }
+        pool
+    }
+
     /// Drops a database of the same server (forcing connections out).
     pub async fn drop_database(&self, database: &str) {
         drop_database(&self.server, database).await;

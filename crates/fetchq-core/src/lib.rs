@@ -58,6 +58,7 @@ mod queue;
 mod rate;
 mod retention;
 mod timers;
+mod workers;
 
 /// The `chrono` this crate uses (planned times are `DateTime<Utc>`), so
 /// callers need no second copy of the same version.
@@ -88,6 +89,7 @@ pub use timers::{
     MetricBatch, TIMER_BUCKETS_MS, Timer, timers_from_export, validate_metric_name,
     validate_timer_name,
 };
+pub use workers::{MAX_RESCUE_AFTER, WorkerInfo, WorkerRescue, lease_owner};
 
 /// Embeds `sql/queries/<name>.sql`: every statement the client sends lives in a file.
 macro_rules! sql {

@@ -63,6 +63,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!(18, "schedules", "0018_schedules.sql"),
     migration!(19, "key_walk", "0019_key_walk.sql"),
     migration!(20, "retention", "0020_retention.sql"),
+    migration!(21, "workers", "0021_workers.sql"),
 ];
 
 /// Key of the advisory lock that serializes concurrent migrations.

@@ -28,6 +28,7 @@ pub struct PickOptions {
     version: i32,
     limit: i32,
     lease: Duration,
+    owner: Option<i64>,
 }
 
 impl Default for PickOptions {
@@ -48,6 +49,7 @@ impl PickOptions {
             version: 0,
             limit: 1,
             lease: Duration::from_secs(300),
+            owner: None,
         }
     }
 
@@ -81,6 +83,30 @@ impl PickOptions {
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = lease;
         self
+    }
+
+    /// The registered worker the leases belong to (schema 21, see
+    /// [`Client::worker_register`]): the lease tokens then carry it, and
+    /// maintenance releases these leases at once when the registration
+    /// lapses, instead of when each lease runs out. Without an owner (the
+    /// default) a token is random.
+    ///
+    /// ```
+    /// let opts = fetchq_core::PickOptions::new().owner(Some(42));
+    /// assert_eq!(opts.get_owner(), Some(42));
+    /// ```
+    pub fn owner(mut self, owner: Option<i64>) -> Self {
+        self.owner = owner;
+        self
+    }
+
+    /// The configured lease owner.
+    ///
+    /// ```
+    /// assert_eq!(fetchq_core::PickOptions::new().get_owner(), None);
+    /// ```
+    pub fn get_owner(&self) -> Option<i64> {
+        self.owner
     }
 
     /// The engine's rules for a pick, checked before anything is sent:
@@ -444,6 +470,7 @@ impl Client {
             .bind(options.version)
             .bind(options.lease)
             .bind(next_due)
+            .bind(options.owner)
             .fetch_all(self.exec())
             .await
             .map_err(|e| queue_error(e, queue))
@@ -456,13 +483,22 @@ impl Client {
         options: &PickOptions,
         want: i32,
     ) -> Result<Vec<Document>> {
-        let rows = sqlx::query(sql!("doc_pick"))
-            .bind(queue)
-            .bind(options.version)
-            .bind(want)
-            .bind(options.lease)
-            .fetch_all(self.exec())
-            .await?;
+        let query = match options.owner {
+            // the five-argument form exists from schema 21 on; without an
+            // owner the four-argument form runs on any schema
+            Some(owner) => sqlx::query(sql!("doc_pick_owned"))
+                .bind(queue)
+                .bind(options.version)
+                .bind(want)
+                .bind(options.lease)
+                .bind(owner),
+            None => sqlx::query(sql!("doc_pick"))
+                .bind(queue)
+                .bind(options.version)
+                .bind(want)
+                .bind(options.lease),
+        };
+        let rows = query.fetch_all(self.exec()).await?;
         let mut docs = Vec::with_capacity(rows.len());
         for row in &rows {
             docs.extend(Document::from_row(queue, row)?);

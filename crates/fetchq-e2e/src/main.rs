@@ -1,7 +1,8 @@
 //! A worker process for the multi-process tests. Configured by environment:
 //! `DATABASE_URL`, `E2E_QUEUE` (default `e2e`), `E2E_CONCURRENCY` (16),
 //! `E2E_BATCH` (16), `E2E_LEASE_MS` (5000), `E2E_WORK_MS` (0), `E2E_GRACE_MS`
-//! (10000), `E2E_METRICS_ADDR` (unset: no metrics endpoint). Each handled
+//! (10000), `E2E_RESCUE_AFTER_MS` (30000; 0 turns the registration off),
+//! `E2E_METRICS_ADDR` (unset: no metrics endpoint). Each handled
 //! document is recorded in table `e2e_handled` (with its pick time on the
 //! database's clock, the lease's expiry less its duration; timed as the queue's timer
 //! `record`, counted in its custom counter `handled`), then completed. Prints
@@ -81,7 +82,11 @@ async fn main() -> std::process::ExitCode {
             lease,
         })
         .shutdown_timeout(Duration::from_millis(env_u64("E2E_GRACE_MS", 10_000)))
-        .maintenance(Some(Duration::from_millis(200)));
+        .maintenance(Some(Duration::from_millis(200)))
+        .rescue_after(match env_u64("E2E_RESCUE_AFTER_MS", 30_000) {
+            0 => None,
+            ms => Some(Duration::from_millis(ms)),
+        });
     let stats = runtime.stats();
     match runtime.run().await {
         Ok(()) => {

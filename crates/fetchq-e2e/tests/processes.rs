@@ -310,3 +310,79 @@ async fn a_second_sigterm_forces_a_fast_exit() {
     let counts = db.client.metric_compute("e2e").await.unwrap();
     assert_eq!((counts.active, counts.completed), (4, 0));
 }
+
+/// A worker SIGKILLed with five-minute leases: its registration lapses after
+/// `rescue_after` (2 s here), maintenance in a survivor releases its leases,
+/// and its documents run elsewhere long before their leases would end.
+#[tokio::test]
+async fn a_killed_worker_s_documents_run_elsewhere_long_before_their_lease_ends() {
+    const DOCS: usize = 600;
+    let db = TestDb::new().await;
+    prepare(&db.pool, &db.client, DOCS).await;
+    let url = db.url();
+    let env = [
+        ("E2E_CONCURRENCY", "8"),
+        ("E2E_WORK_MS", "40"),
+        ("E2E_LEASE_MS", "300000"),
+        ("E2E_RESCUE_AFTER_MS", "2000"),
+    ];
+    let mut victim = worker(&url, &env);
+    let mut survivors: Vec<Child> = (0..2).map(|_| worker(&url, &env)).collect();
+    let victim_handled = format!(
+        "SELECT count(*) FROM e2e_handled WHERE pid = {}",
+        victim.id()
+    );
+    wait_for(&db.pool, &victim_handled, 40, Duration::from_secs(60)).await;
+    let victim_pid = i64::from(victim.id());
+    victim.kill().unwrap(); // SIGKILL, mid-batch
+    victim.wait().unwrap();
+    let killed_at: chrono::DateTime<chrono::Utc> = sqlx::query_scalar("SELECT now()")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    let left = scalar(
+        &db.pool,
+        "SELECT count(*) FROM fetchq_data.e2e__docs WHERE status = 2",
+    )
+    .await;
+
+    // without the registration these would wait 300 s
+    wait_for(&db.pool, COMPLETED, DOCS as i64, Duration::from_secs(60)).await;
+    // the victim's unfinished documents, handled again by a survivor: when
+    let rescued: Option<chrono::DateTime<chrono::Utc>> = sqlx::query_scalar(
+        "SELECT min(h.leased_at) FROM e2e_handled h
+         WHERE h.pid <> $1 AND h.leased_at >= $2
+           AND EXISTS (SELECT 1 FROM e2e_handled v WHERE v.pid = $1 AND v.subject = h.subject)",
+    )
+    .bind(victim_pid)
+    .bind(killed_at)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    for w in &survivors {
+        signal(w, "-TERM");
+    }
+    for w in &mut survivors {
+        assert_eq!(exit_code(w, Duration::from_secs(30)).await, Some(0));
+    }
+    let orphans = scalar(
+        &db.pool,
+        "SELECT count(*) FROM fetchq_data.e2e__logs WHERE ref_id = 'fetchq:orphan'",
+    )
+    .await;
+    eprintln!(
+        "active at the kill: {left}; released as orphans: {orphans}; first of them running elsewhere {:?} after the kill",
+        rescued.map(|r| r - killed_at)
+    );
+    assert!(
+        orphans > 0,
+        "the killed worker left leased documents behind"
+    );
+    let after =
+        rescued.expect("a survivor handled one of the victim's documents again") - killed_at;
+    assert!(
+        after < chrono::Duration::seconds(30),
+        "rescued {after:?} after the kill: the lease is 300 s, rescue_after 2 s"
+    );
+    assert_completed_once(&db.pool, &db.client, DOCS as i64).await;
+}

@@ -70,3 +70,26 @@ pub(crate) async fn run(
         }
     }
 }
+
+/// Cancels the handlers whose leases run out before the next look (by the
+/// local clock, which starts a lease before the database does): with no
+/// extension getting through, the database hands such a document to another
+/// worker once its lease ends there. A loop of its own, so that an extension
+/// hanging on a cut link cannot hold it up. Runs until `stop` fires.
+pub(crate) async fn watch_expiry(registry: Registry, tick: Duration, stop: CancellationToken) {
+    let mut interval = tokio::time::interval(tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = stop.cancelled() => return,
+        }
+        let cancelled = registry.lose_expiring(Instant::now() + tick);
+        if cancelled > 0 {
+            tracing::warn!(
+                cancelled,
+                "leases ran out without an extension getting through: their handlers are cancelled and their results discarded"
+            );
+        }
+    }
+}

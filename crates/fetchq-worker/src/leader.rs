@@ -1,6 +1,7 @@
 //! Maintenance leadership: exactly one process at a time runs the maintenance
-//! jobs (orphan rescue, retention, snapshots, counter packing) and fires the
-//! due cron schedules. Leadership is a session advisory lock held on a
+//! jobs (orphan rescue, retention, snapshots, counter packing), releases the
+//! leases of workers whose registration lapsed, and fires the due cron
+//! schedules. Leadership is a session advisory lock held on a
 //! dedicated connection, so it moves to another process as soon as the
 //! leader's connection dies.
 //!
@@ -28,7 +29,7 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, Executor, PgConnection};
 use tokio_util::sync::CancellationToken;
 
-use crate::trouble::{Incidents, Trouble};
+use crate::trouble::{Incidents, Trouble, is_older_schema};
 
 /// How often the leader looks for tables to vacuum.
 const VACUUM_EVERY: Duration = Duration::from_secs(5);
@@ -120,6 +121,8 @@ async fn lead(
     let mut vacuum = true;
     // set while the database has no schedules (schema below 18): when to look again
     let mut schedules_off: Option<tokio::time::Instant> = None;
+    // set while the database has no worker registrations (schema below 21)
+    let mut workers_off: Option<tokio::time::Instant> = None;
     loop {
         if vacuum && last_vacuum.elapsed() >= VACUUM_EVERY {
             last_vacuum = tokio::time::Instant::now();
@@ -147,6 +150,28 @@ async fn lead(
                 trouble.failed(&e);
             }
         }
+        // the leases of processes whose registration lapsed (schema 21)
+        if workers_off.is_none_or(|at| tokio::time::Instant::now() >= at) {
+            match client.mnt_rescue_workers().await {
+                Ok(rescue) => {
+                    workers_off = None;
+                    if rescue.workers > 0 {
+                        tracing::warn!(
+                            workers = rescue.workers,
+                            released = rescue.released,
+                            "workers stopped renewing their registration: their documents were released"
+                        );
+                    }
+                }
+                Err(e) if is_older_schema(&e) => {
+                    // older than 21: leases are rescued when they run out
+                    workers_off = Some(tokio::time::Instant::now() + SCHEDULES_RECHECK);
+                }
+                Err(e) => {
+                    trouble.failed(&e);
+                }
+            }
+        }
         // after the jobs: a schedule whose tick is due now is fired in this
         // round, not one interval later
         let tick_now = schedules_off.is_none_or(|at| tokio::time::Instant::now() >= at);
@@ -160,7 +185,7 @@ async fn lead(
                         tracing::debug!(?round, "schedules");
                     }
                 }
-                Err(e) if is_schema_without_schedules(&e) => {
+                Err(e) if is_older_schema(&e) => {
                     if schedules_off.is_none() {
                         tracing::warn!(error = %e,
                             "the fetchq schema is older than 18 (no schedules): cron schedules are off until it is migrated");
@@ -239,16 +264,4 @@ async fn try_lock(conn: &mut PgConnection, in_transaction: bool) -> Result<bool,
         conn.execute("ROLLBACK").await?;
     }
     Ok(leader)
-}
-
-/// The schedule functions or table do not exist (42883 undefined function,
-/// 42P01 undefined table): a schema older than 18, not database trouble.
-fn is_schema_without_schedules(e: &fetchq_core::Error) -> bool {
-    match e {
-        fetchq_core::Error::Database(db) => db
-            .as_database_error()
-            .and_then(|d| d.code())
-            .is_some_and(|c| matches!(c.as_ref(), "42883" | "42P01")),
-        _ => false,
-    }
 }

@@ -47,6 +47,7 @@ mod heartbeat;
 mod leader;
 mod notifier;
 mod pool;
+mod registration;
 mod registry;
 mod runtime;
 mod stats;

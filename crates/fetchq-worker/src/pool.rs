@@ -29,6 +29,7 @@ use tracing::Instrument;
 use crate::completer::Resolution;
 use crate::erased::Registered;
 use crate::handler::{Context, HandlerError, Outcome};
+use crate::registration::Owner;
 use crate::registry::{Entry, Registry, State};
 use crate::stats::{Counters, bump};
 use crate::telemetry::Telemetry;
@@ -54,6 +55,8 @@ pub(crate) struct Shared {
     pub(crate) telemetry: Telemetry,
     /// How many pools (handlers) share the client's connections.
     pub(crate) pools: usize,
+    /// The owner to pick with (the process's registration), or not now.
+    pub(crate) owner: Owner,
 }
 
 /// How long a busy pool waits for more free slots before a small pick.
@@ -135,6 +138,7 @@ pub(crate) async fn run(
     // the queue's rate limit held documents back: no pick before this
     // instant (it would lease nothing), whatever wakes the pool
     let mut not_before: Option<Instant> = None;
+    let mut owner = shared.owner.clone();
     tracing::info!(handler = %name, queue = %opts.queue, version = opts.version, concurrency = opts.concurrency, batch, "pool started");
 
     while !shared.shutdown.is_cancelled() {
@@ -162,7 +166,13 @@ pub(crate) async fn run(
             .saturating_sub(reserved);
         let in_flight = if idle { 1 } else { max_picks };
         let rate_ok = not_before.is_none_or(|t| Instant::now() >= t);
-        let may_pick = free > 0 && buffer.is_empty() && picks.len() < in_flight && rate_ok;
+        // not registered, or not trusted: no pick until that changes
+        let pick_owner = owner.for_pick();
+        let may_pick = free > 0
+            && buffer.is_empty()
+            && picks.len() < in_flight
+            && rate_ok
+            && pick_owner.is_some();
         // busy, with no pick in flight: let more slots free up before
         // picking, so one pick serves many slots instead of one; fast
         // handlers reach the low-water mark at once, slow ones cost at most
@@ -189,7 +199,9 @@ pub(crate) async fn run(
                 (free + room).min(batch)
             };
             let (client, queue) = (shared.client.clone(), opts.queue.clone());
-            let this_pick = pick.limit(i32::try_from(limit).unwrap_or(i32::MAX));
+            let this_pick = pick
+                .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+                .owner(pick_owner.flatten());
             let task = picks.spawn(async move {
                 let started = Instant::now();
                 // an empty pick also says when the next planned document is
@@ -210,6 +222,7 @@ pub(crate) async fn run(
             Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
             () = sleep_until(oldest) => continue,
             () = sleep_until(slot_opens) => continue,
+            () = owner.changed(), if pick_owner.is_none() => continue,
             _ = shared.shutdown.cancelled() => continue,
             // stuck on an unreachable server past the deadline: give up on it
             _ = shared.deadline.cancelled() => break,
@@ -339,8 +352,10 @@ impl Held<'_> {
         let now = Instant::now();
         for doc in docs {
             if tasks.len() < opts.concurrency {
+                let Some(cancel) = hold(shared, opts.lease, counters, &doc) else {
+                    continue;
+                };
                 leases.push(doc.lease.clone());
-                let cancel = hold(shared, opts.lease, counters, &doc);
                 spawn(tasks, reg, shared, counters, doc, cancel);
             } else {
                 self.keep(buffer, leases, doc, now);
@@ -356,8 +371,10 @@ impl Held<'_> {
         doc: Document,
         since: Instant,
     ) {
+        let Some(cancel) = hold(self.shared, self.reg.options.lease, self.counters, &doc) else {
+            return;
+        };
         leases.push(doc.lease.clone());
-        let cancel = hold(self.shared, self.reg.options.lease, self.counters, &doc);
         buffer.push_back(Buffered { doc, cancel, since });
     }
 }
@@ -450,17 +467,20 @@ fn idle_wait(next_due: Option<Duration>, idle_poll: Duration) -> Duration {
 }
 
 /// Holds a picked document's lease in the registry (heartbeated from now
-/// on); returns its cancellation token.
+/// on); returns its cancellation token. `None`: the registry refused it (its
+/// pick was made under a registration this process no longer trusts, so
+/// maintenance may have handed the document to another worker): it is not
+/// run, and is given back (if the lease is still this pick's).
 fn hold(
     shared: &Shared,
     lease: Duration,
     counters: &Arc<Counters>,
     doc: &Document,
-) -> CancellationToken {
+) -> Option<CancellationToken> {
     // fires on a lost lease, past max runtime, or when shutdown stops waiting
     // (not when shutdown starts: in-flight work may finish within the deadline)
     let cancel = shared.deadline.child_token();
-    shared.registry.insert(Entry {
+    let held = shared.registry.insert(Entry {
         lease: doc.lease.clone(),
         lease_duration: lease,
         expires: Instant::now() + lease,
@@ -469,7 +489,20 @@ fn hold(
         submitted_at: None,
         counters: counters.clone(),
     });
-    cancel
+    if !held {
+        bump(&counters.lease_lost, 1);
+        tracing::debug!(subject = %doc.subject, "picked under a registration no longer trusted: not run, given back");
+        // best effort (the token fences it): otherwise it comes back when
+        // its lease runs out
+        let (client, lease) = (shared.client.clone(), doc.lease.clone());
+        tokio::spawn(async move {
+            let _ = client
+                .release(&lease.queue, std::slice::from_ref(&lease))
+                .await;
+        });
+        return None;
+    }
+    Some(cancel)
 }
 
 /// Runs a held document's handler in its own task.
@@ -510,7 +543,18 @@ fn spawn(
             // being aborted at shutdown; the guard aborts it with this task
             let started = Instant::now();
             let handle = AbortOnDrop(tokio::spawn(future.in_current_span()));
-            let outcome = run_handler(handle, max_runtime, &cancel, &counters).await;
+            let outcome = tokio::select! {
+                outcome = run_handler(handle, max_runtime, &cancel, &counters) => outcome,
+                // cancelled (its lease lost, or shutdown out of time) and not
+                // back within cancel_wait: dropping the handler's future
+                // aborts its task, so it does not run on beside the worker
+                // its document went to
+                () = cancelled_for(&cancel, shared.cancel_wait) => {
+                    tracing::warn!(wait = ?shared.cancel_wait,
+                        "a cancelled handler did not return in time: aborted");
+                    Outcome::reject("the handler was cancelled and did not return in time: aborted")
+                }
+            };
             shared
                 .telemetry
                 .handled(&counters, outcome.kind(), started.elapsed());
@@ -575,6 +619,12 @@ impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
     }
+}
+
+/// Returns `wait` after `cancel` fires.
+async fn cancelled_for(cancel: &CancellationToken, wait: Duration) {
+    cancel.cancelled().await;
+    tokio::time::sleep(wait).await;
 }
 
 async fn run_handler(

@@ -39,10 +39,30 @@ pub(crate) struct Entry {
 /// instead of allocating a key.
 type Map = HashMap<String, HashMap<String, Entry>>;
 
+/// Which new leases may start: the process's registration (schema 21) makes
+/// its leases releasable by maintenance once it lapses, so a lease made under
+/// a registration this process no longer trusts must not run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum Gate {
+    /// No registration (turned off, or a schema without them): every lease.
+    #[default]
+    Open,
+    /// Leases whose token carries this owner.
+    Owner(i64),
+    /// None: the registration lapsed, or is being renewed after an outage.
+    Closed,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    docs: Map,
+    gate: Gate,
+}
+
 /// Leases held by this process, one per document.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Registry {
-    inner: Arc<Mutex<Map>>,
+    inner: Arc<Mutex<Inner>>,
 }
 
 /// The entry of this document, whatever its lease.
@@ -54,6 +74,42 @@ fn get_mut<'a>(map: &'a mut Map, lease: &Lease) -> Option<&'a mut Entry> {
     map.get_mut(&lease.queue)?.get_mut(&lease.subject)
 }
 
+/// The lease of `e` is gone, or about to be: a running handler is
+/// cancelled and the loss counted (true); an outcome waiting in the
+/// completer gets its lease marked run out, so the completer stops retrying
+/// it and decides (and counts) whether it was written.
+fn lose_entry(e: &mut Entry) -> bool {
+    match e.state {
+        State::Submitted => {
+            e.expires = e.expires.min(Instant::now());
+            false
+        }
+        State::Running => {
+            e.state = State::Lost;
+            e.cancel.cancel();
+            crate::stats::bump(&e.counters.lease_lost, 1);
+            true
+        }
+        State::Lost => false,
+    }
+}
+
+/// The registry's lock, seen as its map of entries.
+struct MapGuard<'a>(std::sync::MutexGuard<'a, Inner>);
+
+impl std::ops::Deref for MapGuard<'_> {
+    type Target = Map;
+    fn deref(&self) -> &Map {
+        &self.0.docs
+    }
+}
+
+impl std::ops::DerefMut for MapGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Map {
+        &mut self.0.docs
+    }
+}
+
 /// Forgets this document's entry.
 fn forget(map: &mut Map, lease: &Lease) {
     if let Some(docs) = map.get_mut(&lease.queue) {
@@ -62,17 +118,71 @@ fn forget(map: &mut Map, lease: &Lease) {
 }
 
 impl Registry {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Map> {
+    fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub(crate) fn insert(&self, entry: Entry) {
-        let mut map = self.lock();
+    fn lock(&self) -> MapGuard<'_> {
+        MapGuard(self.inner())
+    }
+
+    /// Holds a freshly picked lease; false (nothing held) when the gate
+    /// refuses it: its pick was made under a registration no longer trusted.
+    pub(crate) fn insert(&self, entry: Entry) -> bool {
+        let mut inner = self.inner();
+        let allowed = match inner.gate {
+            Gate::Open => true,
+            Gate::Owner(owner) => fetchq_core::lease_owner(&entry.lease.token) == owner,
+            Gate::Closed => false,
+        };
+        if !allowed {
+            return false;
+        }
+        let map = &mut inner.docs;
         let docs = match map.get_mut(&entry.lease.queue) {
             Some(docs) => docs,
             None => map.entry(entry.lease.queue.clone()).or_default(),
         };
         docs.insert(entry.lease.subject.clone(), entry);
+        true
+    }
+
+    /// Sets which new leases may start. Closing it cancels every running
+    /// handler, in the same critical section as the change, so that no lease
+    /// slips in between (outcomes waiting to be written are left to the
+    /// completer: the database refuses them if the lease is gone). Opening it
+    /// to an owner cancels nothing: it opens after a close (nothing runs), or
+    /// on a schema that just got registrations (what runs has random tokens,
+    /// which maintenance never releases early). Returns how many handlers it
+    /// cancelled.
+    pub(crate) fn set_gate(&self, gate: Gate) -> usize {
+        let mut inner = self.inner();
+        inner.gate = gate;
+        if gate != Gate::Closed {
+            return 0;
+        }
+        let mut cancelled = 0;
+        for e in inner.docs.values_mut().flat_map(HashMap::values_mut) {
+            if e.state == State::Running && lose_entry(e) {
+                cancelled += 1;
+            }
+        }
+        cancelled
+    }
+
+    /// Cancels every running handler whose lease runs out (by the local
+    /// clock) before `by`: with no heartbeat getting through, the database
+    /// hands such a document to another worker once the lease ends there.
+    /// Returns how many it cancelled.
+    pub(crate) fn lose_expiring(&self, by: Instant) -> usize {
+        let mut inner = self.inner();
+        let mut cancelled = 0;
+        for e in inner.docs.values_mut().flat_map(HashMap::values_mut) {
+            if e.expires <= by && e.state == State::Running && lose_entry(e) {
+                cancelled += 1;
+            }
+        }
+        cancelled
     }
 
     /// Marks the handler done; returns false when the lease was already lost.
@@ -138,16 +248,7 @@ impl Registry {
     pub(crate) fn lost(&self, lease: &Lease) -> bool {
         let mut map = self.lock();
         match get_mut(&mut map, lease) {
-            Some(e) if e.lease.token == lease.token && e.state == State::Submitted => {
-                e.expires = Instant::now();
-                false
-            }
-            Some(e) if e.lease.token == lease.token && e.state == State::Running => {
-                e.state = State::Lost;
-                e.cancel.cancel();
-                crate::stats::bump(&e.counters.lease_lost, 1);
-                true
-            }
+            Some(e) if e.lease.token == lease.token => lose_entry(e),
             _ => false,
         }
     }

@@ -21,7 +21,7 @@ use crate::registry::Registry;
 use crate::stats::Stats;
 use crate::telemetry::Telemetry;
 use crate::trouble::{Incidents, Trouble};
-use crate::{completer, heartbeat, leader, notifier, pool};
+use crate::{completer, heartbeat, leader, notifier, pool, registration};
 
 /// Why the runtime could not run, or how it stopped.
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +110,7 @@ pub struct Runtime {
     grace: Duration,
     signals: bool,
     maintenance: Option<Duration>,
+    rescue_after: Option<Duration>,
     migrate: bool,
     create_queues: bool,
     max_connections: u32,
@@ -144,6 +145,13 @@ const PENDING_PER_SLOT: usize = 4;
 /// The fewest places among the outcomes waiting to be written, by default.
 const MIN_PENDING_OUTCOMES: usize = 64;
 
+/// How long a crashed process's leases wait before maintenance releases
+/// them, by default.
+const DEFAULT_RESCUE_AFTER: Duration = Duration::from_secs(30);
+
+/// The shortest `rescue_after` (its renewals run every sixth of it).
+const MIN_RESCUE_AFTER: Duration = Duration::from_millis(200);
+
 /// How much of `shutdown_timeout` is kept, at most, for releasing the
 /// documents of cancelled handlers and writing the last outcomes.
 const FINAL_RESERVE: Duration = Duration::from_secs(2);
@@ -162,6 +170,7 @@ impl Runtime {
             grace: Duration::from_secs(30),
             signals: true,
             maintenance: Some(Duration::from_secs(1)),
+            rescue_after: Some(DEFAULT_RESCUE_AFTER),
             migrate: true,
             create_queues: true,
             max_connections: 20,
@@ -357,6 +366,34 @@ impl Runtime {
         self
     }
 
+    /// How soon a crashed process's documents run elsewhere (default 30
+    /// seconds; `None`: only when each lease runs out, 5 minutes by default).
+    ///
+    /// The runtime registers itself in the database (schema 21) and renews
+    /// the registration every sixth of `rescue_after`; its lease tokens carry
+    /// the registration. Once a registration has gone `rescue_after` without
+    /// a renewal (the process was killed, or cut off), maintenance releases
+    /// its leases at once: retried as orphans are, or dead past max attempts.
+    ///
+    /// So that a process that is only cut off never runs a document beside
+    /// the worker it was handed to, a runtime that has not renewed for half of
+    /// `rescue_after` cancels its running handlers (their results are
+    /// discarded) and picks nothing until a renewal gets through. A database
+    /// outage (a PostgreSQL restart) shorter than that cancels nothing. Must
+    /// be between 200 ms and a day.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # fn run(runtime: fetchq_worker::Runtime) {
+    /// // handlers run for minutes: outages of up to a minute cancel nothing
+    /// let runtime = runtime.rescue_after(Some(Duration::from_secs(120)));
+    /// # let _ = runtime; }
+    /// ```
+    pub fn rescue_after(mut self, after: Option<Duration>) -> Self {
+        self.rescue_after = after;
+        self
+    }
+
     /// Whether to install or upgrade the schema on start (default true).
     pub fn migrate(mut self, on: bool) -> Self {
         self.migrate = on;
@@ -494,6 +531,13 @@ impl Runtime {
         if self.handlers.is_empty() {
             return Err(WorkerError::Config("no handler registered".into()));
         }
+        if let Some(after) = self.rescue_after
+            && !(MIN_RESCUE_AFTER..=fetchq_core::MAX_RESCUE_AFTER).contains(&after)
+        {
+            return Err(WorkerError::Config(format!(
+                "rescue_after must be between 200 ms and 1 day, got {after:?}"
+            )));
+        }
         let incidents = Incidents::default();
         let client = match &self.source {
             Source::Pool(pool) => Client::new(pool.clone()),
@@ -545,6 +589,9 @@ impl Runtime {
         ));
 
         let registry = Registry::default();
+        // picks wait for the registration (when on), and its gate decides
+        // which leases may run
+        let (gate, owner) = registration::gate(self.rescue_after.is_some(), &registry);
         // a slot is free once its outcome has a place here: with room for
         // several rounds of every pool, a slot does not wait for the previous
         // round's commit before its next pick, and a pool that picks ahead
@@ -597,6 +644,21 @@ impl Runtime {
             incidents.clone(),
             telemetry.clone(),
         ));
+        services.spawn(heartbeat::watch_expiry(
+            registry.clone(),
+            heartbeat::tick_for(shortest),
+            background.clone(),
+        ));
+        if let Some(after) = self.rescue_after {
+            services.spawn(registration::run(
+                client.clone(),
+                registry.clone(),
+                gate,
+                after,
+                background.clone(),
+                incidents.clone(),
+            ));
+        }
         #[cfg(feature = "metrics")]
         if let (Some(listener), Some(exporter)) =
             (metrics_listener.take(), &telemetry.exporters().prom)
@@ -635,6 +697,7 @@ impl Runtime {
             incidents: incidents.clone(),
             telemetry: telemetry.clone(),
             pools: self.handlers.len(),
+            owner,
         };
         let mut pools = JoinSet::new();
         for (reg, wake) in self.handlers.into_iter().zip(wakes) {

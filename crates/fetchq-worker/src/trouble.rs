@@ -177,6 +177,20 @@ impl Trouble {
     }
 }
 
+/// A function or table of a later schema does not exist (42883 undefined
+/// function, 42P01 undefined table): the database runs an older fetchq
+/// schema (below 18 for schedules, 21 for worker registrations), which is
+/// not database trouble.
+pub(crate) fn is_older_schema(e: &fetchq_core::Error) -> bool {
+    match e {
+        fetchq_core::Error::Database(db) => db
+            .as_database_error()
+            .and_then(|d| d.code())
+            .is_some_and(|c| matches!(c.as_ref(), "42883" | "42P01")),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,5 +1,8 @@
 -- doc_pick for one queue. $1 queue, $2 version, $3 lease duration, $4 whether
--- to say when to look again if nothing was leased; {limit} is
+-- to say when to look again if nothing was leased, $5 the lease owner (a
+-- registered worker, schema 21: the token's first 8 bytes, as
+-- fetchq.lease_token writes them, inlined so that the statement runs on any
+-- schema; NULL: a random token); {limit} is
 -- the limit, written in as a number. Version, limit and lease are checked by
 -- the client.
 --
@@ -59,7 +62,8 @@ WITH active AS (
 ), leased AS (
     UPDATE {docs} AS d
     SET status = 2, attempts = d.attempts + 1, next_iteration = now() + $3::interval,
-        lease_token = (SELECT gen_random_uuid())
+        lease_token = (SELECT CASE WHEN $5::bigint IS NULL THEN gen_random_uuid() ELSE
+            (lpad(to_hex($5::bigint), 16, '0') || right(translate(gen_random_uuid()::text, '-', ''), 16))::uuid END)
     WHERE d.subject = ANY (ARRAY(SELECT picked.subject FROM picked))
     RETURNING d.subject, d.payload, d.version, d.priority, d.attempts, d.iterations,
               d.created_at, d.last_iteration, d.next_iteration, d.lease_token

@@ -46,7 +46,8 @@ WITH active AS (
 ), leased AS (
     UPDATE {docs} AS d
     SET status = 2, attempts = d.attempts + 1, next_iteration = now() + $3::interval,
-        lease_token = (SELECT gen_random_uuid())
+        lease_token = (SELECT CASE WHEN $5::bigint IS NULL THEN gen_random_uuid() ELSE
+            (lpad(to_hex($5::bigint), 16, '0') || right(translate(gen_random_uuid()::text, '-', ''), 16))::uuid END)
     WHERE d.subject = ANY (ARRAY(
         SELECT p.subject FROM picked AS p ORDER BY p.priority DESC, p.due_at, p.attempts
         LIMIT (SELECT a.n FROM allowed AS a)))

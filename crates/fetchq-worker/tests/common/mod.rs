@@ -129,3 +129,94 @@ impl LogCapture {
             .count()
     }
 }
+
+/// A TCP link to the test server that can be cut and restored like a
+/// network cable: while cut, connections stay open and nothing flows either
+/// way (bytes wait in the kernel), new connections are accepted but not
+/// forwarded; restored, everything flows again.
+pub struct Link {
+    port: u16,
+    cut: tokio::sync::watch::Sender<bool>,
+}
+
+impl Link {
+    /// A link to the server behind `db`.
+    pub async fn start(db: &fetchq_testing::TestDb) -> Self {
+        let opts: sqlx::postgres::PgConnectOptions = db.url().parse().expect("the test URL");
+        let upstream = format!("{}:{}", opts.get_host(), opts.get_port());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let (cut, watch) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            while let Ok((inbound, _)) = listener.accept().await {
+                let (upstream, mut watch) = (upstream.clone(), watch.clone());
+                tokio::spawn(async move {
+                    if wait_restored(&mut watch).await.is_err() {
+                        return;
+                    }
+                    let Ok(outbound) = tokio::net::TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    let (ri, wi) = inbound.into_split();
+                    let (ro, wo) = outbound.into_split();
+                    tokio::join!(pump(ri, wo, watch.clone()), pump(ro, wi, watch));
+                });
+            }
+        });
+        Self { port, cut }
+    }
+
+    /// Connection options through the link, for the database of `db`.
+    pub fn options(&self, db: &fetchq_testing::TestDb) -> sqlx::postgres::PgConnectOptions {
+        let opts: sqlx::postgres::PgConnectOptions = db.url().parse().expect("the test URL");
+        opts.host("127.0.0.1").port(self.port)
+    }
+
+    /// Cuts the link: nothing flows until [`restore`](Self::restore).
+    pub fn cut(&self) {
+        self.cut.send_replace(true);
+    }
+
+    /// Restores the link.
+    pub fn restore(&self) {
+        self.cut.send_replace(false);
+    }
+}
+
+/// Waits while the link is cut; Err once the link is gone.
+async fn wait_restored(
+    watch: &mut tokio::sync::watch::Receiver<bool>,
+) -> Result<(), tokio::sync::watch::error::RecvError> {
+    while *watch.borrow_and_update() {
+        watch.changed().await?;
+    }
+    Ok(())
+}
+
+/// Copies one direction, holding bytes while the link is cut.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut watch: tokio::sync::watch::Receiver<bool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        if wait_restored(&mut watch).await.is_err() {
+            return;
+        }
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        // cut while reading: the bytes wait until it is restored
+        if wait_restored(&mut watch).await.is_err() {
+            return;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,1 @@
+SELECT workers, released FROM fetchq.mnt_rescue_workers()

@@ -1,0 +1,1 @@
+SELECT fetchq.worker_heartbeat($1)

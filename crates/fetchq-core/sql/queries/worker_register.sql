@@ -1,0 +1,1 @@
+SELECT fetchq.worker_register($1, $2, $3)

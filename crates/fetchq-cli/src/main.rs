@@ -89,8 +89,16 @@ enum Command {
     Dump(dump::DumpArgs),
     /// Restore a dump in one transaction (all or nothing).
     Restore(restore::RestoreArgs),
-    /// Run every queue's maintenance once (orphans, retention, snapshots, counters).
+    /// Run every queue's maintenance once (lapsed workers' leases, orphans,
+    /// retention, snapshots, counters).
     Mnt,
+    /// The registered worker processes (schema 21): host, pid, last renewal,
+    /// and whether maintenance will release their leases (lost).
+    Workers {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write the PostgreSQL extension files (fetchq.control and scripts).
     Extension {
         /// Target directory; default: the extension directory of the local PostgreSQL.
@@ -359,8 +367,57 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
         Command::Dump(args) => dump::run(&connect(url).await?, args).await?,
         Command::Restore(args) => restore::run(&connect(url).await?, args).await?,
         Command::Mnt => {
-            let (jobs, packed) = connect(url).await?.mnt().await?;
+            let client = connect(url).await?;
+            // registrations exist from schema 21 on
+            if client.info().await?.schema_version >= 21 {
+                let rescue = client.mnt_rescue_workers().await?;
+                println!(
+                    "released {} documents of {} lapsed workers",
+                    rescue.released, rescue.workers
+                );
+            }
+            let (jobs, packed) = client.mnt().await?;
             println!("ran {jobs} maintenance jobs, packed {packed} metric writes");
+        }
+        Command::Workers { json } => {
+            let workers = connect(url).await?.worker_list().await?;
+            if json {
+                let list: Vec<serde_json::Value> = workers
+                    .iter()
+                    .map(|w| {
+                        serde_json::json!({
+                            "owner": w.owner,
+                            "host": w.host,
+                            "pid": w.pid,
+                            "rescue_after_secs": w.rescue_after.as_secs_f64(),
+                            "registered_at": w.registered_at,
+                            "seen_at": w.seen_at,
+                            "lost": w.lost,
+                        })
+                    })
+                    .collect();
+                output::print_json(&serde_json::Value::Array(list));
+            } else if workers.is_empty() {
+                println!("no registered workers");
+            } else {
+                let mut rows = vec![
+                    ["host", "pid", "owner", "registered", "seen", "rescue after", "state"]
+                        .map(String::from)
+                        .to_vec(),
+                ];
+                for w in &workers {
+                    rows.push(vec![
+                        output::clean(&w.host),
+                        w.pid.to_string(),
+                        format!("{:016x}", w.owner),
+                        output::time(&w.registered_at),
+                        output::time(&w.seen_at),
+                        format!("{:?}", w.rescue_after),
+                        if w.lost { "lost" } else { "live" }.to_owned(),
+                    ]);
+                }
+                output::table(&rows);
+            }
         }
         Command::Extension { out_dir } => {
             let dir = match out_dir {

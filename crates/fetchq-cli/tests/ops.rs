@@ -752,3 +752,44 @@ async fn a_too_long_completed_retention_changes_no_other_setting() {
         (before, fetchq_core::Retention::Keep)
     );
 }
+
+#[tokio::test]
+async fn workers_lists_registrations_and_mnt_releases_a_lapsed_one() {
+    let db = TestDb::new().await;
+    let url = db.url();
+    let c = &db.client;
+    assert_eq!(ok(&fetchq(&url, &["workers"])).trim(), "no registered workers");
+    c.queue_create("q").await.unwrap();
+    c.push("q", &NewDoc::new("s1")).await.unwrap();
+    let owner = c
+        .worker_register("host-\u{1b}[31m", 77, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let picked = c
+        .pick(
+            "q",
+            &fetchq_core::PickOptions::new()
+                .lease(Duration::from_secs(300))
+                .owner(Some(owner)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(picked.len(), 1);
+    let listed = json(&fetchq(&url, &["workers", "--json"]));
+    assert_eq!(listed[0]["owner"], owner);
+    assert_eq!(listed[0]["pid"], 77);
+    assert_eq!(listed[0]["lost"], false);
+    let table = ok(&fetchq(&url, &["workers"]));
+    assert!(table.contains("live") && table.contains("77"), "{table}");
+    assert!(!table.contains('\u{1b}'), "control characters reach the terminal: {table}");
+    sqlx::query("UPDATE fetchq.workers SET seen_at = now() - interval '1 hour'")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    assert!(ok(&fetchq(&url, &["workers"])).contains("lost"));
+    let out = ok(&fetchq(&url, &["mnt"]));
+    assert!(out.contains("released 1 documents of 1 lapsed workers"), "{out}");
+    assert_eq!(ok(&fetchq(&url, &["workers"])).trim(), "no registered workers");
+    let state = c.get("q", "s1").await.unwrap();
+    assert_eq!(state.status, Status::Pending);
+}

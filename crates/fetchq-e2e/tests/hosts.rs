@@ -137,8 +137,16 @@ fn ip(args: &[&str]) {
 /// Whether this machine can run the test: root, `ip netns`, PostgreSQL and
 /// PgBouncer binaries.
 fn can_run() -> bool {
-    let uid = sh("id", &["-u"]);
-    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+    // the real uid, the first number of the Uid line
+    let root = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|st| {
+            st.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|ids| ids.split_whitespace().next().map(|u| u == "0"))
+        })
+        .unwrap_or(false);
+    if !root {
         return unavailable("not running as root (network namespaces need it)");
     }
     match Command::new("ip").args(["netns", "list"]).output() {
@@ -860,6 +868,36 @@ fn in_flight(runs: &[RunRecord], pids: &[i64], at: i64) -> Vec<(String, String)>
         .collect()
 }
 
+/// Waits (at most 30 s) until one of the workers `pids` has a handler
+/// running, so that the fault that follows hits work in flight.
+async fn wait_in_flight(fleet: &Fleet, pids: &[i64]) {
+    let sizes = fleet.sizes();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(30)
+        && in_flight(&fleet.runs_since(&sizes), pids, now_micros()).is_empty()
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The documents leased now (active, with the token of a run of `pids`).
+async fn leased_by(pool: &PgPool, fleet: &Fleet, pids: &[i64]) -> Vec<(String, String)> {
+    let tokens: Vec<String> = fleet
+        .runs()
+        .into_iter()
+        .filter(|r| pids.contains(&r.pid))
+        .map(|r| r.token)
+        .collect();
+    sqlx::query_as(&format!(
+        "SELECT subject::text, lease_token::text FROM {DOCS}
+         WHERE status = 2 AND lease_token::text = ANY ($1)"
+    ))
+    .bind(&tokens)
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
 /// Cuts host `h`'s link for twice the lease; returns (host, cut, restored).
 async fn cut_host(net: &Net, h: u8) -> (u8, i64, i64) {
     let cut_at = now_micros();
@@ -978,10 +1016,17 @@ async fn workers_on_two_hosts_survive_a_cut_link_a_sigkill_and_a_postgres_restar
     let mut cuts: Vec<(u8, i64, i64)> = Vec::new();
 
     // 1. cut h1 for twice the lease
+    wait_in_flight(&fleet, &h1_pids).await;
     let leader_at_cut = leader(&pool, &net).await;
     let done_before_cut = completed(&pool).await;
     let sizes = fleet.sizes();
-    let (_, cut_at, restored_at) = cut_host(&net, 1).await;
+    let cut_at = now_micros();
+    net.set_link(1, false);
+    // what h1 holds: its documents leased at the cut
+    let cut_in_flight = leased_by(&pool, &fleet, &h1_pids).await;
+    tokio::time::sleep((LEASE * 2).saturating_sub(micros(now_micros() - cut_at))).await;
+    net.set_link(1, true);
+    let restored_at = now_micros();
     cuts.push((1, cut_at, restored_at));
     let done_during_cut = completed(&pool).await;
     fleet.note(format!(
@@ -1010,11 +1055,10 @@ async fn workers_on_two_hosts_survive_a_cut_link_a_sigkill_and_a_postgres_restar
             ),
         }
     }
-    let cut_in_flight = in_flight(&fleet.runs(), &h1_pids, cut_at);
     let cut_subjects: Vec<String> = cut_in_flight.iter().map(|r| r.0.clone()).collect();
     let (rescued, _) = rescue_delays(&pool, &cut_subjects, cut_at).await;
     fleet.note(format!(
-        "h1 had {} handlers running at the cut; put back to pending by maintenance after the cut: {}",
+        "h1 held {} leased documents at the cut; put back to pending by maintenance after the cut: {}",
         cut_in_flight.len(),
         fmt_delays(&rescued)
     ));
@@ -1022,19 +1066,21 @@ async fn workers_on_two_hosts_survive_a_cut_link_a_sigkill_and_a_postgres_restar
     // 2. SIGKILL a worker of h2, start a replacement there
     let victim = 3usize;
     let victim_name = fleet.workers[victim].name.clone();
+    wait_in_flight(&fleet, &[pids[victim]]).await;
     let leader_at_kill = leader(&pool, &net).await;
     let kill_out = sh("kill", &["-KILL", &pids[victim].to_string()]);
     assert!(kill_out.status.success());
     let killed_at = now_micros();
     let _ = fleet.workers[victim].child.wait();
     fleet.workers[victim].stopped = true;
+    // its leases: still active (maintenance waits for them to expire)
+    let victim_in_flight = leased_by(&pool, &fleet, &[pids[victim]]).await;
     fleet.spawn(&net, 2);
-    let victim_in_flight = in_flight(&fleet.runs(), &[pids[victim]], killed_at + 1);
     let victim_subjects: Vec<String> = victim_in_flight.iter().map(|r| r.0.clone()).collect();
     if victim_in_flight.is_empty() {
         fleet.violation(
             "recovery by itself",
-            format!("{victim_name} had no handler in flight when killed: the kill tested nothing"),
+            format!("{victim_name} held no lease when killed: the kill tested nothing"),
         );
     }
     let wait_from = Instant::now();
@@ -1046,7 +1092,7 @@ async fn workers_on_two_hosts_survive_a_cut_link_a_sigkill_and_a_postgres_restar
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     fleet.note(format!(
-        "SIGKILL {victim_name} (leader then: {leader_at_kill}) with {} handlers in flight; \
+        "SIGKILL {victim_name} (leader then: {leader_at_kill}) holding {} leased documents; \
          put back to pending by maintenance after the SIGKILL: {}",
         victim_in_flight.len(),
         fmt_delays(&rescued)
@@ -1055,7 +1101,7 @@ async fn workers_on_two_hosts_survive_a_cut_link_a_sigkill_and_a_postgres_restar
         fleet.violation(
             "recovery by itself",
             format!(
-                "{} documents in flight in {victim_name} at its SIGKILL were not rescued within {:?} (10 leases): {:?}",
+                "{} documents leased by {victim_name} at its SIGKILL were not rescued within {:?} (10 leases): {:?}",
                 missing.len(),
                 LEASE * 10,
                 &missing[..missing.len().min(5)]
@@ -1106,13 +1152,13 @@ async fn workers_on_two_hosts_survive_a_cut_link_a_sigkill_and_a_postgres_restar
     let runs = fleet.runs();
     let (ran, missing) = rerun_delays(&runs, &cut_in_flight, cut_at);
     fleet.note(format!(
-        "h1's documents in flight at the cut ran again (another lease) after the cut: {} ({} did not: h1 completed them)",
+        "h1's documents leased at the cut ran again (another lease) after the cut: {} ({} did not: h1 completed them)",
         fmt_delays(&ran),
         missing.len()
     ));
     let (ran, missing) = rerun_delays(&runs, &victim_in_flight, killed_at);
     fleet.note(format!(
-        "{victim_name}'s documents in flight at the SIGKILL ran elsewhere after the SIGKILL: {} \
+        "{victim_name}'s documents leased at the SIGKILL ran elsewhere after the SIGKILL: {} \
          (a rescued orphan keeps its expired lease time as due time, so it waits behind the older backlog)",
         fmt_delays(&ran)
     ));
@@ -1120,7 +1166,7 @@ async fn workers_on_two_hosts_survive_a_cut_link_a_sigkill_and_a_postgres_restar
         fleet.violation(
             "recovery by itself",
             format!(
-                "{} documents in flight in {victim_name} at its SIGKILL never ran elsewhere: {:?}",
+                "{} documents leased by {victim_name} at its SIGKILL never ran elsewhere: {:?}",
                 missing.len(),
                 &missing[..missing.len().min(5)]
             ),

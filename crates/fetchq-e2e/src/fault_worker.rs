@@ -4,8 +4,11 @@
 //! `FQ_CONCURRENCY` (8), `FQ_BATCH` (the concurrency), `FQ_LEASE_MS` (10000),
 //! `FQ_IDLE_POLL_MS` (1000), `FQ_GRACE_MS` (5000), `FQ_MAINTENANCE_MS` (200;
 //! 0 turns maintenance off in this process), `FQ_MAX_CONNECTIONS` (20),
-//! `FQ_WORK_MS` (0, the default work per document) and `FQ_RUNS_FILE` (where
-//! every handler run is recorded; required).
+//! `FQ_WORK_MS` (0, the default work per document), `FQ_RUNS_FILE` (where
+//! every handler run is recorded; required), `FQ_TRANSACTION_POOLING` (`1`:
+//! `DATABASE_URL` is a transaction pooler such as PgBouncer in transaction
+//! mode) and `FQ_LISTEN_URL` (a direct connection for LISTEN and the
+//! maintenance leader's lock, with transaction pooling).
 //!
 //! Each handler run appends two JSON lines to the runs file: a `start` line
 //! (subject, lease token, pid, attempt, time in µs since the epoch) when it
@@ -17,7 +20,11 @@
 //!
 //! What a handler does comes from the document's payload:
 //! `{"outcome": "complete" | "reschedule" | "kill" | "reject" | "migrate" | "drop" | "fail",
-//!   "poison": "nul" | "big", "big_bytes": n, "to_version": v, "work_ms": n, "hold_conn_ms": n}`.
+//!   "poison": "nul" | "big", "big_bytes": n, "to_version": v, "work_ms": n, "hold_conn_ms": n,
+//!   "reschedule_ms": n, "then": {...}}`.
+//! A reschedule is due after `reschedule_ms` (default an hour); with `then`,
+//! the document is rescheduled with `then` as its new payload (so
+//! `{"outcome": "reschedule", "then": {}}` reschedules once, then completes).
 //! `poison: "nul"` puts a `\u0000` into the outcome's payload (or the reject
 //! message); `poison: "big"` a payload of `big_bytes` (4096) bytes.
 //! `hold_conn_ms` holds one connection of the worker's pool that long.
@@ -154,7 +161,17 @@ impl Handler for Faulty {
             .and_then(Value::as_str)
             .unwrap_or("complete")
         {
-            "reschedule" => with(Outcome::reschedule_in(Duration::from_secs(3600))),
+            "reschedule" => {
+                let delay = p
+                    .get("reschedule_ms")
+                    .and_then(Value::as_u64)
+                    .map_or(Duration::from_secs(3600), Duration::from_millis);
+                let next = Outcome::reschedule_in(delay);
+                match p.get("then") {
+                    Some(then) => next.with_payload(then.clone()),
+                    None => with(next),
+                }
+            }
             "kill" => with(Outcome::kill()),
             "reject" => {
                 if poison == Some("nul") {
@@ -223,7 +240,12 @@ async fn main() -> std::process::ExitCode {
         })
         .shutdown_timeout(Duration::from_millis(env_u64("FQ_GRACE_MS", 5000)))
         .max_connections(u32::try_from(env_u64("FQ_MAX_CONNECTIONS", 20)).unwrap_or(20))
-        .maintenance(maintenance);
+        .maintenance(maintenance)
+        .transaction_pooling(env_u64("FQ_TRANSACTION_POOLING", 0) == 1);
+    let runtime = match std::env::var("FQ_LISTEN_URL") {
+        Ok(listen) if !listen.is_empty() => runtime.listen_url(listen),
+        _ => runtime,
+    };
     let stats = runtime.stats();
     match runtime.run().await {
         Ok(()) => {

@@ -25,8 +25,10 @@
 
 #![allow(clippy::unwrap_used)] // tests fail by panicking
 
+mod common;
+
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -34,6 +36,8 @@ use fetchq_core::{Client, NewDoc, Schedule};
 use fetchq_testing::TestDb;
 use serde_json::{Value, json};
 use sqlx::PgPool;
+
+use common::{RunRecord, read_runs};
 
 const QUEUE: &str = "faults";
 const DOCS: &str = "fetchq_data.faults__docs";
@@ -216,73 +220,6 @@ impl Run {
         }
         false
     }
-}
-
-/// One handler run, from a worker's runs file.
-#[derive(Debug, Clone)]
-struct RunRecord {
-    subject: String,
-    token: String,
-    pid: i64,
-    started: i64,
-    ended: Option<i64>,
-    outcome: Option<String>,
-    /// The handler saw its cancellation token fire.
-    cancelled: bool,
-}
-
-fn read_runs(dir: &Path) -> Vec<RunRecord> {
-    let mut runs: Vec<RunRecord> = Vec::new();
-    // one pick gives one token to all its documents: a run is (subject, token)
-    let mut by_lease: HashMap<(String, String), Vec<usize>> = HashMap::new();
-    let mut ends: Vec<Value> = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return runs;
-    };
-    for entry in entries.flatten() {
-        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
-        for line in text.lines() {
-            // a line being written right now may be incomplete: skip it
-            let Ok(v) = serde_json::from_str::<Value>(line) else {
-                continue;
-            };
-            match v["ev"].as_str() {
-                Some("start") => {
-                    let token = v["token"].as_str().unwrap_or_default().to_owned();
-                    let subject = v["subject"].as_str().unwrap_or_default().to_owned();
-                    by_lease
-                        .entry((subject.clone(), token.clone()))
-                        .or_default()
-                        .push(runs.len());
-                    runs.push(RunRecord {
-                        subject,
-                        token,
-                        pid: v["pid"].as_i64().unwrap_or(0),
-                        started: v["t"].as_i64().unwrap_or(0),
-                        ended: None,
-                        outcome: None,
-                        cancelled: false,
-                    });
-                }
-                Some("end") => ends.push(v),
-                _ => {}
-            }
-        }
-    }
-    for v in ends {
-        let key = (
-            v["subject"].as_str().unwrap_or_default().to_owned(),
-            v["token"].as_str().unwrap_or_default().to_owned(),
-        );
-        if let Some(idx) = by_lease.get(&key) {
-            for &i in idx {
-                runs[i].ended = v["t"].as_i64();
-                runs[i].outcome = v["outcome"].as_str().map(str::to_owned);
-                runs[i].cancelled = v["cancelled"].as_bool().unwrap_or(false);
-            }
-        }
-    }
-    runs
 }
 
 async fn scalar(pool: &PgPool, sql: &str) -> i64 {

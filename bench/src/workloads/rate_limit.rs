@@ -63,13 +63,18 @@ async fn pick_round(pool: &PgPool) -> Result<(f64, f64), BoxError> {
                     (before_text, "before")
                 };
                 let start = Instant::now();
-                let rows = sqlx::query(text)
+                let query = sqlx::query(text)
                     .bind(queue)
                     .bind(0_i32)
                     .bind(Duration::from_secs(300))
-                    .bind(true)
-                    .fetch_all(&pool)
-                    .await?;
+                    .bind(true);
+                // the current statement takes the lease owner too (schema 21)
+                let query = if which == 0 {
+                    query.bind(None::<i64>)
+                } else {
+                    query
+                };
+                let rows = query.fetch_all(&pool).await?;
                 spent[which] += start.elapsed();
                 leased[which] += rows
                     .iter()

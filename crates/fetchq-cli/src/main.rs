@@ -401,9 +401,17 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
                 println!("no registered workers");
             } else {
                 let mut rows = vec![
-                    ["host", "pid", "owner", "registered", "seen", "rescue after", "state"]
-                        .map(String::from)
-                        .to_vec(),
+                    [
+                        "host",
+                        "pid",
+                        "owner",
+                        "registered",
+                        "seen",
+                        "rescue after",
+                        "state",
+                    ]
+                    .map(String::from)
+                    .to_vec(),
                 ];
                 for w in &workers {
                     rows.push(vec![

@@ -758,7 +758,10 @@ async fn workers_lists_registrations_and_mnt_releases_a_lapsed_one() {
     let db = TestDb::new().await;
     let url = db.url();
     let c = &db.client;
-    assert_eq!(ok(&fetchq(&url, &["workers"])).trim(), "no registered workers");
+    assert_eq!(
+        ok(&fetchq(&url, &["workers"])).trim(),
+        "no registered workers"
+    );
     c.queue_create("q").await.unwrap();
     c.push("q", &NewDoc::new("s1")).await.unwrap();
     let owner = c
@@ -781,15 +784,24 @@ async fn workers_lists_registrations_and_mnt_releases_a_lapsed_one() {
     assert_eq!(listed[0]["lost"], false);
     let table = ok(&fetchq(&url, &["workers"]));
     assert!(table.contains("live") && table.contains("77"), "{table}");
-    assert!(!table.contains('\u{1b}'), "control characters reach the terminal: {table}");
+    assert!(
+        !table.contains('\u{1b}'),
+        "control characters reach the terminal: {table}"
+    );
     sqlx::query("UPDATE fetchq.workers SET seen_at = now() - interval '1 hour'")
         .execute(&db.pool)
         .await
         .unwrap();
     assert!(ok(&fetchq(&url, &["workers"])).contains("lost"));
     let out = ok(&fetchq(&url, &["mnt"]));
-    assert!(out.contains("released 1 documents of 1 lapsed workers"), "{out}");
-    assert_eq!(ok(&fetchq(&url, &["workers"])).trim(), "no registered workers");
+    assert!(
+        out.contains("released 1 documents of 1 lapsed workers"),
+        "{out}"
+    );
+    assert_eq!(
+        ok(&fetchq(&url, &["workers"])).trim(),
+        "no registered workers"
+    );
     let state = c.get("q", "s1").await.unwrap();
     assert_eq!(state.status, Status::Pending);
 }

@@ -86,7 +86,7 @@ SELECT pg_catalog.pg_extension_config_dump('fetchq.migrations', 'WHERE false');
 /// Tables registered from a later schema on, with the schema that creates
 /// them: an upgrade script to an older schema must not name them. The rate
 /// slots (schema 16) and the schedules (schema 18) are configuration like the
-/// queues, every row kept.
+/// queues, every row kept; so are the worker registrations (schema 21).
 const CONFIG_DUMP_SINCE: &[(i32, &str)] = &[
     (
         16,
@@ -95,6 +95,12 @@ const CONFIG_DUMP_SINCE: &[(i32, &str)] = &[
     (
         18,
         "SELECT pg_catalog.pg_extension_config_dump('fetchq.schedules', '');\n",
+    ),
+    // the registrations, kept so that a restored database still knows whose
+    // leases its active documents carry
+    (
+        21,
+        "SELECT pg_catalog.pg_extension_config_dump('fetchq.workers', '');\n",
     ),
 ];
 

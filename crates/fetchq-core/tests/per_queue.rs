@@ -386,13 +386,13 @@ async fn explain_pick(db: &TestDb, next_due: bool, generic: bool) -> String {
         // EXECUTE of a prepared statement, as sqlx runs it once reused
         sqlx::raw_sql(&format!(
             "SET LOCAL plan_cache_mode = force_generic_plan; \
-             PREPARE pick_plan(text, integer, interval, boolean) AS {sql}"
+             PREPARE pick_plan(text, integer, interval, boolean, bigint) AS {sql}"
         ))
         .execute(&mut *tx)
         .await
         .unwrap();
         sqlx::query_scalar(&format!(
-            "EXPLAIN (ANALYZE, COSTS OFF) EXECUTE pick_plan('q', 0, '300 seconds', {next_due})"
+            "EXPLAIN (ANALYZE, COSTS OFF) EXECUTE pick_plan('q', 0, '300 seconds', {next_due}, NULL)"
         ))
         .fetch_all(&mut *tx)
         .await
@@ -403,6 +403,7 @@ async fn explain_pick(db: &TestDb, next_due: bool, generic: bool) -> String {
             .bind(0_i32)
             .bind(Duration::from_secs(300))
             .bind(next_due)
+            .bind(None::<i64>)
             .fetch_all(&mut *tx)
             .await
             .unwrap()

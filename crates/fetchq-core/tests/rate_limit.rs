@@ -421,6 +421,7 @@ async fn explain_pick(db: &TestDb, queue: &str) -> String {
         .bind(0_i32)
         .bind(Duration::from_secs(300))
         .bind(true)
+        .bind(None::<i64>)
         .fetch_all(&mut *tx)
         .await
         .unwrap();
@@ -454,6 +455,7 @@ async fn the_plain_pick_never_names_the_slots_and_hands_limited_queues_over() {
         .bind(0_i32)
         .bind(Duration::from_secs(60))
         .bind(true)
+        .bind(None::<i64>)
         .fetch_all(&db.pool)
         .await
         .unwrap();

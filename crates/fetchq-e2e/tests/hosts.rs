@@ -42,10 +42,9 @@
 //! guard removes processes, namespaces, links and the cluster, on success and
 //! on panic (the runs files and logs are kept on panic, for a post-mortem).
 //!
-//! One switch, for the one assertion the runtime is known to break while the
-//! lead changes it: `FETCHQ_HOSTS_TOLERATE_STALE_HANDLERS=1` reports, but does
-//! not count as violations, overlaps whose older run is a handler on the cut
-//! host that kept running after its lease ran out during the cut.
+//! Overlaps whose older run is a handler on a cut host (it kept running after
+//! its lease ran out during the cut) are reported apart: before schema 21's
+//! runtime such handlers ran on until the link came back.
 
 #![allow(clippy::unwrap_used)] // tests fail by panicking
 
@@ -914,8 +913,6 @@ async fn workers_on_two_hosts_survive_a_cut_link_a_sigkill_and_a_postgres_restar
     if !can_run() {
         return;
     }
-    let tolerate_stale =
-        std::env::var("FETCHQ_HOSTS_TOLERATE_STALE_HANDLERS").as_deref() == Ok("1");
     let began = Instant::now();
     let scratch = Scratch(std::env::temp_dir().join(format!(
         "fetchq-hosts-{}-{}",
@@ -1275,7 +1272,7 @@ async fn workers_on_two_hosts_survive_a_cut_link_a_sigkill_and_a_postgres_restar
             format!("{unended} handler runs never ended although every worker exited cleanly"),
         );
     }
-    check_overlaps(&mut fleet, &runs, &worker_of, &cuts, tolerate_stale);
+    check_overlaps(&mut fleet, &runs, &worker_of, &cuts);
 
     // every document processed
     let summary: Vec<(i32, i64)> = sqlx::query_as(&format!(
@@ -1400,14 +1397,12 @@ async fn push_probes(client: &Client, probe: &[String]) {
 /// tokens overlap in time, no token is handed to two runs of one subject.
 /// Overlaps whose older run was on a cut host, begun before its cut ended,
 /// still running at the cut and overlapping a run begun after the cut began,
-/// are the stale handlers of the cut host: reported apart (and tolerated
-/// with the switch).
+/// are the stale handlers of the cut host: reported apart.
 fn check_overlaps(
     fleet: &mut Fleet,
     runs: &[RunRecord],
     worker_of: &HashMap<i64, (String, u8)>,
     cuts: &[(u8, i64, i64)],
-    tolerate_stale: bool,
 ) {
     let mut by_subject: HashMap<&str, Vec<&RunRecord>> = HashMap::new();
     for r in runs {
@@ -1470,13 +1465,7 @@ fn check_overlaps(
             stale.len(),
             &stale[..stale.len().min(3)]
         );
-        if tolerate_stale {
-            fleet.note(format!(
-                "TOLERATED (FETCHQ_HOSTS_TOLERATE_STALE_HANDLERS=1) [none leased twice at once]: {what}"
-            ));
-        } else {
-            fleet.violation("none leased twice at once", what);
-        }
+        fleet.violation("none leased twice at once", what);
     }
     if !overlaps.is_empty() {
         fleet.violation(

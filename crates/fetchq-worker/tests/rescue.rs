@@ -20,14 +20,17 @@ use common::{Link, count, eventually, handler};
 const ACTIVE: i32 = 2;
 const COMPLETED: i32 = 3;
 
-/// What the handlers saw: (subject, attempt, what, when).
-type Events = Arc<Mutex<Vec<(String, i32, &'static str, Instant)>>>;
+/// What the handlers saw: (subject, attempt, what, when, when by the wall clock).
+type Events = Arc<Mutex<Vec<(String, i32, &'static str, Instant, SystemTime)>>>;
 
 fn record(events: &Events, subject: &str, attempt: i32, what: &'static str) {
-    events
-        .lock()
-        .unwrap()
-        .push((subject.to_owned(), attempt, what, Instant::now()));
+    events.lock().unwrap().push((
+        subject.to_owned(),
+        attempt,
+        what,
+        Instant::now(),
+        SystemTime::now(),
+    ));
 }
 
 fn first(events: &Events, what: &str) -> Option<Instant> {
@@ -323,16 +326,26 @@ async fn a_lease_running_out_on_a_cut_link_cancels_its_handler_before_it_ends_in
         first(&events, "cancelled").is_some()
     })
     .await;
-    // the lease has not ended in the database yet
-    let left: f64 = sqlx::query_scalar(
-        "SELECT extract(epoch FROM next_iteration - clock_timestamp())::float8
-         FROM fetchq_data.q__docs WHERE subject = 's1' AND status = 2",
+    // the lease had not ended in the database when the handler was cancelled
+    let cancelled_at: chrono::DateTime<chrono::Utc> = events
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|e| e.2 == "cancelled")
+        .map(|e| e.4.into())
+        .unwrap();
+    let ends: chrono::DateTime<chrono::Utc> = sqlx::query_scalar(
+        "SELECT next_iteration FROM fetchq_data.q__docs WHERE subject = 's1' AND status = 2",
     )
     .fetch_one(&db.pool)
     .await
     .unwrap();
-    eprintln!("handler cancelled {left:.3} s before its lease ended in the database");
-    assert!(left > 0.0, "cancelled {left} s after the lease ended");
+    let left = ends - cancelled_at;
+    eprintln!("handler cancelled {left:?} before its lease ended in the database");
+    assert!(
+        left > chrono::Duration::zero(),
+        "cancelled {left:?} after the lease ended"
+    );
     link.restore();
     stop.cancel();
     run.await.unwrap().unwrap();

@@ -47,8 +47,24 @@ struct Args {
     /// Documents of the backup workload (dump/restore vs pg_dump/pg_restore).
     #[arg(long, default_value_t = 1_000_000)]
     backup_docs: usize,
-    #[arg(long, hide = true)]
+    /// The soak's CSV samples (default target/fetchq-soak.csv).
+    #[arg(long)]
     out: Option<std::path::PathBuf>,
+    /// Minutes of the soak.
+    #[arg(long, default_value_t = 30)]
+    minutes: u64,
+    /// Documents pushed per second by the soak, over its three queues.
+    #[arg(long, default_value_t = 200)]
+    rate: usize,
+    /// Seconds between the soak's samples.
+    #[arg(long, default_value_t = 30)]
+    sample_seconds: u64,
+    /// Minutes between the soak's worker restarts.
+    #[arg(long, default_value_t = 3)]
+    restart_minutes: u64,
+    /// Soak subjects in no order instead of increasing.
+    #[arg(long)]
+    hashed_subjects: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -73,6 +89,14 @@ enum Workload {
     /// Push and drain through PgBouncer (transaction and session pooling)
     /// against direct (needs pgbouncer installed; not part of `all`).
     Pgbouncer,
+    /// A mixed load held for `--minutes` (not part of `all`): worker RSS,
+    /// table sizes, dead tuples and p99s, first window against last.
+    Soak,
+    #[value(hide = true)]
+    SoakWorker,
+    /// Two databases of one cluster drained by one process with two
+    /// runtimes, against one database with both queue sets (not part of `all`).
+    TwoDatabases,
     #[value(hide = true)]
     Child,
     #[value(hide = true)]
@@ -99,6 +123,10 @@ async fn main() -> Result<(), BoxError> {
         let url = args.url.as_deref().ok_or("dump-child needs --url")?;
         let out = args.out.as_deref().ok_or("dump-child needs --out")?;
         return workloads::backup::dump_child(url, out).await;
+    }
+    if args.workload == Workload::SoakWorker {
+        let url = args.url.as_deref().ok_or("soak-worker needs --url")?;
+        return workloads::soak::worker(url).await;
     }
     let server = server::Server::start()?;
     eprintln!("PostgreSQL for benchmarks: {}", server.describe());
@@ -145,6 +173,23 @@ async fn main() -> Result<(), BoxError> {
     }
     if all || args.workload == Workload::Backup {
         rows.extend(workloads::backup::run(&server, args.backup_docs).await?);
+    }
+    if args.workload == Workload::Soak {
+        let opts = workloads::soak::Options {
+            minutes: args.minutes,
+            rate: args.rate,
+            sample_seconds: args.sample_seconds,
+            restart_minutes: args.restart_minutes,
+            out: args
+                .out
+                .clone()
+                .unwrap_or_else(|| "target/fetchq-soak.csv".into()),
+            hashed_subjects: args.hashed_subjects,
+        };
+        rows.extend(workloads::soak::run(&server, &opts).await?);
+    }
+    if args.workload == Workload::TwoDatabases {
+        rows.extend(workloads::two_databases::run(&server, args.docs, 2).await?);
     }
     print_table(&rows);
     write_json(&args.json, &rows)?;

@@ -11,6 +11,8 @@ pub(crate) mod push;
 pub(crate) mod rate_limit;
 pub(crate) mod reschedule;
 pub(crate) mod scale;
+pub(crate) mod soak;
+pub(crate) mod two_databases;
 pub(crate) mod worker_metrics;
 
 pub(crate) type BoxError = Box<dyn std::error::Error>;

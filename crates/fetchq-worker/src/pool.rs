@@ -51,6 +51,11 @@ pub(crate) struct Shared {
     pub(crate) hard: CancellationToken,
     /// How long cancelled handlers get to return after `deadline`.
     pub(crate) cancel_wait: Duration,
+    /// How long a cancelled handler may take to return before its task is
+    /// aborted: `cancel_wait`, at most a quarter of `rescue_after` (a
+    /// handler cancelled by a fence ends before maintenance may release its
+    /// document).
+    pub(crate) lost_wait: Duration,
     pub(crate) incidents: Incidents,
     pub(crate) telemetry: Telemetry,
     /// How many pools (handlers) share the client's connections.
@@ -270,6 +275,9 @@ pub(crate) async fn run(
                     reg: &reg,
                     shared: &shared,
                     counters: &counters,
+                    picked_at: Instant::now()
+                        .checked_sub(picked.elapsed)
+                        .unwrap_or_else(Instant::now),
                 };
                 held.take(&mut tasks, &mut buffer, &mut leases, docs);
             }
@@ -299,13 +307,16 @@ pub(crate) async fn run(
         let Some(joined) = joined else { break };
         if let Ok(Picked {
             result: Ok(PickAnswer { docs, .. }),
-            ..
+            elapsed,
         }) = joined
         {
             let held = Held {
                 reg: &reg,
                 shared: &shared,
                 counters: &counters,
+                picked_at: Instant::now()
+                    .checked_sub(elapsed)
+                    .unwrap_or_else(Instant::now),
             };
             let now = Instant::now();
             for doc in docs {
@@ -333,6 +344,9 @@ struct Held<'a> {
     reg: &'a Registered,
     shared: &'a Shared,
     counters: &'a Arc<Counters>,
+    /// When the pick was sent: the lease runs from no earlier than this in
+    /// the database, so the local clock counts it from here.
+    picked_at: Instant,
 }
 
 impl Held<'_> {
@@ -352,7 +366,7 @@ impl Held<'_> {
         let now = Instant::now();
         for doc in docs {
             if tasks.len() < opts.concurrency {
-                let Some(cancel) = hold(shared, opts.lease, counters, &doc) else {
+                let Some(cancel) = hold(shared, opts.lease, self.picked_at, counters, &doc) else {
                     continue;
                 };
                 leases.push(doc.lease.clone());
@@ -371,7 +385,13 @@ impl Held<'_> {
         doc: Document,
         since: Instant,
     ) {
-        let Some(cancel) = hold(self.shared, self.reg.options.lease, self.counters, &doc) else {
+        let Some(cancel) = hold(
+            self.shared,
+            self.reg.options.lease,
+            self.picked_at,
+            self.counters,
+            &doc,
+        ) else {
             return;
         };
         leases.push(doc.lease.clone());
@@ -474,6 +494,7 @@ fn idle_wait(next_due: Option<Duration>, idle_poll: Duration) -> Duration {
 fn hold(
     shared: &Shared,
     lease: Duration,
+    picked_at: Instant,
     counters: &Arc<Counters>,
     doc: &Document,
 ) -> Option<CancellationToken> {
@@ -483,7 +504,7 @@ fn hold(
     let held = shared.registry.insert(Entry {
         lease: doc.lease.clone(),
         lease_duration: lease,
-        expires: Instant::now() + lease,
+        expires: picked_at + lease,
         cancel: cancel.clone(),
         state: State::Running,
         submitted_at: None,
@@ -549,8 +570,8 @@ fn spawn(
                 // back within cancel_wait: dropping the handler's future
                 // aborts its task, so it does not run on beside the worker
                 // its document went to
-                () = cancelled_for(&cancel, shared.cancel_wait) => {
-                    tracing::warn!(wait = ?shared.cancel_wait,
+                () = cancelled_for(&cancel, shared.lost_wait) => {
+                    tracing::warn!(wait = ?shared.lost_wait,
                         "a cancelled handler did not return in time: aborted");
                     Outcome::reject("the handler was cancelled and did not return in time: aborted")
                 }

@@ -25,6 +25,10 @@ use tokio_util::sync::CancellationToken;
 use crate::registry::{Gate, Registry};
 use crate::trouble::{Incidents, Trouble, is_older_schema};
 
+/// How long giving back the documents of handlers cancelled by a lapse of
+/// trust waits for those handlers to end.
+const GIVE_BACK_WAIT: Duration = Duration::from_secs(10);
+
 /// How long a deregistration at shutdown may take.
 const DEREGISTER_WAIT: Duration = Duration::from_millis(400);
 
@@ -109,21 +113,23 @@ pub(crate) async fn run(
     let mut trust_until: Option<Instant> = None;
     loop {
         let sent = Instant::now();
-        if trust_until.is_some_and(|t| sent + tick >= t) && *tx.borrow() != Gate::Closed {
+        let trusted = *tx.borrow() != Gate::Closed;
+        if trusted && trust_until.is_some_and(|t| sent >= t) {
             let cancelled = set(&tx, &registry, Gate::Closed);
             tracing::warn!(
                 cancelled,
                 ?rescue_after,
                 "no renewal of this worker's registration got through for half of rescue_after: running handlers are cancelled and picking waits, since maintenance may release this worker's leases"
             );
+            continue;
         }
-        // a call that hangs (a cut link) must not keep the gate open past
-        // its time: while trusted it is given up a tick before the trust
-        // ends; once not, it may take up to rescue_after
-        let give_up = match trust_until {
-            Some(t) if *tx.borrow() != Gate::Closed => t.checked_sub(tick).unwrap_or(t),
-            _ => sent + rescue_after.max(Duration::from_secs(1)),
-        };
+        // one attempt takes at most a tick (at least a second), so that a
+        // call hanging on a dead connection leaves time for another on a
+        // fresh one; while trusted, none waits past the end of the trust
+        let mut give_up = sent + tick.max(Duration::from_secs(1));
+        if let Some(t) = trust_until.filter(|_| trusted) {
+            give_up = give_up.min(t);
+        }
         let call = async {
             match owner {
                 None => client
@@ -141,22 +147,39 @@ pub(crate) async fn run(
             () = tokio::time::sleep_until(give_up) => None,
             _ = stop.cancelled() => break,
         };
+        // after a success the next renewal is a tick away; after a failure
+        // it is retried sooner (a fifth of a tick), so that one failed
+        // renewal in an outage shorter than half of rescue_after cancels
+        // nothing
+        let mut wait = (tick / 5).max(Duration::from_millis(20));
         match answer {
             Some(Ok(Some(o))) => {
                 trouble.ok();
-                if owner != Some(o) {
+                let renewed = owner == Some(o);
+                if !renewed {
                     tracing::debug!(owner = o, "registered");
+                    // leases cancelled under another owner were released
+                    // with its registration
+                    registry.take_fenced();
                 }
                 owner = Some(o);
                 trust_until = Some(sent + half);
                 if *tx.borrow() != Gate::Owner(o) {
                     set(&tx, &registry, Gate::Owner(o));
+                    if renewed {
+                        // the same registration after a close: the documents
+                        // whose handlers it cancelled are still leased here
+                        // and nothing runs them; give them back now
+                        give_back(&client, &registry, registry.take_fenced());
+                    }
                 }
+                wait = tick;
             }
             Some(Ok(None)) => {
                 // maintenance found the registration lapsed and released its
                 // leases: they may run elsewhere now
                 let cancelled = set(&tx, &registry, Gate::Closed);
+                registry.take_fenced();
                 tracing::warn!(
                     cancelled,
                     "this worker's registration had lapsed and its leases were released: running handlers are cancelled and their results discarded; registering again"
@@ -185,18 +208,22 @@ pub(crate) async fn run(
             }
             None => {
                 trouble.failed(&"the database did not answer in time");
+                wait = Duration::ZERO;
             }
         }
-        if trust_until.is_some_and(|t| Instant::now() + tick >= t) && *tx.borrow() != Gate::Closed {
-            // fenced at the top of the next round, before anything waits
-            continue;
+        // wake at the end of the trust to close the gate on time
+        let mut until = Instant::now() + wait;
+        if let Some(t) = trust_until.filter(|_| *tx.borrow() != Gate::Closed) {
+            until = until.min(t);
         }
         tokio::select! {
-            () = tokio::time::sleep(tick) => {}
+            () = tokio::time::sleep_until(until) => {}
             _ = stop.cancelled() => break,
         }
     }
-    if let Some(o) = owner {
+    // a forced shutdown (or a failed give-back) leaves leases held: the
+    // registration stays, so maintenance releases them after rescue_after
+    if let Some(o) = owner.filter(|_| registry.len() == 0) {
         let gone = tokio::time::timeout(DEREGISTER_WAIT, client.worker_deregister(o)).await;
         if !matches!(gone, Ok(Ok(_))) {
             tracing::debug!(
@@ -205,4 +232,40 @@ pub(crate) async fn run(
             );
         }
     }
+}
+
+/// Gives `leases` back (due again for anyone, attempts not burned), in the
+/// background; their tokens fence it. Those it cannot give back return when
+/// their lease runs out.
+fn give_back(client: &Client, registry: &Registry, leases: Vec<fetchq_core::Lease>) {
+    if leases.is_empty() {
+        return;
+    }
+    let (client, registry) = (client.clone(), registry.clone());
+    tokio::spawn(async move {
+        // not before their cancelled handlers have ended (or been aborted)
+        let waited = Instant::now();
+        while registry.holds_any(&leases) && waited.elapsed() < GIVE_BACK_WAIT {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if registry.holds_any(&leases) {
+            tracing::warn!(
+                "cancelled handlers did not end: their documents return after their lease"
+            );
+            return;
+        }
+        let mut by_queue: std::collections::HashMap<String, Vec<fetchq_core::Lease>> =
+            std::collections::HashMap::new();
+        for lease in leases {
+            by_queue.entry(lease.queue.clone()).or_default().push(lease);
+        }
+        for (queue, leases) in by_queue {
+            match client.release(&queue, &leases).await {
+                Ok(released) => tracing::info!(queue = %queue, released = released.len(),
+                    "gave back the documents whose handlers a lapse of trust cancelled"),
+                Err(e) => tracing::warn!(queue = %queue, error = %e,
+                    "could not give back documents whose handlers were cancelled: they return after their lease"),
+            }
+        }
+    });
 }

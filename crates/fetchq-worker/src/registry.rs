@@ -57,6 +57,9 @@ pub(crate) enum Gate {
 struct Inner {
     docs: Map,
     gate: Gate,
+    /// The leases whose handlers the last close cancelled: given back if the
+    /// same registration is renewed after all (see `take_fenced`).
+    fenced: Vec<Lease>,
 }
 
 /// Leases held by this process, one per document.
@@ -161,13 +164,22 @@ impl Registry {
         if gate != Gate::Closed {
             return 0;
         }
-        let mut cancelled = 0;
+        let mut fenced = Vec::new();
         for e in inner.docs.values_mut().flat_map(HashMap::values_mut) {
             if e.state == State::Running && lose_entry(e) {
-                cancelled += 1;
+                fenced.push(e.lease.clone());
             }
         }
+        let cancelled = fenced.len();
+        inner.fenced.extend(fenced);
         cancelled
+    }
+
+    /// The leases of the handlers cancelled by closing the gate, since the
+    /// last call: still this process's if its registration is renewed after
+    /// all, to be given back then (nothing runs them any more).
+    pub(crate) fn take_fenced(&self) -> Vec<Lease> {
+        std::mem::take(&mut self.inner().fenced)
     }
 
     /// Cancels every running handler whose lease runs out (by the local
@@ -283,6 +295,14 @@ impl Registry {
         get(&self.lock(), lease).is_none_or(|e| {
             e.lease.token != lease.token || e.state == State::Lost || now >= e.expires
         })
+    }
+
+    /// Whether any of `leases` is still held here (its handler not ended).
+    pub(crate) fn holds_any(&self, leases: &[Lease]) -> bool {
+        let map = self.lock();
+        leases
+            .iter()
+            .any(|l| get(&map, l).is_some_and(|e| e.lease.token == l.token))
     }
 
     /// How many leases are held.

@@ -694,6 +694,9 @@ impl Runtime {
             deadline,
             hard,
             cancel_wait: reserve / 2,
+            lost_wait: self
+                .rescue_after
+                .map_or(reserve / 2, |after| (reserve / 2).min(after / 4)),
             incidents: incidents.clone(),
             telemetry: telemetry.clone(),
             pools: self.handlers.len(),

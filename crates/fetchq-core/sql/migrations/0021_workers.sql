@@ -11,9 +11,9 @@
 -- Maintenance (fetchq.mnt_rescue_workers, run by the runtime's leader every
 -- round) treats a registration not renewed for longer than its rescue_after
 -- as a dead process: every active document whose token carries that owner
--- gets its lease ended now and goes through the orphan rescue at once (retried,
--- or dead past max attempts, logged and counted as orphans are), and the
--- registration is deleted. A process that finds its registration gone
+-- goes through the orphan rescue at once (retried and due now, or dead past
+-- max attempts, logged and counted as orphans are), and the registration is
+-- deleted. A process that finds its registration gone
 -- (worker_heartbeat returns false) knows its leases were released.
 --
 -- Why this is safe with a process that is alive but cut off: the runtime
@@ -100,40 +100,84 @@ LANGUAGE sql STABLE AS $$
 $$;
 
 -- Releases the leases of every worker whose registration is past its
--- rescue_after, in every queue, through the orphan rescue; deletes those
--- registrations. Returns how many workers and documents.
+-- rescue_after, in every queue, as the orphan rescue does (retried and due
+-- now, or dead past max attempts; logged with ref_id fetchq:orphan and
+-- counted as orphans), and deletes those registrations. Exactly those
+-- documents, none of another owner; a document locked by a transaction in
+-- progress is skipped (not waited for), and its owner's registration is
+-- kept for the next pass. A queue dropped meanwhile is skipped. Returns how
+-- many workers were removed and documents released.
 CREATE FUNCTION fetchq.mnt_rescue_workers(OUT workers integer, OUT released integer)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_variable
 DECLARE
     dead bigint[];
     q record;
-    n integer;
+    n_dead integer;
+    n_retried integer;
+    left_over boolean := false;
+    still boolean;
 BEGIN
     released := 0;
+    workers := 0;
     SELECT array_agg(w.owner) INTO dead
     FROM (SELECT w.owner FROM fetchq.workers AS w
           WHERE w.seen_at < now() - w.rescue_after
           ORDER BY w.seen_at LIMIT 100 FOR UPDATE SKIP LOCKED) AS w;
-    workers := coalesce(cardinality(dead), 0);
-    IF workers = 0 THEN
+    IF dead IS NULL THEN
         RETURN;
     END IF;
-    FOR q IN SELECT t.name FROM fetchq.queues AS t ORDER BY t.name LOOP
-        -- the lease ends now; the orphan rescue below takes it from there
-        EXECUTE format($q$
-            UPDATE %s AS d SET next_iteration = now() - interval '1 microsecond'
-            WHERE d.status = 2 AND d.next_iteration >= now()
-              AND fetchq.lease_owner(d.lease_token) = ANY ($1)$q$, fetchq.queue_table(q.name, 'docs'))
-        USING dead;
-        GET DIAGNOSTICS n = ROW_COUNT;
-        IF n > 0 THEN
-            released := released + n;
-            PERFORM fetchq.mnt_mark_dead(q.name, n);
-            PERFORM fetchq.mnt_reschedule_orphans(q.name, n);
+    FOR q IN SELECT t.name, t.max_attempts FROM fetchq.queues AS t ORDER BY t.name LOOP
+        BEGIN
+            EXECUTE format($q$
+                WITH owned AS (
+                    SELECT d.subject FROM %1$s AS d
+                    WHERE d.status = 2 AND fetchq.lease_owner(d.lease_token) = ANY ($1)
+                    FOR UPDATE SKIP LOCKED
+                ), moved AS (
+                    UPDATE %1$s AS d
+                    SET status = CASE WHEN d.attempts >= $2 THEN -1 ELSE 1 END,
+                        lease_token = NULL,
+                        iterations = d.iterations + (CASE WHEN d.attempts >= $2 THEN 1 ELSE 0 END),
+                        last_iteration = CASE WHEN d.attempts >= $2 THEN now() ELSE d.last_iteration END,
+                        next_iteration = CASE WHEN d.attempts >= $2 THEN d.next_iteration ELSE now() END
+                    FROM owned WHERE d.subject = owned.subject
+                    RETURNING d.subject, d.attempts, d.status, d.lease_token AS gone
+                ), logged AS (
+                    INSERT INTO %2$s (subject, message, details, ref_id)
+                    SELECT m.subject,
+                           CASE WHEN m.status = -1
+                                THEN 'orphan: its worker stopped renewing its registration, max attempts reached, document is dead'
+                                ELSE 'orphan: its worker stopped renewing its registration, document will be retried' END,
+                           jsonb_build_object('attempts', m.attempts, 'max_attempts', $2),
+                           'fetchq:orphan'
+                    FROM moved AS m
+                    RETURNING 1
+                )
+                SELECT (count(*) FILTER (WHERE m.status = -1))::integer,
+                       (count(*) FILTER (WHERE m.status = 1))::integer,
+                       EXISTS (SELECT 1 FROM %1$s AS d
+                               WHERE d.status = 2 AND fetchq.lease_owner(d.lease_token) = ANY ($1)
+                                 AND d.subject NOT IN (SELECT o.subject FROM owned AS o))
+                FROM moved AS m$q$, fetchq.queue_table(q.name, 'docs'), fetchq.queue_table(q.name, 'logs'))
+            INTO n_dead, n_retried, still
+            USING dead, q.max_attempts;
+        EXCEPTION WHEN undefined_table THEN
+            -- the queue was dropped meanwhile: nothing of it to release
+            CONTINUE;
+        END;
+        left_over := left_over OR still;
+        IF n_dead + n_retried > 0 THEN
+            released := released + n_dead + n_retried;
+            PERFORM fetchq.metric_write(q.name, ARRAY['orp', 'err', 'act', 'kll', 'pnd'],
+                ARRAY[n_dead + n_retried, n_dead + n_retried, -(n_dead + n_retried),
+                      n_dead, n_retried]::bigint[]);
         END IF;
     END LOOP;
-    DELETE FROM fetchq.workers AS w WHERE w.owner = ANY (dead);
+    IF NOT left_over THEN
+        DELETE FROM fetchq.workers AS w WHERE w.owner = ANY (dead);
+        workers := cardinality(dead);
+    END IF;
 END $$;
 
 -- doc_pick with a lease owner: as the four-argument form (schema 17), and the

@@ -137,6 +137,7 @@ impl LogCapture {
 pub struct Link {
     port: u16,
     cut: tokio::sync::watch::Sender<bool>,
+    down: tokio::sync::watch::Sender<bool>,
 }
 
 impl Link {
@@ -149,9 +150,16 @@ impl Link {
             .expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let (cut, watch) = tokio::sync::watch::channel(false);
+        let (down, is_down) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             while let Ok((inbound, _)) = listener.accept().await {
+                if *is_down.borrow() {
+                    // refused, as by a server that is restarting
+                    drop(inbound);
+                    continue;
+                }
                 let (upstream, mut watch) = (upstream.clone(), watch.clone());
+                let mut is_down = is_down.clone();
                 tokio::spawn(async move {
                     if wait_restored(&mut watch).await.is_err() {
                         return;
@@ -161,11 +169,15 @@ impl Link {
                     };
                     let (ri, wi) = inbound.into_split();
                     let (ro, wo) = outbound.into_split();
-                    tokio::join!(pump(ri, wo, watch.clone()), pump(ro, wi, watch));
+                    // taken down: both sockets are dropped (closed)
+                    tokio::select! {
+                        _ = async { tokio::join!(pump(ri, wo, watch.clone()), pump(ro, wi, watch)) } => {}
+                        () = wait_down(&mut is_down) => {}
+                    }
                 });
             }
         });
-        Self { port, cut }
+        Self { port, cut, down }
     }
 
     /// Connection options through the link, for the database of `db`.
@@ -182,6 +194,27 @@ impl Link {
     /// Restores the link.
     pub fn restore(&self) {
         self.cut.send_replace(false);
+    }
+
+    /// Takes the server down as a restart does: every connection is closed
+    /// at once and new ones are closed as soon as they are accepted, until
+    /// [`up`](Self::up).
+    pub fn down(&self) {
+        self.down.send_replace(true);
+    }
+
+    /// The server is back: new connections are forwarded again.
+    pub fn up(&self) {
+        self.down.send_replace(false);
+    }
+}
+
+/// Returns once the link is taken down (never once the link is gone).
+async fn wait_down(watch: &mut tokio::sync::watch::Receiver<bool>) {
+    while !*watch.borrow_and_update() {
+        if watch.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 }
 

@@ -100,6 +100,7 @@ pub(crate) async fn run(
     tx: watch::Sender<Gate>,
     rescue_after: Duration,
     stop: CancellationToken,
+    hard: CancellationToken,
     incidents: Incidents,
 ) {
     let mut trouble = Trouble::new("renewing the worker registration", &incidents);
@@ -221,9 +222,9 @@ pub(crate) async fn run(
             _ = stop.cancelled() => break,
         }
     }
-    // a forced shutdown (or a failed give-back) leaves leases held: the
+    // a forced shutdown, or one out of time, leaves leases held: the
     // registration stays, so maintenance releases them after rescue_after
-    if let Some(o) = owner.filter(|_| registry.len() == 0) {
+    if let Some(o) = owner.filter(|_| !hard.is_cancelled() && registry.len() == 0) {
         let gone = tokio::time::timeout(DEREGISTER_WAIT, client.worker_deregister(o)).await;
         if !matches!(gone, Ok(Ok(_))) {
             tracing::debug!(

@@ -656,6 +656,7 @@ impl Runtime {
                 gate,
                 after,
                 background.clone(),
+                hard.clone(),
                 incidents.clone(),
             ));
         }

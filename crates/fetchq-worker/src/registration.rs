@@ -150,7 +150,7 @@ pub(crate) async fn run(
         };
         // after a success the next renewal is a tick away; after a failure
         // it is retried sooner (a fifth of a tick), so that one failed
-        // renewal in an outage shorter than half of rescue_after cancels
+        // renewal in an outage shorter than a third of rescue_after cancels
         // nothing
         let mut wait = (tick / 5).max(Duration::from_millis(20));
         match answer {

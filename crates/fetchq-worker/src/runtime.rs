@@ -379,7 +379,8 @@ impl Runtime {
     /// the worker it was handed to, a runtime that has not renewed for half of
     /// `rescue_after` cancels its running handlers (their results are
     /// discarded) and picks nothing until a renewal gets through. A database
-    /// outage (a PostgreSQL restart) shorter than that cancels nothing. Must
+    /// outage (a PostgreSQL restart) shorter than a third of `rescue_after`
+    /// (half, less one renewal interval) cancels nothing. Must
     /// be between 200 ms and a day.
     ///
     /// ```

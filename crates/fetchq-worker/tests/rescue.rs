@@ -13,7 +13,6 @@ use std::time::{Duration, Instant, SystemTime};
 use fetchq_core::{NewDoc, PickOptions};
 use fetchq_testing::TestDb;
 use fetchq_worker::{HandlerOptions, Outcome, Runtime};
-use sqlx::postgres::PgPoolOptions;
 
 use common::{Link, count, eventually, handler};
 
@@ -161,10 +160,7 @@ async fn a_cut_off_process_cancels_its_handlers_before_maintenance_may_release_t
     c.queue_create("q").await.unwrap();
     c.push("q", &NewDoc::new("s1")).await.unwrap();
     let link = Link::start(&db).await;
-    let pool = PgPoolOptions::new()
-        .max_connections(6)
-        .acquire_timeout(Duration::from_secs(1))
-        .connect_lazy_with(link.options(&db));
+    let pool = link.pool(&db);
     let events: Events = Arc::default();
     let rescue_after = Duration::from_secs(2);
     let rt = Runtime::new(pool)
@@ -244,10 +240,7 @@ async fn an_outage_shorter_than_half_of_rescue_after_cancels_nothing() {
     c.queue_create("q").await.unwrap();
     c.push("q", &NewDoc::new("s1")).await.unwrap();
     let link = Link::start(&db).await;
-    let pool = PgPoolOptions::new()
-        .max_connections(6)
-        .acquire_timeout(Duration::from_secs(1))
-        .connect_lazy_with(link.options(&db));
+    let pool = link.pool(&db);
     let (release, released) = (
         Arc::new(tokio::sync::Notify::new()),
         Arc::new(Mutex::new(None)),
@@ -298,10 +291,7 @@ async fn a_lease_running_out_on_a_cut_link_cancels_its_handler_before_it_ends_in
     c.queue_create("q").await.unwrap();
     c.push("q", &NewDoc::new("s1")).await.unwrap();
     let link = Link::start(&db).await;
-    let pool = PgPoolOptions::new()
-        .max_connections(6)
-        .acquire_timeout(Duration::from_secs(1))
-        .connect_lazy_with(link.options(&db));
+    let pool = link.pool(&db);
     let events: Events = Arc::default();
     let rt = Runtime::new(pool)
         .handle_signals(false)

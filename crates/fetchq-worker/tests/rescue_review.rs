@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use fetchq_testing::TestDb;
 use fetchq_worker::{HandlerOptions, Outcome, Runtime};
-use sqlx::postgres::PgPoolOptions;
 
 use common::{Link, count, eventually, handler};
 
@@ -64,10 +63,7 @@ async fn start(
         .push("q", &fetchq_core::NewDoc::new("s1"))
         .await
         .unwrap();
-    let pool = PgPoolOptions::new()
-        .max_connections(6)
-        .acquire_timeout(Duration::from_secs(1))
-        .connect_lazy_with(link.options(db));
+    let pool = link.pool(db);
     let rt = Runtime::new(pool)
         .handle_signals(false)
         .migrate(false)
@@ -91,24 +87,26 @@ async fn start(
 /// rescue_after (renewals every sixth) always cancels the handler, although
 /// "an outage shorter than half of rescue_after cancels nothing".
 #[tokio::test]
-async fn a_cut_of_a_third_of_rescue_after_cancels_nothing() {
+async fn a_cut_of_a_quarter_of_rescue_after_cancels_nothing() {
     let db = TestDb::new().await;
     let link = Link::start(&db).await;
     let (seen, go) = (
         Arc::new(Seen::default()),
         Arc::new(tokio::sync::Notify::new()),
     );
-    let rescue_after = Duration::from_secs(3);
+    // the promise: an outage shorter than half of rescue_after less one
+    // renewal interval (a sixth), i.e. a third, cancels nothing
+    let rescue_after = Duration::from_secs(6);
     let (stop, run) = start(&db, &link, rescue_after, &seen, &go).await;
     link.cut();
-    tokio::time::sleep(rescue_after * 11 / 30).await; // 1.1 s, half is 1.5 s
+    tokio::time::sleep(rescue_after / 4).await; // 1.5 s; half is 3 s, a renewal every 1 s
     link.restore();
     tokio::time::sleep(Duration::from_millis(500)).await;
     go.notify_one();
     let cancelled = seen.cancelled.lock().unwrap().clone();
     assert!(
         cancelled.is_empty(),
-        "a 1.1 s cut with rescue_after 3 s cancelled the handler"
+        "a 1.5 s cut with rescue_after 6 s cancelled the handler"
     );
     stop.cancel();
     run.await.unwrap().unwrap();
@@ -269,10 +267,7 @@ async fn a_handler_ignoring_cancellation_never_runs_beside_its_rescuer() {
     };
     let rescue_after = Duration::from_millis(600);
     let link = Link::start(&db).await;
-    let pool = PgPoolOptions::new()
-        .max_connections(6)
-        .acquire_timeout(Duration::from_secs(1))
-        .connect_lazy_with(link.options(&db));
+    let pool = link.pool(&db);
     let a = Runtime::new(pool)
         .handle_signals(false)
         .migrate(false)
@@ -338,10 +333,7 @@ async fn a_cut_off_leader_s_documents_run_elsewhere_after_rescue_after() {
     );
     let rescue_after = Duration::from_secs(1);
     let link = Link::start(&db).await;
-    let pool = PgPoolOptions::new()
-        .max_connections(6)
-        .acquire_timeout(Duration::from_secs(1))
-        .connect_lazy_with(link.options(&db));
+    let pool = link.pool(&db);
     let a = Runtime::new(pool)
         .handle_signals(false)
         .migrate(false)

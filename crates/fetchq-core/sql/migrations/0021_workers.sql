@@ -21,7 +21,7 @@
 -- half of rescue_after (measured on its own clock from before the renewal it
 -- sent), and picks nothing until it renews again. The database measures from
 -- when it received that renewal, which is later, and waits the whole
--- rescue_after. A PostgreSQL restart shorter than half of rescue_after
+-- rescue_after. A PostgreSQL restart shorter than a third of rescue_after
 -- cancels nothing.
 --
 -- Leases made without an owner (fetchq.doc_pick with four arguments, a

@@ -186,6 +186,15 @@ impl Link {
         opts.host("127.0.0.1").port(self.port)
     }
 
+    /// A lazy pool of 6 connections through the link (a connection waits at
+    /// most 1 s), for the database of `db`.
+    pub fn pool(&self, db: &fetchq_testing::TestDb) -> sqlx::PgPool {
+        sqlx::postgres::PgPoolOptions::new()
+            .max_connections(6)
+            .acquire_timeout(Duration::from_secs(1))
+            .connect_lazy_with(self.options(db))
+    }
+
     /// Cuts the link: nothing flows until [`restore`](Self::restore).
     pub fn cut(&self) {
         self.cut.send_replace(true);

@@ -65,6 +65,12 @@ struct Args {
     /// Soak subjects in no order instead of increasing.
     #[arg(long)]
     hashed_subjects: bool,
+    /// Documents in the big queue of the `big` workload.
+    #[arg(long, default_value_t = 100_000_000)]
+    big_docs: usize,
+    /// Seconds of the `big` workload's reschedule loop at each size.
+    #[arg(long, default_value_t = 120)]
+    big_seconds: u64,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -97,6 +103,10 @@ enum Workload {
     /// Two databases of one cluster drained by one process with two
     /// runtimes, against one database with both queue sets (not part of `all`).
     TwoDatabases,
+    /// A crawler-shaped queue of `--big-docs` documents (default 100M)
+    /// against 10k: the reschedule loop, picks, reads, sizes per document,
+    /// churn and VACUUM time (not part of `all`).
+    Big,
     #[value(hide = true)]
     Child,
     #[value(hide = true)]
@@ -190,6 +200,9 @@ async fn main() -> Result<(), BoxError> {
     }
     if args.workload == Workload::TwoDatabases {
         rows.extend(workloads::two_databases::run(&server, args.docs, 2).await?);
+    }
+    if args.workload == Workload::Big {
+        rows.extend(workloads::big::run(&server, args.big_docs, args.big_seconds).await?);
     }
     print_table(&rows);
     write_json(&args.json, &rows)?;

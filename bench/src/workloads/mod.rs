@@ -1,6 +1,7 @@
 //! The workloads, each next to its plain-SQL baseline.
 
 pub(crate) mod backup;
+pub(crate) mod big;
 pub(crate) mod console;
 pub(crate) mod drain;
 pub(crate) mod footprint;

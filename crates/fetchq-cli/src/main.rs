@@ -17,7 +17,7 @@ mod schedule;
 mod serve;
 mod status;
 use fetchq_core::embedded::{EmbeddedPostgres, default_data_dir};
-use fetchq_core::{Client, extension};
+use fetchq_core::{Client, ClientOptions, extension};
 use sqlx::Connection;
 
 #[derive(Parser)]
@@ -30,6 +30,12 @@ struct Cli {
     /// PostgreSQL connection URL (also read from DATABASE_URL).
     #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
     database_url: Option<String>,
+    /// The URL is a transaction pooler (PgBouncer `pool_mode = transaction`):
+    /// every statement is sent unnamed inside its own transaction (also read
+    /// from FETCHQ_TRANSACTION_POOLING=true). `dump` and `restore` refuse it:
+    /// give them a direct or session-pooled URL.
+    #[arg(long, env = "FETCHQ_TRANSACTION_POOLING", global = true)]
+    transaction_pooling: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -183,12 +189,21 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn connect(url: Option<&str>) -> Result<Client, BoxError> {
-    let url = url.ok_or(
+/// Where the commands connect: the database URL and whether it is a
+/// transaction pooler.
+#[derive(Clone, Copy)]
+pub(crate) struct Db<'a> {
+    pub(crate) url: Option<&'a str>,
+    pub(crate) transaction_pooling: bool,
+}
+
+async fn connect(db: Db<'_>) -> Result<Client, BoxError> {
+    let url = db.url.ok_or(
         "no database: pass --database-url or set DATABASE_URL (for a local one: `fetchq dev-db start`)",
     )?;
     probe(url).await?;
-    Ok(Client::connect(url).await?)
+    let options = ClientOptions::new().transaction_pooling(db.transaction_pooling);
+    Ok(Client::connect_opts(url, &options).await?)
 }
 
 /// One direct connection first, so an unreachable server fails fast with its
@@ -226,9 +241,13 @@ async fn probe(url: &str) -> Result<(), BoxError> {
 
 async fn run(cli: Cli) -> Result<(), BoxError> {
     let url = cli.database_url.as_deref().filter(|u| !u.is_empty());
+    let db = Db {
+        url,
+        transaction_pooling: cli.transaction_pooling,
+    };
     match cli.command {
         Command::Init => {
-            let report = connect(url).await?.migrate().await?;
+            let report = connect(db).await?.migrate().await?;
             if report.applied.is_empty() {
                 println!(
                     "fetchq schema is up to date (version {})",
@@ -242,7 +261,7 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
             }
         }
         Command::Info { json } => {
-            let info = connect(url).await?.info().await?;
+            let info = connect(db).await?.info().await?;
             if json {
                 output::print_json(&serde_json::json!({
                     "version": info.version,
@@ -254,7 +273,7 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
             }
         }
         Command::Queue(cmd) => {
-            let client = connect(url).await?;
+            let client = connect(db).await?;
             match cmd {
                 QueueCommand::Create { name } => {
                     let created = client.queue_create(&name).await?;
@@ -322,17 +341,17 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
                 QueueCommand::Set(args) => queue_set::run(&client, args).await?,
             }
         }
-        Command::Schedule(cmd) => schedule::run(&connect(url).await?, cmd).await?,
-        Command::Push(args) => push::run(&connect(url).await?, args).await?,
-        Command::Status { json, sample } => status::run(&connect(url).await?, json, sample).await?,
-        Command::Docs(args) => docs::run_docs(&connect(url).await?, args).await?,
-        Command::Doc(cmd) => docs::run_doc(&connect(url).await?, cmd).await?,
-        Command::Logs(args) => logs::run_logs(&connect(url).await?, args).await?,
+        Command::Schedule(cmd) => schedule::run(&connect(db).await?, cmd).await?,
+        Command::Push(args) => push::run(&connect(db).await?, args).await?,
+        Command::Status { json, sample } => status::run(&connect(db).await?, json, sample).await?,
+        Command::Docs(args) => docs::run_docs(&connect(db).await?, args).await?,
+        Command::Doc(cmd) => docs::run_doc(&connect(db).await?, cmd).await?,
+        Command::Logs(args) => logs::run_logs(&connect(db).await?, args).await?,
         Command::Trace { subject, json } => {
-            logs::run_trace(&connect(url).await?, &subject, json).await?
+            logs::run_trace(&connect(db).await?, &subject, json).await?
         }
         Command::Metrics { queue, json } => {
-            let client = connect(url).await?;
+            let client = connect(db).await?;
             client.metric_log_pack().await?;
             let c = client.metric_get_common(&queue).await?;
             if json {
@@ -364,10 +383,10 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
                 c.dropped
             );
         }
-        Command::Dump(args) => dump::run(&connect(url).await?, args).await?,
-        Command::Restore(args) => restore::run(&connect(url).await?, args).await?,
+        Command::Dump(args) => dump::run(&connect(db).await?, args).await?,
+        Command::Restore(args) => restore::run(&connect(db).await?, args).await?,
         Command::Mnt => {
-            let client = connect(url).await?;
+            let client = connect(db).await?;
             // registrations exist from schema 21 on
             if client.info().await?.schema_version >= 21 {
                 let rescue = client.mnt_rescue_workers().await?;
@@ -380,7 +399,7 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
             println!("ran {jobs} maintenance jobs, packed {packed} metric writes");
         }
         Command::Workers { json } => {
-            let workers = connect(url).await?.worker_list().await?;
+            let workers = connect(db).await?.worker_list().await?;
             if json {
                 let list: Vec<serde_json::Value> = workers
                     .iter()
@@ -437,7 +456,7 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
             }
             println!("now run: CREATE EXTENSION fetchq;");
         }
-        Command::Serve(args) => serve::run(url, args).await?,
+        Command::Serve(args) => serve::run(db, args).await?,
         Command::DevDb(cmd) => match cmd {
             DevDbCommand::Start { data_dir } => {
                 let pg = EmbeddedPostgres::new(data_dir.unwrap_or_else(default_data_dir))?;

@@ -173,3 +173,18 @@ pub(crate) fn shell_quote(text: &str) -> String {
 pub(crate) fn print_json(value: &Value) {
     println!("{value}");
 }
+
+/// `dump` and `restore` read or write in one long transaction with
+/// statements of their own (a snapshot, COPY): refused through a transaction
+/// pooler, where other clients' statements could meet them on the same
+/// server connection.
+pub(crate) fn refuse_transaction_pooling(client: &fetchq_core::Client) -> Result<(), Refused> {
+    if client.is_transaction_pooling() {
+        return Err(Refused(
+            "dump and restore need a direct or session-pooled connection: \
+             drop --transaction-pooling (FETCHQ_TRANSACTION_POOLING) and give them the database's own URL"
+                .into(),
+        ));
+    }
+    Ok(())
+}

@@ -52,7 +52,7 @@ impl std::fmt::Display for Refused {
 
 impl std::error::Error for Refused {}
 
-pub(crate) async fn run(url: Option<&str>, args: ServeArgs) -> Result<(), BoxError> {
+pub(crate) async fn run(db: crate::Db<'_>, args: ServeArgs) -> Result<(), BoxError> {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -97,7 +97,7 @@ pub(crate) async fn run(url: Option<&str>, args: ServeArgs) -> Result<(), BoxErr
 
     // no database named: the private development PostgreSQL (.fetchq/pg, or
     // $FETCHQ_PGDATA), started if needed, with the schema installed
-    let (url, migrate) = match url {
+    let (url, migrate) = match db.url {
         Some(url) => (url.to_owned(), args.migrate),
         None => {
             let server = EmbeddedPostgres::new(default_data_dir())?;
@@ -114,7 +114,7 @@ pub(crate) async fn run(url: Option<&str>, args: ServeArgs) -> Result<(), BoxErr
         .max_connections(args.max_connections)
         .acquire_timeout(fetchq_core::CONNECT_ACQUIRE_TIMEOUT)
         .connect_lazy(&url)?;
-    let client = Client::new(pool);
+    let client = Client::new(pool).transaction_pooling(db.transaction_pooling);
     if migrate {
         let report = client.migrate().await?;
         println!("fetchq schema at version {}", report.to_version);

@@ -77,9 +77,13 @@ pub(crate) async fn run(client: &Client, as_json: bool, sample: Duration) -> Res
         .to_vec(),
     ];
     client.metric_log_pack().await?;
+    // unnamed and inside a transaction: works through a transaction pooler
+    let mut tx = client.pool().begin().await?;
     let now: DateTime<Utc> = sqlx::query_scalar("SELECT now()")
-        .fetch_one(client.pool())
+        .persistent(false)
+        .fetch_one(&mut *tx)
         .await?;
+    tx.commit().await?;
     let started = Instant::now();
     let mut queues = Vec::new();
     for q in client.queue_list().await? {

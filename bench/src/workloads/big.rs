@@ -38,6 +38,10 @@ struct Measured {
     pick_p99: f64,
     loop_rate: f64,
     cycle_p50: f64,
+    /// pick(32) p50 in the loop's first and last fifth.
+    pick_first: f64,
+    pick_last: f64,
+    cycle_after_vacuum: f64,
     read_p50: f64,
     list_p50: [f64; 3],
     /// (relation, bytes) of the table and each index after the load.
@@ -161,8 +165,12 @@ async fn leader(client: Client, deadline: Instant) -> Result<(), fetchq_core::Er
 
 /// The reschedule loop: `CLIENTS` loops of pick 32 + reschedule_many one
 /// second later, for `seconds`, next to the leader's maintenance. Returns
-/// (latencies in ms of the picks that got 32 documents, docs/s).
-async fn reschedule_loop(client: &Client, seconds: u64) -> Result<(Vec<f64>, f64), BoxError> {
+/// ((seconds into the loop, latency in ms) of the picks that got 32
+/// documents, docs/s).
+async fn reschedule_loop(
+    client: &Client,
+    seconds: u64,
+) -> Result<(Vec<(f64, f64)>, f64), BoxError> {
     let start = Instant::now();
     let deadline = start + Duration::from_secs(seconds);
     let maintenance = tokio::spawn(leader(client.clone(), deadline));
@@ -175,7 +183,8 @@ async fn reschedule_loop(client: &Client, seconds: u64) -> Result<(Vec<f64>, f64
                 let at = Instant::now();
                 let docs = client.pick("bench", &pick).await?;
                 if docs.len() == 32 {
-                    picks.push(at.elapsed().as_secs_f64() * 1000.0);
+                    let into = (at - start).as_secs_f64();
+                    picks.push((into, at.elapsed().as_secs_f64() * 1000.0));
                 }
                 if docs.is_empty() {
                     tokio::time::sleep(Duration::from_millis(5)).await;
@@ -199,7 +208,7 @@ async fn reschedule_loop(client: &Client, seconds: u64) -> Result<(Vec<f64>, f64
         picks.extend(p);
         done += d;
     }
-    Ok((sorted(picks), done as f64 / elapsed))
+    Ok((picks, done as f64 / elapsed))
 }
 
 async fn timed<F, Fut, T>(times: usize, mut f: F) -> Result<f64, BoxError>
@@ -228,19 +237,27 @@ async fn measure(server: &Server, size: usize, seconds: u64) -> Result<Measured,
     let load_s = started.elapsed().as_secs_f64();
     let sizes = sizes(&pool).await?;
     let total_before = total(&pool).await?;
-    let autovacuum_count = "SELECT autovacuum_count FROM pg_stat_user_tables
+    let autovacuum_count = "SELECT autovacuum_count + vacuum_count FROM pg_stat_user_tables
                             WHERE relid = 'fetchq_data.bench__docs'::regclass";
     let autovacuums_before: i64 = sqlx::query_scalar(autovacuum_count)
         .fetch_one(&pool)
         .await?;
 
     eprintln!("big: reschedule loop at {size} for {seconds} s ...");
-    let (picks, loop_rate) = reschedule_loop(&client, seconds).await?;
+    let (timed_picks, loop_rate) = reschedule_loop(&client, seconds).await?;
+    let fifth = seconds as f64 / 5.0;
+    let window = |keep: &dyn Fn(f64) -> bool| {
+        let in_window = timed_picks.iter().filter(|(t, _)| keep(*t));
+        quantile(&sorted(in_window.map(|(_, ms)| *ms).collect()), 0.5)
+    };
+    let pick_first = window(&|t| t < fifth);
+    let pick_last = window(&|t| t >= seconds as f64 - fifth);
+    let picks = sorted(timed_picks.iter().map(|(_, ms)| *ms).collect());
     let total_after = total(&pool).await?;
     // the statistics collector lags a little
     tokio::time::sleep(Duration::from_secs(1)).await;
     let stats = sqlx::query(
-        "SELECT n_dead_tup, autovacuum_count FROM pg_stat_user_tables
+        "SELECT n_dead_tup, autovacuum_count + vacuum_count FROM pg_stat_user_tables
          WHERE relid = 'fetchq_data.bench__docs'::regclass",
     )
     .fetch_one(&pool)
@@ -276,6 +293,13 @@ async fn measure(server: &Server, size: usize, seconds: u64) -> Result<Measured,
         .execute(&pool)
         .await?;
     let vacuum_s = at.elapsed().as_secs_f64();
+    let cycle_after_vacuum = timed(CYCLES, || async {
+        if let Some(doc) = client.pick("bench", &pick).await?.pop() {
+            client.complete(&doc.lease, None).await?;
+        }
+        Ok(())
+    })
+    .await?;
     pool.close().await;
     server.drop_database("bench_big").await?;
     Ok(Measured {
@@ -285,6 +309,9 @@ async fn measure(server: &Server, size: usize, seconds: u64) -> Result<Measured,
         pick_p99: quantile(&picks, 0.99),
         loop_rate,
         cycle_p50,
+        pick_first,
+        pick_last,
+        cycle_after_vacuum,
         read_p50,
         list_p50,
         sizes,
@@ -338,6 +365,12 @@ pub(crate) async fn run(server: &Server, size: usize, seconds: u64) -> Result<Ve
             "ms",
         ),
         row(
+            format!("pick+complete p50 at {n} docs, after a VACUUM"),
+            big.cycle_after_vacuum,
+            Some(small.cycle_after_vacuum),
+            "ms",
+        ),
+        row(
             format!("metric_get_common p50 at {n} docs"),
             big.read_p50,
             Some(small.read_p50),
@@ -374,8 +407,8 @@ pub(crate) async fn run(server: &Server, size: usize, seconds: u64) -> Result<Ve
             baseline: Some(m.total_before as f64 / 1_048_576.0),
             unit: "MB",
             note: format!(
-                "baseline: before the loop; {} dead rows after it, {} autovacuum runs in it",
-                m.dead_after, m.autovacuums
+                "baseline: before the loop; {} dead rows after it, {} vacuums in it (auto or the leader's); pick(32) p50 {:.2} ms in its first fifth, {:.2} in its last",
+                m.dead_after, m.autovacuums, m.pick_first, m.pick_last
             ),
         });
         rows.push(Row {

@@ -143,6 +143,19 @@ fn serve(url: &str) -> (Serve, String) {
     }
 }
 
+/// A POST of `body` (a GET without one) that must succeed; its JSON answer.
+async fn call(http: &reqwest::Client, url: &str, body: Option<Value>) -> Value {
+    let request = match body {
+        Some(body) => http.post(url).json(&body),
+        None => http.get(url),
+    };
+    let res = request.bearer_auth(SECRET).send().await.unwrap();
+    let status = res.status();
+    let text = res.text().await.unwrap();
+    assert!(status.is_success(), "{url}: {status} {text}");
+    serde_json::from_str(&text).unwrap()
+}
+
 /// 16 concurrent REST workers push, pick and resolve through `fetchq serve`,
 /// whose 16 database connections share PgBouncer's two: any named statement
 /// would meet another connection's and fail the call.
@@ -165,31 +178,18 @@ async fn serve_answers_concurrent_calls_through_transaction_pooling() {
                 let docs: Vec<Value> = (0..5)
                     .map(|i| json!({"subject": format!("w{w}-r{round}-{i}")}))
                     .collect();
-                let res = http
-                    .post(format!("{api}/queues/crawl/docs"))
-                    .bearer_auth(SECRET)
-                    .json(&json!({"docs": docs}))
-                    .send()
-                    .await
-                    .unwrap();
-                assert!(
-                    res.status().is_success(),
-                    "push: {}",
-                    res.text().await.unwrap()
-                );
-                let res = http
-                    .post(format!("{api}/queues/crawl/pick"))
-                    .bearer_auth(SECRET)
-                    .json(&json!({"limit": 5, "lease": "30s"}))
-                    .send()
-                    .await
-                    .unwrap();
-                assert!(
-                    res.status().is_success(),
-                    "pick: {}",
-                    res.text().await.unwrap()
-                );
-                let picked: Value = res.json().await.unwrap();
+                call(
+                    &http,
+                    &format!("{api}/queues/crawl/docs"),
+                    Some(json!({"docs": docs})),
+                )
+                .await;
+                let picked = call(
+                    &http,
+                    &format!("{api}/queues/crawl/pick"),
+                    Some(json!({"limit": 5, "lease": "30s"})),
+                )
+                .await;
                 let results: Vec<Value> = picked["docs"]
                     .as_array()
                     .unwrap()
@@ -203,29 +203,9 @@ async fn serve_answers_concurrent_calls_through_transaction_pooling() {
                     continue;
                 }
                 resolved += results.len();
-                let res = http
-                    .post(format!("{api}/queues/crawl/resolve"))
-                    .bearer_auth(SECRET)
-                    .json(&json!({"results": results}))
-                    .send()
-                    .await
-                    .unwrap();
-                assert!(
-                    res.status().is_success(),
-                    "resolve: {}",
-                    res.text().await.unwrap()
-                );
-                let res = http
-                    .get(format!("{api}/queues/crawl/docs?limit=20"))
-                    .bearer_auth(SECRET)
-                    .send()
-                    .await
-                    .unwrap();
-                assert!(
-                    res.status().is_success(),
-                    "list: {}",
-                    res.text().await.unwrap()
-                );
+                let body = json!({"results": results});
+                call(&http, &format!("{api}/queues/crawl/resolve"), Some(body)).await;
+                call(&http, &format!("{api}/queues/crawl/docs?limit=20"), None).await;
             }
             resolved
         }));

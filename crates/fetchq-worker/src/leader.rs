@@ -30,9 +30,7 @@ use sqlx::{Connection, Executor, PgConnection};
 use tokio_util::sync::CancellationToken;
 
 use crate::trouble::{Incidents, Trouble, is_older_schema};
-
-/// How often the leader looks for tables to vacuum.
-const VACUUM_EVERY: Duration = Duration::from_secs(5);
+use crate::vacuum::Vacuum;
 
 /// How many schedules one round plans or fires at most (the rest wait for the
 /// next round, the most overdue first).
@@ -131,30 +129,13 @@ async fn lead(
         }
     }
     tracing::info!("this process now runs fetchq maintenance");
-    let mut last_vacuum = tokio::time::Instant::now();
-    let mut vacuum = true;
+    let mut vacuum = Vacuum::new(client.clone());
     // set while the database has no schedules (schema below 18): when to look again
     let mut schedules_off: Option<tokio::time::Instant> = None;
     // set while the database has no worker registrations (schema below 21)
     let mut workers_off: Option<tokio::time::Instant> = None;
     loop {
-        if vacuum && last_vacuum.elapsed() >= VACUUM_EVERY {
-            last_vacuum = tokio::time::Instant::now();
-            match client.vacuum_hot_tables().await {
-                Ok(tables) if !tables.is_empty() => tracing::debug!(?tables, "vacuumed"),
-                Ok(_) => {}
-                Err(fetchq_core::Error::Database(e))
-                    if e.as_database_error().and_then(|d| d.code()).as_deref() == Some("42501") =>
-                {
-                    // not the tables' owner: leave it to autovacuum
-                    tracing::warn!(error = %e, "cannot vacuum fetchq tables; relying on autovacuum");
-                    vacuum = false;
-                }
-                Err(e) => {
-                    trouble.failed(&e);
-                }
-            }
-        }
+        vacuum.round(trouble).await;
         match client.mnt_job_run(Duration::from_secs(300), 100).await {
             Ok(run) if !run.success => {
                 tracing::warn!("a maintenance job failed; see fetchq.jobs.last_error");

@@ -54,6 +54,7 @@ mod stats;
 mod telemetry;
 pub mod testing;
 mod trouble;
+mod vacuum;
 
 pub use async_trait::async_trait;
 pub use fetchq_core;

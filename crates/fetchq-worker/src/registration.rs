@@ -84,7 +84,7 @@ fn set(tx: &watch::Sender<Gate>, registry: &Registry, gate: Gate) -> usize {
 }
 
 /// `host`, as the kernel names it.
-fn host_name() -> String {
+pub(crate) fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .ok()

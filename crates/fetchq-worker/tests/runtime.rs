@@ -569,3 +569,66 @@ async fn exactly_one_process_leads_maintenance_and_leadership_moves() {
         "the lock is released on shutdown"
     );
 }
+
+/// The maintenance leader vacuums a queue with many dead rows (in a task of
+/// its own, so that a long VACUUM of a big queue never holds up its rounds).
+#[tokio::test]
+async fn the_maintenance_leader_vacuums_a_churned_queue() {
+    let db = TestDb::new().await;
+    let c = db.client.clone();
+    c.queue_create("churn").await.unwrap();
+    c.push_many(
+        "churn",
+        &(0..3000)
+            .map(|i| {
+                NewDoc::new(format!("d{i}"))
+                    .at(fetchq_core::Schedule::after(Duration::from_secs(3600)))
+            })
+            .collect::<Vec<_>>(),
+    )
+    .await
+    .unwrap();
+    let vacuums = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'churn__docs'",
+        )
+        .fetch_one(&db.pool)
+        .await
+        .unwrap()
+    };
+    let before = vacuums().await;
+    // only the leader may clean it up
+    sqlx::query("ALTER TABLE fetchq_data.churn__docs SET (autovacuum_enabled = false)")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let mut conn = db.pool.acquire().await.unwrap();
+    for _ in 0..3 {
+        sqlx::query("UPDATE fetchq_data.churn__docs SET priority = priority + 1")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+    }
+    sqlx::query("SELECT pg_stat_force_next_flush()")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    sqlx::query("SELECT 1").execute(&mut *conn).await.unwrap();
+    drop(conn);
+    let h = handler(HandlerOptions::new("churn"), |_doc, _ctx| {
+        Box::pin(async { Ok(Outcome::complete()) })
+    });
+    let rt = runtime(&db)
+        .maintenance(Some(Duration::from_millis(200)))
+        .register(h);
+    let stop = rt.shutdown_token();
+    let run = tokio::spawn(rt.run());
+    eventually(
+        Duration::from_secs(30),
+        "the leader vacuumed churn",
+        || async { vacuums().await > before },
+    )
+    .await;
+    stop.cancel();
+    run.await.unwrap().unwrap();
+}

@@ -398,10 +398,11 @@ impl PushMetricExporter for Logged {
 
 /// `host:pid`, this process's instance.
 fn instance_id() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|_| "localhost".into());
-    format!("{host}:{}", std::process::id())
+    format!(
+        "{}:{}",
+        crate::registration::host_name(),
+        std::process::id()
+    )
 }
 
 /// Every family's instrument: histograms returned by name, counters and

@@ -9,7 +9,9 @@
 //! While the workers drain 50,000 documents (most complete; one in ten
 //! reschedules once; one in 500 works 8 s, longer than the 3 s lease), the
 //! test, in order:
-//! 1. cuts h1's link for twice the lease, then restores it;
+//! 1. cuts h1's link (h1 then leads maintenance) for twice the lease, and
+//!    on until h2 leads maintenance (PostgreSQL's keepalives end the cut-off
+//!    leader's session), then restores it;
 //! 2. SIGKILLs one worker on h2 and starts a replacement there;
 //! 3. restarts PostgreSQL (`pg_ctl restart -m immediate`).
 //!
@@ -27,7 +29,8 @@
 //! - **the others keep working**: documents are completed while h1 is cut;
 //! - **recovery by itself**: both workers of h1 run handlers again after the
 //!   link is back, every worker does after the PostgreSQL restart, and the
-//!   SIGKILLed worker's documents run elsewhere;
+//!   SIGKILLed worker's documents run elsewhere, and h2 takes over
+//!   maintenance from the cut-off h1 before h1's link is back;
 //! - **shutdown within its deadline**: each worker exits with code 0 after
 //!   SIGTERM within its shutdown_timeout plus a margin.
 //!
@@ -72,6 +75,10 @@ const PROBES: usize = 8;
 /// lease runs out on the cut host still runs when its document runs again.
 const PROBE_WORK: Duration = Duration::from_secs(15);
 const LEASE: Duration = Duration::from_secs(3);
+/// A cut-off leader's lock is freed by the server's TCP keepalives on its
+/// session (idle 5 s, then 3 probes 2 s apart: about 11 s) and taken by a
+/// follower within its next try (1 s here): the limit, with a margin.
+const LEADER_MOVES_WITHIN: Duration = Duration::from_secs(25);
 const GRACE: Duration = Duration::from_secs(5);
 /// Slack on top of a worker's shutdown_timeout before its exit counts as late.
 const EXIT_MARGIN: Duration = Duration::from_secs(10);
@@ -984,7 +991,16 @@ async fn workers_on_two_hosts_survive_a_cut_link_a_sigkill_and_a_postgres_restar
         notes: Vec::new(),
     };
     std::fs::create_dir_all(&fleet.dir).unwrap();
-    for host in [1u8, 1, 2, 2] {
+    // h1 first, and until it leads maintenance: the cut below then cuts the
+    // leader off, and h2 must take over while the cut lasts
+    for host in [1u8, 1] {
+        fleet.spawn(&net, host);
+    }
+    let leads_since = Instant::now();
+    while leader(&pool, &net).await != "h1" && leads_since.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for host in [2u8, 2] {
         fleet.spawn(&net, host);
     }
     let drain_began = Instant::now();
@@ -1022,8 +1038,35 @@ async fn workers_on_two_hosts_survive_a_cut_link_a_sigkill_and_a_postgres_restar
     // what h1 holds: its documents leased at the cut
     let cut_in_flight = leased_by(&pool, &fleet, &h1_pids).await;
     tokio::time::sleep((LEASE * 2).saturating_sub(micros(now_micros() - cut_at))).await;
+    // a cut-off leader: PostgreSQL's keepalives on its session (set by the
+    // leader) end that session and its lock, and h2 leads while h1 is still cut
+    let mut leader_moved = None;
+    if leader_at_cut == "h1" {
+        while micros(now_micros() - cut_at) < LEADER_MOVES_WITHIN {
+            if leader(&pool, &net).await == "h2" {
+                leader_moved = Some(micros(now_micros() - cut_at));
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
     net.set_link(1, true);
     let restored_at = now_micros();
+    match (leader_at_cut.as_str(), leader_moved) {
+        ("h1", Some(d)) => fleet.note(format!(
+            "h1 led maintenance at the cut; h2 led {d:.1?} after the cut, h1 still cut"
+        )),
+        ("h1", None) => fleet.violation(
+            "recovery by itself",
+            format!(
+                "h1 led maintenance at the cut and still held the lock {LEADER_MOVES_WITHIN:?} later"
+            ),
+        ),
+        (other, _) => fleet.violation(
+            "recovery by itself",
+            format!("h1 did not lead maintenance at the cut (leader: {other}): the cut-off leader case did not run"),
+        ),
+    }
     cuts.push((1, cut_at, restored_at));
     let done_during_cut = completed(&pool).await;
     fleet.note(format!(

@@ -120,20 +120,7 @@ async fn tables_with_many_dead_rows_are_vacuumed() {
     )
     .await
     .unwrap();
-    // churn on one connection, then make that connection publish its statistics
-    let mut conn = db.pool.acquire().await.unwrap();
-    for _ in 0..3 {
-        sqlx::query("UPDATE fetchq_data.churn__docs SET priority = priority + 1")
-            .execute(&mut *conn)
-            .await
-            .unwrap();
-    }
-    sqlx::query("SELECT pg_stat_force_next_flush()")
-        .execute(&mut *conn)
-        .await
-        .unwrap();
-    sqlx::query("SELECT 1").execute(&mut *conn).await.unwrap();
-    drop(conn);
+    db.churn("fetchq_data.churn__docs", 3).await;
     let dead = || async {
         sqlx::query_scalar::<_, i64>(
             "SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = 'churn__docs'",

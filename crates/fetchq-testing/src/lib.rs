@@ -190,6 +190,37 @@ impl TestDb {
         }
     }
 
+    /// Updates every row of `table` `rounds` times on one connection (three
+    /// rounds of a 3,000-row queue leave 9,000 dead rows), then makes that
+    /// connection publish its statistics, so that `pg_stat_user_tables`
+    /// shows the dead rows soon after (not when the session ends). The
+    /// table must have a `priority` column, as every documents table has.
+    ///
+    /// # Panics
+    ///
+    /// When a statement fails (a test helper).
+    ///
+    /// ```no_run
+    /// # async fn run(db: fetchq_testing::TestDb) {
+    /// db.churn("fetchq_data.churn__docs", 3).await;
+    /// # }
+    /// ```
+    #[allow(clippy::unwrap_used)] // a test helper fails by panicking
+    pub async fn churn(&self, table: &str, rounds: usize) {
+        let mut conn = self.pool.acquire().await.unwrap();
+        for _ in 0..rounds {
+            sqlx::raw_sql(&format!("UPDATE {table} SET priority = priority + 1"))
+                .execute(&mut *conn)
+                .await
+                .unwrap();
+        }
+        sqlx::query("SELECT pg_stat_force_next_flush()")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        sqlx::query("SELECT 1").execute(&mut *conn).await.unwrap();
+    }
+
     /// The URL of this database (for child processes).
     pub fn url(&self) -> String {
         options(&self.server, &self.name).to_url_lossy().to_string()

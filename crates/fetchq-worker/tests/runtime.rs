@@ -602,19 +602,7 @@ async fn the_maintenance_leader_vacuums_a_churned_queue() {
         .execute(&db.pool)
         .await
         .unwrap();
-    let mut conn = db.pool.acquire().await.unwrap();
-    for _ in 0..3 {
-        sqlx::query("UPDATE fetchq_data.churn__docs SET priority = priority + 1")
-            .execute(&mut *conn)
-            .await
-            .unwrap();
-    }
-    sqlx::query("SELECT pg_stat_force_next_flush()")
-        .execute(&mut *conn)
-        .await
-        .unwrap();
-    sqlx::query("SELECT 1").execute(&mut *conn).await.unwrap();
-    drop(conn);
+    db.churn("fetchq_data.churn__docs", 3).await;
     let h = handler(HandlerOptions::new("churn"), |_doc, _ctx| {
         Box::pin(async { Ok(Outcome::complete()) })
     });

@@ -95,7 +95,7 @@ fn summary_text(s: &DumpSummary, output: &str, bytes: Option<u64>) -> String {
 }
 
 pub(crate) async fn run(client: &Client, args: DumpArgs) -> Result<(), BoxError> {
-    crate::output::refuse_transaction_pooling(client)?;
+    crate::output::refuse_transaction_pooling(client, "dump and restore")?;
     if args.queues.is_empty() && !args.all {
         return Err(Refused("name the queues to dump, or use --all".into()).into());
     }

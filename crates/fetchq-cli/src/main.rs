@@ -98,6 +98,19 @@ enum Command {
     /// Run every queue's maintenance once (lapsed workers' leases, orphans,
     /// retention, snapshots, counters).
     Mnt,
+    /// Rebuild the queues' bloated primary keys (over twice their packed
+    /// size) with REINDEX INDEX CONCURRENTLY, after dropping what failed
+    /// concurrent builds left behind; reads and writes go on meanwhile. The
+    /// workers' maintenance leader does this once a minute.
+    Reindex {
+        /// How long each lock wait may last (for transactions open on a
+        /// queue's table) before the rebuild gives up.
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        lock_timeout: std::time::Duration,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// The registered worker processes (schema 21): host, pid, last renewal,
     /// and whether maintenance will release their leases (lost).
     Workers {
@@ -195,6 +208,16 @@ async fn main() -> ExitCode {
 pub(crate) struct Db<'a> {
     pub(crate) url: Option<&'a str>,
     pub(crate) transaction_pooling: bool,
+}
+
+/// How `fetchq reindex` says why a rebuild was left for later.
+fn skip_reason(why: fetchq_core::Skip) -> &'static str {
+    match why {
+        fetchq_core::Skip::LockTimeout => "lock timeout (a transaction open on the table?)",
+        fetchq_core::Skip::Yielded => "yielded to a session waiting for the table",
+        fetchq_core::Skip::Deadlock => "deadlock",
+        _ => "other",
+    }
 }
 
 async fn connect(db: Db<'_>) -> Result<Client, BoxError> {
@@ -397,6 +420,50 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
             }
             let (jobs, packed) = client.mnt().await?;
             println!("ran {jobs} maintenance jobs, packed {packed} metric writes");
+        }
+        Command::Reindex { lock_timeout, json } => {
+            let client = connect(db).await?;
+            output::refuse_transaction_pooling(&client, "index rebuilds")?;
+            let done = client.reindex_bloated(lock_timeout).await?;
+            if json {
+                let rebuilt: Vec<serde_json::Value> = done
+                    .rebuilt
+                    .iter()
+                    .map(|r| {
+                        serde_json::json!({
+                            "index": r.name,
+                            "bytes_before": r.bytes_before,
+                            "bytes_after": r.bytes_after,
+                        })
+                    })
+                    .collect();
+                let skipped: Vec<serde_json::Value> = done
+                    .skipped
+                    .iter()
+                    .map(|s| serde_json::json!({"index": s.name, "why": skip_reason(s.why)}))
+                    .collect();
+                output::print_json(&serde_json::json!({
+                    "rebuilt": rebuilt,
+                    "dropped": done.dropped,
+                    "skipped": skipped,
+                }));
+            } else {
+                for index in &done.dropped {
+                    println!("dropped {index} (left by a failed build)");
+                }
+                for r in &done.rebuilt {
+                    println!(
+                        "rebuilt {}: {} -> {} bytes",
+                        r.name, r.bytes_before, r.bytes_after
+                    );
+                }
+                for s in &done.skipped {
+                    println!("left {} for later: {}", s.name, skip_reason(s.why));
+                }
+                if done.rebuilt.is_empty() && done.dropped.is_empty() && done.skipped.is_empty() {
+                    println!("no bloated index");
+                }
+            }
         }
         Command::Workers { json } => {
             let workers = connect(db).await?.worker_list().await?;

@@ -175,16 +175,18 @@ pub(crate) fn print_json(value: &Value) {
 }
 
 /// `dump` and `restore` read or write in one long transaction with
-/// statements of their own (a snapshot, COPY): refused through a transaction
-/// pooler, where other clients' statements could meet them on the same
-/// server connection.
-pub(crate) fn refuse_transaction_pooling(client: &fetchq_core::Client) -> Result<(), Refused> {
+/// statements of their own (a snapshot, COPY), and `reindex` sets session
+/// timeouts for its rebuilds: refused through a transaction pooler, where
+/// other clients' statements could meet them on the same server connection.
+pub(crate) fn refuse_transaction_pooling(
+    client: &fetchq_core::Client,
+    what: &str,
+) -> Result<(), Refused> {
     if client.is_transaction_pooling() {
-        return Err(Refused(
-            "dump and restore need a direct or session-pooled connection: \
-             drop --transaction-pooling (FETCHQ_TRANSACTION_POOLING) and give them the database's own URL"
-                .into(),
-        ));
+        return Err(Refused(format!(
+            "{what} need a direct or session-pooled connection: \
+             drop --transaction-pooling (FETCHQ_TRANSACTION_POOLING) and give the database's own URL"
+        )));
     }
     Ok(())
 }

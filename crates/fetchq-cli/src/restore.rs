@@ -68,7 +68,7 @@ fn summary_json(s: &RestoreSummary) -> serde_json::Value {
 }
 
 pub(crate) async fn run(client: &Client, args: RestoreArgs) -> Result<(), BoxError> {
-    crate::output::refuse_transaction_pooling(client)?;
+    crate::output::refuse_transaction_pooling(client, "dump and restore")?;
     let opts = RestoreOptions {
         queue: args.queue,
         on_conflict: args.on_conflict,

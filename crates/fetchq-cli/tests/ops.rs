@@ -805,3 +805,26 @@ async fn workers_lists_registrations_and_mnt_releases_a_lapsed_one() {
     let state = c.get("q", "s1").await.unwrap();
     assert_eq!(state.status, Status::Pending);
 }
+
+#[tokio::test]
+async fn reindex_rebuilds_a_sparse_key_once_and_refuses_a_pooler() {
+    let db = TestDb::new().await;
+    let url = db.url();
+    db.sparse_queue("seq", 40_000).await;
+    let done = json(&fetchq(&url, &["reindex", "--json"]));
+    let rebuilt = done["rebuilt"].as_array().unwrap();
+    let pkey = rebuilt
+        .iter()
+        .find(|r| r["index"] == "fetchq_data.seq__docs_pkey")
+        .unwrap_or_else(|| panic!("the sparse key was not rebuilt: {done}"));
+    assert!(
+        pkey["bytes_after"].as_i64().unwrap() * 5 < pkey["bytes_before"].as_i64().unwrap(),
+        "{pkey}"
+    );
+    assert_eq!(ok(&fetchq(&url, &["reindex"])).trim(), "no bloated index");
+    let refused = err(&fetchq(&url, &["--transaction-pooling", "reindex"]), 2);
+    assert!(
+        refused.contains("index rebuilds need a direct"),
+        "{refused}"
+    );
+}

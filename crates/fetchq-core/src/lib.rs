@@ -56,6 +56,7 @@ mod per_queue;
 mod pick;
 mod queue;
 mod rate;
+mod reindex;
 mod retention;
 mod timers;
 mod workers;
@@ -84,6 +85,7 @@ pub use migrate::{MIGRATIONS, Migration, MigrationReport, latest_schema_version,
 pub use pick::{Document, Lease, PickAnswer, PickOptions};
 pub use queue::{QueueInfo, validate_queue_name};
 pub use rate::{MAX_RATE_LIMIT, MAX_RATE_WINDOW, RateLimit};
+pub use reindex::{REINDEX_RATIO, RebuiltIndex, Reindexed, Skip, SkippedIndex};
 pub use retention::Retention;
 pub use timers::{
     MetricBatch, TIMER_BUCKETS_MS, Timer, timers_from_export, validate_metric_name,

@@ -221,6 +221,65 @@ impl TestDb {
         sqlx::query("SELECT 1").execute(&mut *conn).await.unwrap();
     }
 
+    /// Creates `queue` and leaves it with a sparse primary key, as a queue of
+    /// growing subjects with completed documents deleted has: `docs`
+    /// documents pushed in subject order (`page/00000001`, ...), all but one
+    /// in 16 deleted, then `VACUUM ANALYZE` (statistics for the bloat
+    /// estimate). Returns the documents kept.
+    ///
+    /// # Panics
+    ///
+    /// When a statement fails (a test helper).
+    ///
+    /// ```no_run
+    /// # async fn run(db: fetchq_testing::TestDb) {
+    /// assert_eq!(db.sparse_queue("mailer", 40_000).await, 2_500);
+    /// # }
+    /// ```
+    #[allow(clippy::unwrap_used)] // a test helper fails by panicking
+    pub async fn sparse_queue(&self, queue: &str, docs: usize) -> i64 {
+        self.client.queue_create(queue).await.unwrap();
+        // one connection, its statistics published before the VACUUM: else
+        // the inserts' and the DELETE's counts could land after the VACUUM
+        // set them, and the bloat estimate would count rows long gone
+        let mut conn = self.pool.acquire().await.unwrap();
+        let subjects: Vec<usize> = (1..=docs).collect();
+        for chunk in subjects.chunks(1000) {
+            let batch: Vec<_> = chunk
+                .iter()
+                .map(|i| {
+                    fetchq_core::NewDoc::new(format!("https://example.com/page/{i:08}")).at(
+                        fetchq_core::Schedule::after(std::time::Duration::from_secs(3600)),
+                    )
+                })
+                .collect();
+            self.client
+                .push_many_with(&mut *conn, queue, &batch)
+                .await
+                .unwrap();
+        }
+        let table = format!("fetchq_data.{queue}__docs");
+        sqlx::raw_sql(&format!(
+            "DELETE FROM {table} WHERE right(subject, 8)::int % 16 <> 0"
+        ))
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+        sqlx::query("SELECT pg_stat_force_next_flush()")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        sqlx::query("SELECT 1").execute(&mut *conn).await.unwrap();
+        sqlx::raw_sql(&format!("VACUUM ANALYZE {table}"))
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+
     /// The URL of this database (for child processes).
     pub fn url(&self) -> String {
         options(&self.server, &self.name).to_url_lossy().to_string()

@@ -70,13 +70,14 @@ pub(crate) async fn run(
     client: Client,
     lock: Lock,
     interval: Duration,
+    reindex: bool,
     stop: CancellationToken,
     incidents: Incidents,
 ) {
     let mut trouble = Trouble::new("maintenance", &incidents);
     loop {
         let led = tokio::select! {
-            r = lead(&client, &lock, interval, &stop, &mut trouble) => r,
+            r = lead(&client, &lock, interval, reindex, &stop, &mut trouble) => r,
             // stuck on an unreachable server: dropping the connection unlocks
             _ = stop.cancelled() => return,
         };
@@ -98,6 +99,7 @@ async fn lead(
     client: &Client,
     lock: &Lock,
     interval: Duration,
+    reindex: bool,
     stop: &CancellationToken,
     trouble: &mut Trouble,
 ) -> Result<(), sqlx::Error> {
@@ -129,7 +131,7 @@ async fn lead(
         }
     }
     tracing::info!("this process now runs fetchq maintenance");
-    let mut vacuum = Vacuum::new(client.clone());
+    let mut vacuum = Vacuum::new(client.clone(), reindex);
     // set while the database has no schedules (schema below 18): when to look again
     let mut schedules_off: Option<tokio::time::Instant> = None;
     // set while the database has no worker registrations (schema below 21)

@@ -110,6 +110,7 @@ pub struct Runtime {
     grace: Duration,
     signals: bool,
     maintenance: Option<Duration>,
+    reindex: bool,
     rescue_after: Option<Duration>,
     migrate: bool,
     create_queues: bool,
@@ -170,6 +171,7 @@ impl Runtime {
             grace: Duration::from_secs(30),
             signals: true,
             maintenance: Some(Duration::from_secs(1)),
+            reindex: true,
             rescue_after: Some(DEFAULT_RESCUE_AFTER),
             migrate: true,
             create_queues: true,
@@ -363,6 +365,28 @@ impl Runtime {
     /// off in this process. Default: every second.
     pub fn maintenance(mut self, every: Option<Duration>) -> Self {
         self.maintenance = every;
+        self
+    }
+
+    /// Whether the maintenance leader rebuilds bloated indexes of the queues'
+    /// documents tables (default true), with `REINDEX INDEX CONCURRENTLY`:
+    /// those over twice their packed size, looked for once a minute, as River's
+    /// reindexer and Oban's `Reindexer` plugin do on a calendar. PostgreSQL
+    /// frees an index page only when it is empty, so a queue of growing
+    /// subjects (sequence numbers, timestamps) whose completed documents are
+    /// deleted keeps a sparse primary key: the soak measured 6% leaf density.
+    /// See [`Client::reindex_bloated`](fetchq_core::Client::reindex_bloated).
+    /// Off through a transaction pooler, and when the role does not own the
+    /// tables. Turn it off when something else (`pg_repack`, a DBA's cron)
+    /// rebuilds them.
+    ///
+    /// ```
+    /// # fn run(runtime: fetchq_worker::Runtime) {
+    /// let runtime = runtime.reindex(false);
+    /// # let _ = runtime; }
+    /// ```
+    pub fn reindex(mut self, on: bool) -> Self {
+        self.reindex = on;
         self
     }
 
@@ -682,6 +706,7 @@ impl Runtime {
                 client.clone(),
                 lock,
                 every,
+                self.reindex,
                 background.clone(),
                 incidents.clone(),
             ));

@@ -222,8 +222,10 @@ async fn a_buffered_document_killed_by_an_operator_never_runs() {
         .register(h);
     let (stop, stats) = (rt.shutdown_token(), rt.stats());
     let run = tokio::spawn(rt.run());
-    eventually(Duration::from_secs(20), "3 leased", || async {
-        count(&db.client, "q", ACTIVE).await == 3
+    // leased, and the first one's handler started (it records its subject
+    // after the pick: under load the count can be seen first)
+    eventually(Duration::from_secs(20), "3 leased, 1 started", || async {
+        count(&db.client, "q", ACTIVE).await == 3 && !seen.lock().unwrap().is_empty()
     })
     .await;
     let first = seen.lock().unwrap()[0].clone();

@@ -570,6 +570,50 @@ async fn exactly_one_process_leads_maintenance_and_leadership_moves() {
     );
 }
 
+/// The maintenance leader rebuilds a queue's sparse primary key (growing
+/// subjects, most documents deleted), and leaves it alone when told to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_maintenance_leader_rebuilds_a_sparse_key_unless_told_not_to() {
+    let db = TestDb::new().await;
+    db.sparse_queue("mailer", 40_000).await;
+    let size = || async {
+        sqlx::query_scalar::<_, i64>("SELECT pg_relation_size('fetchq_data.mailer__docs_pkey')")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap()
+    };
+    let before = size().await;
+    let start = |reindex: bool| {
+        let rt = runtime(&db)
+            .maintenance(Some(Duration::from_millis(200)))
+            .reindex(reindex)
+            .register(handler(HandlerOptions::new("mailer"), |_doc, _ctx| {
+                Box::pin(async { Ok(Outcome::complete()) })
+            }));
+        (rt.shutdown_token(), tokio::spawn(rt.run()))
+    };
+    // turned off: a leader that ran vacuum rounds leaves the key as it is
+    let (stop, run) = start(false);
+    eventually(Duration::from_secs(10), "the runtime leads", || async {
+        leaders(&db.pool).await == 1
+    })
+    .await;
+    // past the first look (5 s after leading starts), and a second vacuum
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    stop.cancel();
+    run.await.unwrap().unwrap();
+    assert_eq!(size().await, before, "reindex(false) rebuilt the key");
+    let (stop, run) = start(true);
+    eventually(
+        Duration::from_secs(30),
+        "the leader rebuilt mailer's primary key",
+        || async { size().await * 5 < before },
+    )
+    .await;
+    stop.cancel();
+    run.await.unwrap().unwrap();
+}
+
 /// The maintenance leader vacuums a queue with many dead rows (in a task of
 /// its own, so that a long VACUUM of a big queue never holds up its rounds).
 #[tokio::test]

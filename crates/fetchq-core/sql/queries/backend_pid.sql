@@ -1,0 +1,2 @@
+-- This session's server process id.
+SELECT pg_backend_pid()

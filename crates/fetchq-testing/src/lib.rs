@@ -214,11 +214,7 @@ impl TestDb {
                 .await
                 .unwrap();
         }
-        sqlx::query("SELECT pg_stat_force_next_flush()")
-            .execute(&mut *conn)
-            .await
-            .unwrap();
-        sqlx::query("SELECT 1").execute(&mut *conn).await.unwrap();
+        publish_stats(&mut conn).await;
     }
 
     /// Creates `queue` and leaves it with a sparse primary key, as a queue of
@@ -265,11 +261,7 @@ impl TestDb {
         .execute(&mut *conn)
         .await
         .unwrap();
-        sqlx::query("SELECT pg_stat_force_next_flush()")
-            .execute(&mut *conn)
-            .await
-            .unwrap();
-        sqlx::query("SELECT 1").execute(&mut *conn).await.unwrap();
+        publish_stats(&mut conn).await;
         sqlx::raw_sql(&format!("VACUUM ANALYZE {table}"))
             .execute(&mut *conn)
             .await
@@ -380,6 +372,18 @@ impl Drop for TestDb {
         })
         .join();
     }
+}
+
+/// Makes a session publish its table statistics now (they are otherwise
+/// sent when it has been idle a while): `pg_stat_user_tables` then counts
+/// its writes, and a VACUUM after it is not overtaken by them.
+#[allow(clippy::unwrap_used)] // a test helper fails by panicking
+async fn publish_stats(conn: &mut PgConnection) {
+    sqlx::query("SELECT pg_stat_force_next_flush()")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    sqlx::query("SELECT 1").execute(&mut *conn).await.unwrap();
 }
 
 /// Creates `queue` (max_attempts 1) and leaves documents in every status:

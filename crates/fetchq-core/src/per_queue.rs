@@ -26,9 +26,12 @@ pub(crate) fn statement(template: &str, queue: &str) -> String {
 /// Whether `err` says a table does not exist (SQLSTATE 42P01): the queue
 /// behind it was never created or has been dropped.
 pub(crate) fn is_missing_table(err: &sqlx::Error) -> bool {
-    err.as_database_error()
-        .and_then(|db| db.code())
-        .is_some_and(|code| code == "42P01")
+    has_sqlstate(err, "42P01")
+}
+
+/// Whether the database answered with this SQLSTATE.
+pub(crate) fn has_sqlstate(err: &sqlx::Error, code: &str) -> bool {
+    err.as_database_error().and_then(|db| db.code()).as_deref() == Some(code)
 }
 
 /// The error of a per-queue statement: a missing table (SQLSTATE 42P01)

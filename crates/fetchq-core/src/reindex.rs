@@ -12,7 +12,7 @@ use std::time::Duration;
 use sqlx::{Connection, Executor, PgConnection};
 
 use crate::error::{Error, Result};
-use crate::per_queue::is_missing_table;
+use crate::per_queue::{has_sqlstate, is_missing_table};
 use crate::{Client, sql};
 
 /// A primary key is rebuilt when it is more than this many times its packed
@@ -148,7 +148,7 @@ impl Client {
         let leftovers: Vec<String> = sqlx::query_scalar(sql!("index_leftovers"))
             .fetch_all(self.pool())
             .await?;
-        let bloated: Vec<(String, String, i64, i64)> = sqlx::query_as(sql!("bloated_indexes"))
+        let bloated: Vec<Bloated> = sqlx::query_as(sql!("bloated_indexes"))
             .bind(REINDEX_RATIO)
             .fetch_all(self.pool())
             .await?;
@@ -164,17 +164,22 @@ impl Client {
                 return Err(e.into());
             }
         };
-        let done = reindex_on(&mut conn, &mut watcher, lock_timeout).await;
+        let done = reindex_on(&mut conn, &mut watcher, lock_timeout, leftovers, bloated).await;
         let _ = conn.close().await;
         let _ = watcher.close().await;
         done
     }
 }
 
+/// A row of `bloated_indexes.sql`: index, table, bytes, packed bytes.
+type Bloated = (String, String, i64, i64);
+
 async fn reindex_on(
     conn: &mut PgConnection,
     watcher: &mut PgConnection,
     lock_timeout: Duration,
+    leftovers: Vec<String>,
+    bloated: Vec<Bloated>,
 ) -> Result<Reindexed> {
     let ms = lock_timeout.as_millis().clamp(1, i32::MAX as u128);
     let lock_timeout = format!("{ms}ms");
@@ -183,18 +188,14 @@ async fn reindex_on(
     match conn.execute(set.as_str()).await {
         Ok(_) => {}
         // before PostgreSQL 14: a dead client's rebuild runs to its end
-        Err(e) if has_code(&e, "42704") => {}
+        Err(e) if has_sqlstate(&e, "42704") => {}
         Err(e) => return Err(e.into()),
     }
     let mut done = Reindexed::default();
-    drop_leftovers(conn, &mut done).await?;
+    drop_leftovers(conn, leftovers, &mut done).await?;
     session(conn, &lock_timeout).await?;
     let pid: i32 = sqlx::query_scalar(sql!("backend_pid"))
         .fetch_one(&mut *conn)
-        .await?;
-    let bloated: Vec<(String, String, i64, i64)> = sqlx::query_as(sql!("bloated_indexes"))
-        .bind(REINDEX_RATIO)
-        .fetch_all(&mut *conn)
         .await?;
     for (index, table, bytes_before, _packed) in bloated {
         let why = match rebuild(conn, watcher, pid, &index, &table).await {
@@ -214,15 +215,18 @@ async fn reindex_on(
             }
             // the queue was dropped since the list was read
             Err(e) if is_missing_table(&e) => continue,
-            Err(e) if has_code(&e, "55P03") => Skip::LockTimeout,
-            Err(e) if has_code(&e, "57014") => Skip::Yielded,
-            Err(e) if has_code(&e, "40P01") => Skip::Deadlock,
+            Err(e) if has_sqlstate(&e, "55P03") => Skip::LockTimeout,
+            Err(e) if has_sqlstate(&e, "57014") => Skip::Yielded,
+            Err(e) if has_sqlstate(&e, "40P01") => Skip::Deadlock,
             Err(e) => return Err(e.into()),
         };
         done.skipped.push(SkippedIndex { name: index, why });
         // its leftover, unless what stopped it still holds the table
         session(conn, LEFTOVER_LOCK_TIMEOUT).await?;
-        drop_leftovers(conn, &mut done).await?;
+        let leftovers = sqlx::query_scalar(sql!("index_leftovers"))
+            .fetch_all(&mut *conn)
+            .await?;
+        drop_leftovers(conn, leftovers, &mut done).await?;
         session(conn, &lock_timeout).await?;
     }
     Ok(done)
@@ -237,18 +241,19 @@ async fn session(conn: &mut PgConnection, lock_timeout: &str) -> Result<()> {
     Ok(())
 }
 
-/// Drops the invalid indexes of documents tables no build is under way on;
-/// one whose table is held (55P03) is left for next time.
-async fn drop_leftovers(conn: &mut PgConnection, done: &mut Reindexed) -> Result<()> {
-    let leftovers: Vec<String> = sqlx::query_scalar(sql!("index_leftovers"))
-        .fetch_all(&mut *conn)
-        .await?;
+/// Drops these invalid indexes (from `index_leftovers.sql`): the leftovers
+/// of failed builds. One whose table is held (55P03) is left for next time.
+async fn drop_leftovers(
+    conn: &mut PgConnection,
+    leftovers: Vec<String>,
+    done: &mut Reindexed,
+) -> Result<()> {
     for index in leftovers {
         // a catalog name quoted by format('%I.%I'); DDL cannot take a bind
         let drop = format!("DROP INDEX CONCURRENTLY IF EXISTS {index}");
         match conn.execute(drop.as_str()).await {
             Ok(_) => done.dropped.push(index),
-            Err(e) if has_code(&e, "55P03") || is_missing_table(&e) => {}
+            Err(e) if has_sqlstate(&e, "55P03") || is_missing_table(&e) => {}
             Err(e) => return Err(e.into()),
         }
     }
@@ -287,8 +292,4 @@ async fn rebuild(
             }
         }
     }
-}
-
-fn has_code(err: &sqlx::Error, code: &str) -> bool {
-    err.as_database_error().and_then(|d| d.code()).as_deref() == Some(code)
 }

@@ -50,6 +50,9 @@ const MIN_TICK_WAIT: Duration = Duration::from_millis(20);
 const LINK_CHECKS: &str = "SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2; \
      SET tcp_keepalives_count = 3; SET tcp_user_timeout = 15000";
 
+/// How long a stopping leader waits to give its lock back.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Advisory lock key of the maintenance leader.
 const LEADER_KEY: i64 = 0x6665_7463_686d; // "fetchm"
 
@@ -75,15 +78,25 @@ pub(crate) async fn run(
     incidents: Incidents,
 ) {
     let mut trouble = Trouble::new("maintenance", &incidents);
+    let in_transaction = matches!(lock, Lock::Transaction(_));
     loop {
+        // the leader's connection, kept here so that a stop in the middle of
+        // a round still gives the lock back before `run` returns
+        let mut held = None;
         let led = tokio::select! {
-            r = lead(&client, &lock, interval, reindex, &stop, &mut trouble) => r,
-            // stuck on an unreachable server: dropping the connection unlocks
-            _ = stop.cancelled() => return,
+            r = lead(&client, &lock, interval, reindex, &stop, &mut trouble, &mut held) => Some(r),
+            _ = stop.cancelled() => None,
         };
         match led {
-            Ok(()) => return, // stopped
-            Err(e) => {
+            // stopped
+            None | Some(Ok(())) => {
+                if let Some(conn) = held {
+                    release(conn, in_transaction).await;
+                }
+                return;
+            }
+            Some(Err(e)) => {
+                drop(held);
                 let wait = trouble.failed(&e).max(interval);
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
@@ -102,12 +115,13 @@ async fn lead(
     reindex: bool,
     stop: &CancellationToken,
     trouble: &mut Trouble,
+    held: &mut Option<PgConnection>,
 ) -> Result<(), sqlx::Error> {
     let (options, in_transaction) = match lock {
         Lock::Session(o) => (o, false),
         Lock::Transaction(o) => (o, true),
     };
-    let mut conn = PgConnection::connect_with(options).await?;
+    let conn = held.insert(PgConnection::connect_with(options).await?);
     if !in_transaction {
         // the lock is freed only when the server ends this session: on a cut
         // link it would wait for the system's keepalive (two hours by
@@ -117,17 +131,14 @@ async fn lead(
         conn.execute(LINK_CHECKS).await?;
     }
     loop {
-        let leader = try_lock(&mut conn, in_transaction).await?;
+        let leader = try_lock(conn, in_transaction).await?;
         trouble.ok();
         if leader {
             break;
         }
         tokio::select! {
             _ = tokio::time::sleep(interval * 5) => {}
-            _ = stop.cancelled() => {
-                let _ = conn.close().await;
-                return Ok(());
-            }
+            _ = stop.cancelled() => return Ok(()),
         }
     }
     tracing::info!("this process now runs fetchq maintenance");
@@ -211,15 +222,7 @@ async fn lead(
             }
             tokio::select! {
                 _ = tokio::time::sleep_until(until) => {}
-                _ = stop.cancelled() => {
-                    if in_transaction {
-                        let _ = conn.execute("ROLLBACK").await;
-                    } else {
-                        let _ = sqlx::query("SELECT pg_advisory_unlock($1)").bind(LEADER_KEY).execute(&mut conn).await;
-                    }
-                    let _ = conn.close().await;
-                    return Ok(());
-                }
+                _ = stop.cancelled() => return Ok(()),
             }
             if until >= round_end {
                 break;
@@ -236,6 +239,29 @@ async fn lead(
         }
         // still holding the lock? (a dead connection lost it)
         conn.ping().await?;
+    }
+}
+
+/// Gives the leader's lock back and closes its connection. Bounded: on an
+/// unreachable server the connection is dropped (the server frees the lock
+/// when it finds the link dead).
+async fn release(mut conn: PgConnection, in_transaction: bool) {
+    let unlock = async {
+        if in_transaction {
+            conn.execute("ROLLBACK").await?;
+        } else {
+            sqlx::query("SELECT pg_advisory_unlock_all()")
+                .execute(&mut conn)
+                .await?;
+        }
+        conn.close().await
+    };
+    match tokio::time::timeout(RELEASE_TIMEOUT, unlock).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::debug!(error = %e, "giving the leader's lock back failed"),
+        Err(_) => {
+            tracing::debug!("giving the leader's lock back timed out; dropping its connection")
+        }
     }
 }
 

@@ -766,9 +766,10 @@ impl Runtime {
         let _ = completer.await;
         clock.abort();
         background.cancel();
-        // services stop at once when cancelled; do not let one hold us up
+        // services stop at once when cancelled (the leader after giving its
+        // lock back, 2 s at most); do not let one hold us up
         let stopped = async { while services.join_next().await.is_some() {} };
-        if tokio::time::timeout(Duration::from_millis(500), stopped)
+        if tokio::time::timeout(Duration::from_millis(2500), stopped)
             .await
             .is_err()
         {

@@ -510,14 +510,52 @@ async fn one_maintenance_leader_through_transaction_pooling() {
         runs.total() == 1
     })
     .await;
+    // stopped in the middle of a round (its jobs wait for this lock): the
+    // leader still gives its lock back before the runtime returns
+    let mut blocker = db.pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE fetchq.jobs IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(20), "a round waiting for the jobs", || async {
+        sqlx::query_scalar::<_, bool>(
+            "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%mnt_job_run%')",
+        )
+        .fetch_one(&db.pool)
+        .await
+        .unwrap()
+    })
+    .await;
+    let leader_pid: i32 = sqlx::query_scalar(
+        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = $1 AND objid = $2",
+    )
+    .bind(LEADER_CLASSID)
+    .bind(LEADER_OBJID)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
     for s in &stops {
         s.cancel();
     }
     for h in handles {
         h.await.unwrap().unwrap();
     }
-    // stopping gave the lock back
-    assert!(holders().await.is_empty());
+    let h = holders().await;
+    blocker.rollback().await.unwrap();
+    assert!(h.is_empty(), "the lock outlived its runtime: {h:?}");
+    // by a rollback, not a dropped link: the pooler keeps the server
+    // connection (it closes one whose client left in a transaction)
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let alive: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT FROM pg_stat_activity WHERE pid = $1)")
+            .bind(leader_pid)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert!(
+        alive,
+        "the leader's server connection was dropped, not given back"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

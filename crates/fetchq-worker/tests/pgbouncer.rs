@@ -483,8 +483,8 @@ async fn one_maintenance_leader_through_transaction_pooling() {
         handles.push(tokio::spawn(rt.run()));
     }
     let holders = || async {
-        sqlx::query_as::<_, (i64, String, bool)>(
-            "SELECT count(*) OVER (), a.state, a.backend_xmin IS NULL FROM pg_locks l JOIN pg_stat_activity a USING (pid) \
+        sqlx::query_as::<_, (i64, String, bool, i32)>(
+            "SELECT count(*) OVER (), a.state, a.backend_xmin IS NULL, a.pid FROM pg_locks l JOIN pg_stat_activity a USING (pid) \
              WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1 AND l.objid = $2",
         )
         .bind(LEADER_CLASSID)
@@ -526,14 +526,9 @@ async fn one_maintenance_leader_through_transaction_pooling() {
         .unwrap()
     })
     .await;
-    let leader_pid: i32 = sqlx::query_scalar(
-        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = $1 AND objid = $2",
-    )
-    .bind(LEADER_CLASSID)
-    .bind(LEADER_OBJID)
-    .fetch_one(&db.pool)
-    .await
-    .unwrap();
+    let h = holders().await;
+    assert_eq!(h.len(), 1, "{h:?}");
+    let leader_pid = h[0].3;
     for s in &stops {
         s.cancel();
     }
